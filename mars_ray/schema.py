@@ -1,0 +1,144 @@
+"""The one event schema: what is ingested, simulated, matched and written.
+
+Every layer (LOBSTER reader, matching engine, simulation kernel, Parquet writer)
+speaks these columns, so real and simulated flow can be compared row for row.
+
+Books record events as plain tuples (cheap to append in the hot path) in the
+order of ``ROW_FIELDS``; ``rows_to_table`` turns them into an Arrow table and
+adds the per-book constants (instrument, trajectory).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+class EventType(IntEnum):
+    """What happened. Stored as int8; the names are written into file metadata."""
+
+    SUBMIT = 0  # an order was accepted
+    CANCEL = 1  # size left the book without trading (full or partial cancel, IOC rest)
+    MODIFY = 2  # an order changed price and/or size (price/size columns: new values)
+    TRADE = 3  # a fill: order_id is the resting (or sell, in auctions) order
+    REJECT = 4  # an order or request was refused; ``reason`` says why
+    AUCTION = 5  # a call auction uncrossed: price and total volume
+    HALT = 6  # trading halted
+    RESUME = 7  # quoting (reason "quote") or trading (reason "trade") resumed
+    HIDDEN_TRADE = 8  # an execution against hidden liquidity (LOBSTER type 5)
+    PHASE = 9  # the session phase changed; reason names the new phase
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = -1
+    NONE = 0
+
+
+class OrderType(IntEnum):
+    LIMIT = 0
+    MARKET = 1
+    IOC = 2  # immediate-or-cancel limit order
+    CANCEL = 3  # a request: cancel ``size`` shares (0 = all) of ``order_id``
+    MODIFY = 4  # a request: set ``order_id`` to ``price`` / ``size``
+
+
+# A book appends one tuple per event, in this order.
+ROW_FIELDS: tuple[str, ...] = (
+    "time_ns",
+    "seq",
+    "event_type",
+    "order_id",
+    "side",
+    "price",
+    "size",
+    "agent_id",
+    "contra_order_id",
+    "contra_agent_id",
+    "reason",
+)
+
+NO_ID = -1  # order/agent id column value when there is none
+NO_PRICE = 0  # price column value when there is none (market orders, cancels of unknown ids)
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("time_ns", pa.int64(), nullable=False),  # ns since midnight of the session date
+        pa.field("instrument", pa.string(), nullable=False),
+        pa.field("trajectory_id", pa.int32(), nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),  # per-book event sequence, ties in time
+        pa.field("event_type", pa.int8(), nullable=False),
+        pa.field("order_id", pa.int64(), nullable=False),
+        pa.field("side", pa.int8(), nullable=False),
+        pa.field("price", pa.int64(), nullable=False),  # integer ticks
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("agent_id", pa.int64(), nullable=False),
+        pa.field("contra_order_id", pa.int64(), nullable=False),
+        pa.field("contra_agent_id", pa.int64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=True),  # why (rejects, cancels, phases)
+    ],
+    metadata={
+        "mars_ray.event_types": json.dumps({e.name.lower(): int(e) for e in EventType}),
+        "mars_ray.sides": json.dumps({s.name.lower(): int(s) for s in Side}),
+    },
+)
+
+_INT_FIELDS = [f for f in ROW_FIELDS if f != "reason"]
+_NUMPY_TYPES = {f.name: f.type.to_pandas_dtype() for f in EVENT_SCHEMA if f.name in _INT_FIELDS}
+
+
+def empty_table() -> pa.Table:
+    return EVENT_SCHEMA.empty_table()
+
+
+def rows_to_table(rows: Sequence[tuple], instrument: str, trajectory_id: int) -> pa.Table:
+    """Turn one book's event tuples into an Arrow table of EVENT_SCHEMA."""
+    n = len(rows)
+    if n == 0:
+        return empty_table()
+    columns = list(zip(*rows, strict=True))
+    arrays: dict[str, Any] = {}
+    for name, values in zip(ROW_FIELDS, columns, strict=True):
+        if name == "reason":
+            arrays[name] = pa.array(values, type=pa.string())
+        else:
+            arrays[name] = pa.array(np.fromiter(values, dtype=_NUMPY_TYPES[name], count=n))
+    arrays["instrument"] = pa.array([instrument] * n, type=pa.string())
+    arrays["trajectory_id"] = pa.array(np.full(n, trajectory_id, dtype=np.int32))
+    return pa.table([arrays[f.name] for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
+
+
+def concat_sorted(tables: Sequence[pa.Table]) -> pa.Table:
+    """Concatenate event tables in the canonical order (time, trajectory, instrument, seq).
+
+    The order does not depend on how instruments were spread over shards, which is
+    what makes output identical for any shard count.
+    """
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return empty_table()
+    table = pa.concat_tables(tables)
+    return table.sort_by(
+        [
+            ("time_ns", "ascending"),
+            ("trajectory_id", "ascending"),
+            ("instrument", "ascending"),
+            ("seq", "ascending"),
+        ]
+    )
+
+
+def event_type_name(code: int) -> str:
+    return EventType(code).name.lower()
+
+
+def with_metadata(table: pa.Table, extra: dict[str, str]) -> pa.Table:
+    """Return ``table`` with ``extra`` merged into its schema metadata."""
+    meta = dict(table.schema.metadata or {})
+    meta.update({k.encode(): v.encode() for k, v in extra.items()})
+    return table.replace_schema_metadata(meta)
