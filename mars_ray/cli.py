@@ -1,0 +1,22 @@
+"""The ``mars-ray`` command. Each sub-command lives in its own module under mars_ray.commands."""
+
+from __future__ import annotations
+
+import click
+
+from mars_ray.commands.data import data
+from mars_ray.commands.simulate import simulate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mars-ray")
+def cli() -> None:
+    """mars-ray: market simulation with a generative Large Market Model, on Ray."""
+
+
+cli.add_command(simulate)
+cli.add_command(data)
+
+
+def main() -> None:
+    cli()
