@@ -10,6 +10,7 @@ adds the per-book constants (instrument, trajectory).
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Sequence
 from enum import IntEnum
@@ -48,10 +49,9 @@ class OrderType(IntEnum):
     MODIFY = 4  # a request: set ``order_id`` to ``price`` / ``size``
 
 
-# A book appends one tuple per event, in this order.
+# A book appends one tuple per event, in this order; ``seq`` is added on conversion.
 ROW_FIELDS: tuple[str, ...] = (
     "time_ns",
-    "seq",
     "event_type",
     "order_id",
     "side",
@@ -88,27 +88,38 @@ EVENT_SCHEMA = pa.schema(
     },
 )
 
-_INT_FIELDS = [f for f in ROW_FIELDS if f != "reason"]
-_NUMPY_TYPES = {f.name: f.type.to_pandas_dtype() for f in EVENT_SCHEMA if f.name in _INT_FIELDS}
+_NUMPY_TYPES = {f.name: f.type.to_pandas_dtype() for f in EVENT_SCHEMA if f.name != "reason"}
 
 
 def empty_table() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
 
 
-def rows_to_table(rows: Sequence[tuple], instrument: str, trajectory_id: int) -> pa.Table:
-    """Turn one book's event tuples into an Arrow table of EVENT_SCHEMA."""
+def rows_to_table(
+    rows: Sequence[tuple], instrument: str, trajectory_id: int, seq_base: int = 0
+) -> pa.Table:
+    """Turn one book's event tuples into an Arrow table of EVENT_SCHEMA.
+
+    ``seq`` numbers the rows from ``seq_base``: the book's running event count.
+    """
     n = len(rows)
     if n == 0:
         return empty_table()
-    columns = list(zip(*rows, strict=True))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # transposing millions of tuples makes the cyclic GC scan for nothing
+    try:
+        columns = list(zip(*rows, strict=True))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     arrays: dict[str, Any] = {}
     for name, values in zip(ROW_FIELDS, columns, strict=True):
         if name == "reason":
             arrays[name] = pa.array(values, type=pa.string())
         else:
             arrays[name] = pa.array(np.fromiter(values, dtype=_NUMPY_TYPES[name], count=n))
-    arrays["instrument"] = pa.array([instrument] * n, type=pa.string())
+    arrays["seq"] = pa.array(np.arange(seq_base, seq_base + n, dtype=np.int64))
+    arrays["instrument"] = pa.repeat(pa.scalar(instrument, type=pa.string()), n)
     arrays["trajectory_id"] = pa.array(np.full(n, trajectory_id, dtype=np.int32))
     return pa.table([arrays[f.name] for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
 

@@ -1,0 +1,167 @@
+"""The agent interface: populations of agents that decide in batches.
+
+A simulation has thousands of agents, so an agent kind is written as a
+*population*: one object holds the state of all agents of that kind on one
+book (one instrument of one trajectory) as numpy arrays, and decides for all
+of them at once, once per kernel step. That is what keeps 1,000 agents cheap,
+and it is the same shape the batched LMM agent and RLlib policies need: many
+observations in, one OrderBatch out.
+
+Timing. ``act(t0, t1, ...)`` is called at the start of each step [t0, t1). A
+population draws its agents' wake-up times inside the step; an agent waking at
+``w`` sees the newest boundary snapshot published at or before
+``w - data_latency`` (``observe``), and its order reaches the exchange at
+``w + order_latency``. Latencies are drawn per agent at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from mars_ray.config import LatencyConfig
+from mars_ray.exchange.book import Phase
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema import OrderType
+
+# Columns of MarketView.history (float64, prices in ticks; 0 = no such price)
+BEST_BID, BEST_ASK, BID_SIZE, ASK_SIZE, LAST, VOLUME, MID = range(7)
+N_FEATURES = 7
+
+
+class AgentParams(BaseModel):
+    """Base for each kind's parameters; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class MarketView:
+    """What agents of one book may know: snapshots taken at the last step boundaries.
+
+    ``history[0]`` is the newest (taken at ``times[0]``), ``history[k]`` k steps older.
+    ``MID`` falls back to the last trade, then to the reference price, when a side is empty.
+    """
+
+    history: np.ndarray  # (H, N_FEATURES) float64
+    times: np.ndarray  # (H,) int64, descending
+    depth: np.ndarray  # (levels, 4) int64 top-of-book of the newest snapshot (LOBSTER order)
+    phase: Phase  # the phase at the start of the step
+
+
+@dataclass
+class Fills:
+    """Trades of one population's agents in one step (one row per fill per agent)."""
+
+    agent_index: np.ndarray  # index into the population's agents
+    order_id: np.ndarray
+    side: np.ndarray  # side of this agent's order
+    price: np.ndarray  # ticks
+    size: np.ndarray
+
+
+class AgentPopulation:
+    """Base class: per-agent latencies, ids, wake-ups, lagged observation, positions."""
+
+    kind: ClassVar[str]
+    params_model: ClassVar[type[AgentParams]] = AgentParams
+
+    def __init__(
+        self,
+        params: AgentParams,
+        agent_ids: np.ndarray,
+        instrument: int,
+        trajectory: int,
+        tick_size: float,
+        reference_ticks: int,
+        latency: LatencyConfig,
+        rng: np.random.Generator,
+    ) -> None:
+        self.params = params
+        self.agent_ids = np.asarray(agent_ids, dtype=np.int64)
+        self.n = len(self.agent_ids)
+        self.instrument = instrument
+        self.trajectory = trajectory
+        self.tick_size = tick_size
+        self.reference_ticks = reference_ticks
+        self.rng = rng
+        self.order_latency_ns = _draw_latency(rng, latency.order_us, self.n)
+        self.data_latency_ns = _draw_latency(rng, latency.data_us, self.n)
+        self.inventory = np.zeros(self.n, dtype=np.int64)  # shares
+        self.cash = np.zeros(self.n, dtype=np.float64)  # currency units
+        self._order_counter = 0
+
+    # ---------------------------------------------------------------- to override
+    def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
+        """Orders (and cancels) decided during [t0, t1)."""
+        raise NotImplementedError
+
+    def on_fills(self, fills: Fills) -> None:
+        """Update positions; subclasses extend this to track their own orders."""
+        signed = fills.side.astype(np.int64) * fills.size
+        np.add.at(self.inventory, fills.agent_index, signed)
+        np.add.at(self.cash, fills.agent_index, -signed * fills.price * self.tick_size)
+
+    # ---------------------------------------------------------------- helpers
+    def new_order_ids(self, agent_index: np.ndarray) -> np.ndarray:
+        """Fresh ids, unique within the book: the agent id in the high bits, a counter below."""
+        k = len(agent_index)
+        counter = np.arange(self._order_counter, self._order_counter + k, dtype=np.int64)
+        self._order_counter += k
+        return (self.agent_ids[agent_index] << 32) | counter
+
+    def wakeups(self, t0: int, t1: int, rate_per_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Poisson wake-ups of all agents at ``rate_per_s`` each: (agent index, time), time-sorted."""
+        expected = self.n * rate_per_s * (t1 - t0) / 1e9
+        count = int(self.rng.poisson(expected)) if expected > 0 else 0
+        agents = self.rng.integers(0, self.n, size=count)
+        times = self.rng.integers(t0, t1, size=count, dtype=np.int64)
+        order = np.argsort(times, kind="stable")
+        return agents[order], times[order]
+
+    def observe(self, view: MarketView, agent_index: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Feature rows each agent sees at its decision time, honouring its data latency."""
+        seen_at = times - self.data_latency_ns[agent_index]
+        ascending = view.times[::-1]
+        pos = np.searchsorted(ascending, seen_at, side="right") - 1  # newest boundary <= seen_at
+        lag = (len(ascending) - 1) - np.clip(pos, 0, None)
+        return view.history[lag]
+
+    def arrivals(self, agent_index: np.ndarray, times: np.ndarray) -> np.ndarray:
+        return times + self.order_latency_ns[agent_index]
+
+    def orders(
+        self,
+        agent_index: np.ndarray,
+        times: np.ndarray,
+        order_type: np.ndarray | int,
+        side: np.ndarray | int,
+        price_ticks: np.ndarray | float,
+        size: np.ndarray | float,
+        order_id: np.ndarray | None = None,
+    ) -> OrderBatch:
+        """Build an OrderBatch for decisions at ``times``; new ids unless ``order_id`` is given."""
+        if order_id is None:
+            order_id = self.new_order_ids(agent_index)
+        return OrderBatch.build(
+            time_ns=self.arrivals(agent_index, times),
+            trajectory_id=self.trajectory,
+            instrument=self.instrument,
+            order_type=order_type,
+            order_id=order_id,
+            side=side,
+            price=np.asarray(price_ticks, dtype=np.float64) * self.tick_size,
+            size=size,
+            agent_id=self.agent_ids[agent_index],
+        )
+
+    def cancels(self, agent_index: np.ndarray, times: np.ndarray, order_id: np.ndarray) -> OrderBatch:
+        return self.orders(agent_index, times, int(OrderType.CANCEL), 0, np.nan, 0.0, order_id)
+
+
+def _draw_latency(rng: np.random.Generator, bounds_us: tuple[float, float], n: int) -> np.ndarray:
+    lo, hi = bounds_us
+    return np.round(rng.uniform(lo, hi, size=n) * 1000.0).astype(np.int64)

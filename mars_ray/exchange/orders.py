@@ -1,0 +1,132 @@
+"""OrderBatch: the columnar unit in which orders travel (agents → kernel → shard actors).
+
+One batch carries many orders, for many instruments and trajectories. Prices
+and sizes are float64 at this boundary on purpose: users and agents may send
+NaN, negative or off-grid values, and the exchange turns those into reject
+events rather than failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pyarrow as pa
+
+from mars_ray.schema import OrderType
+
+ORDER_SCHEMA = pa.schema(
+    [
+        pa.field("time_ns", pa.int64()),  # arrival time at the exchange
+        pa.field("trajectory_id", pa.int32()),
+        pa.field("instrument", pa.int32()),  # index into the simulation's instrument list
+        pa.field("order_type", pa.int8()),  # OrderType
+        pa.field("order_id", pa.int64()),  # for cancel / modify: the order to act on
+        pa.field("side", pa.int8()),  # +1 buy, -1 sell (ignored for cancel / modify)
+        pa.field("price", pa.float64()),  # currency units; NaN for market orders and cancels
+        pa.field("size", pa.float64()),  # shares; for cancel 0 (or NaN) means all
+        pa.field("agent_id", pa.int64()),
+    ]
+)
+
+_DTYPES = {f.name: np.dtype(f.type.to_pandas_dtype()) for f in ORDER_SCHEMA}
+
+
+@dataclass
+class OrderBatch:
+    time_ns: np.ndarray
+    trajectory_id: np.ndarray
+    instrument: np.ndarray
+    order_type: np.ndarray
+    order_id: np.ndarray
+    side: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+    agent_id: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = None
+        for name, dtype in _DTYPES.items():
+            value = getattr(self, name)
+            if not (isinstance(value, np.ndarray) and value.dtype == dtype):
+                value = np.asarray(value, dtype=dtype)
+            if value.ndim != 1:
+                raise ValueError(f"OrderBatch.{name} must be one-dimensional, got shape {value.shape}")
+            if n is None:
+                n = len(value)
+            elif len(value) != n:
+                raise ValueError(f"OrderBatch.{name} has {len(value)} rows, expected {n} like the other columns")
+            setattr(self, name, value)
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
+
+    @classmethod
+    def empty(cls) -> OrderBatch:
+        return cls(**{name: np.empty(0, dtype=dt) for name, dt in _DTYPES.items()})
+
+    @classmethod
+    def build(
+        cls,
+        time_ns,
+        instrument,
+        order_type,
+        order_id,
+        side,
+        price,
+        size,
+        agent_id,
+        trajectory_id=0,
+    ) -> OrderBatch:
+        """Broadcast scalars against the array arguments."""
+        columns = dict(
+            time_ns=time_ns,
+            trajectory_id=trajectory_id,
+            instrument=instrument,
+            order_type=order_type,
+            order_id=order_id,
+            side=side,
+            price=price,
+            size=size,
+            agent_id=agent_id,
+        )
+        n = max((len(v) for v in columns.values() if np.ndim(v) == 1), default=1)
+        return cls(
+            **{
+                k: np.asarray(v, dtype=_DTYPES[k]) if np.ndim(v) == 1 else np.full(n, v, dtype=_DTYPES[k])
+                for k, v in columns.items()
+            }
+        )
+
+    @classmethod
+    def concat(cls, batches: list[OrderBatch]) -> OrderBatch:
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        return cls(**{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)})
+
+    def take(self, index: np.ndarray) -> OrderBatch:
+        return OrderBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def sorted(self) -> OrderBatch:
+        """Deterministic processing order: arrival time, then agent, then batch position."""
+        order = np.lexsort((self.agent_id, self.time_ns))  # stable: ties keep batch order
+        return self.take(order)
+
+    def split_before(self, t: int) -> tuple[OrderBatch, OrderBatch]:
+        """(orders arriving before t, the rest); assumes the batch is sorted."""
+        cut = int(np.searchsorted(self.time_ns, t, side="left"))
+        return self.take(np.arange(cut)), self.take(np.arange(cut, len(self)))
+
+    def to_arrow(self) -> pa.Table:
+        return pa.table({f.name: getattr(self, f.name) for f in fields(self)}, schema=ORDER_SCHEMA)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> OrderBatch:
+        missing = [name for name in ORDER_SCHEMA.names if name not in table.column_names]
+        if missing:
+            raise ValueError(f"order table is missing column(s) {missing}")
+        return cls(**{name: table.column(name).to_numpy(zero_copy_only=False) for name in ORDER_SCHEMA.names})
+

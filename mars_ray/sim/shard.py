@@ -1,0 +1,248 @@
+"""A shard: some instruments' books (for every trajectory) and the agents that trade them.
+
+The shard runs its own time steps between synchronisation points, so the
+driver makes one remote call per shard per sync interval, not per order or per
+step. Agents live next to the books they trade; every book's input depends only
+on its own seeded agents and the calendar, which is why the event tables are
+identical whatever the number of shards.
+
+``ShardRuntime`` is plain Python (tests use it directly); ``ExchangeShard`` is
+the same class as a Ray actor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from agents.base import (
+    ASK_SIZE,
+    BEST_ASK,
+    BEST_BID,
+    BID_SIZE,
+    LAST,
+    MID,
+    N_FEATURES,
+    VOLUME,
+    AgentPopulation,
+    Fills,
+    MarketView,
+)
+from agents.registry import AGENT_KINDS
+from mars_ray.config import SimulationConfig
+from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.exchange import Exchange, InstrumentSpec
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema import NO_ID, EventType, concat_sorted, rows_to_table
+from mars_ray.sim.calendar import session_actions
+from mars_ray.sim.snapshots import SnapshotRecorder
+
+_TRADE = int(EventType.TRADE)
+
+
+def instrument_specs(config: SimulationConfig) -> list[InstrumentSpec]:
+    return [InstrumentSpec(i.name, i.tick_size, i.reference_ticks) for i in config.instruments]
+
+
+def shard_instruments(n_instruments: int, shards: int) -> list[list[int]]:
+    """Round-robin assignment of instrument indices to shards."""
+    return [list(range(k, n_instruments, shards)) for k in range(shards)]
+
+
+@dataclass(frozen=True)
+class AgentBlock:
+    """One agent group's agents on one instrument: ids [first_id, first_id + count)."""
+
+    group: int
+    instrument: int
+    first_id: int
+    count: int
+
+
+def agent_blocks(config: SimulationConfig) -> list[AgentBlock]:
+    """Deterministic agent ids for the whole simulation (independent of sharding)."""
+    names = config.instrument_names
+    blocks, next_id = [], 1
+    for g, group in enumerate(config.agents):
+        targets = group.instruments or names
+        for inst in sorted(names.index(n) for n in targets):
+            blocks.append(AgentBlock(g, inst, next_id, group.count))
+            next_id += group.count
+    return blocks
+
+
+def agent_rng(seed: int, trajectory: int, instrument: int, group: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(trajectory, instrument, group)))
+
+
+class _BookState:
+    """What the shard keeps per book besides the book: the agents and the view history."""
+
+    def __init__(self, book: OrderBook, reference: int, history: int, start: int, step: int):
+        self.book = book
+        self.reference = reference
+        self.populations: list[AgentPopulation] = []
+        self.first_ids = np.empty(0, dtype=np.int64)
+        self.history = np.zeros((history, N_FEATURES), dtype=np.float64)
+        self.history[:, LAST] = reference
+        self.history[:, MID] = reference
+        self.times = start - step * np.arange(1, history + 1, dtype=np.int64)
+        self.step_volume = 0
+        self.chunks: list[tuple[int, list[tuple]]] = []  # drained (seq base, rows)
+
+    def push_view(self, t: int, depth: np.ndarray) -> MarketView:
+        book = self.book
+        row = np.zeros(N_FEATURES, dtype=np.float64)
+        ask_px, ask_sz, bid_px, bid_sz = depth[0]
+        last = book.last_trade_price if book.last_trade_price is not None else self.reference
+        row[BEST_BID], row[BID_SIZE], row[BEST_ASK], row[ASK_SIZE] = bid_px, bid_sz, ask_px, ask_sz
+        row[LAST] = last
+        row[VOLUME] = self.step_volume
+        row[MID] = (bid_px + ask_px) / 2.0 if bid_px and ask_px and bid_px < ask_px else last
+        self.history = np.roll(self.history, 1, axis=0)
+        self.history[0] = row
+        self.times = np.roll(self.times, 1)
+        self.times[0] = t
+        self.step_volume = 0
+        return MarketView(self.history, self.times, depth, book.phase)
+
+
+class ShardRuntime:
+    def __init__(self, config: SimulationConfig, shard_index: int) -> None:
+        self.config = config
+        kernel = config.kernel
+        self.instruments = shard_instruments(len(config.instruments), kernel.shards)[shard_index]
+        specs = instrument_specs(config)
+        self.exchange = Exchange(specs, self.instruments, range(kernel.trajectories), Phase.CLOSED)
+        self.step = kernel.step_ns
+        self.start = config.session.pre_open
+        self.end = config.session.close
+        self.t = self.start
+        self.actions = session_actions(config.session)
+        self.pending = OrderBatch.empty()
+        self.snapshot_every = max(1, round(config.output.snapshot_every_ms * 1e6 / self.step))
+        self.snapshots = SnapshotRecorder(config.output.snapshot_levels)
+        self.steps_done = 0
+        self.state: dict[tuple[int, int], _BookState] = {}
+        for key, book in self.exchange.books.items():
+            self.state[key] = _BookState(
+                book, specs[key[1]].reference_ticks, kernel.history_steps, self.start, self.step
+            )
+        self._build_agents(specs)
+        self.event_count = 0
+        self.trade_count = 0
+
+    def _build_agents(self, specs: list[InstrumentSpec]) -> None:
+        local = set(self.instruments)
+        blocks = [b for b in agent_blocks(self.config) if b.instrument in local]
+        for traj in range(self.config.kernel.trajectories):
+            for b in blocks:
+                group = self.config.agents[b.group]
+                cls = AGENT_KINDS[group.kind]
+                spec = specs[b.instrument]
+                population = cls(
+                    group.parsed_params(),
+                    np.arange(b.first_id, b.first_id + b.count, dtype=np.int64),
+                    b.instrument,
+                    traj,
+                    spec.tick_size,
+                    spec.reference_ticks,
+                    group.latency,
+                    agent_rng(self.config.seed, traj, b.instrument, b.group),
+                )
+                self.state[(traj, b.instrument)].populations.append(population)
+        for st in self.state.values():
+            st.first_ids = np.array([p.agent_ids[0] for p in st.populations], dtype=np.int64)
+
+    # ---------------------------------------------------------------- API
+    def submit_orders(self, batch: OrderBatch) -> int:
+        """Queue orders from outside (users, RL policies); they are processed at their time."""
+        self.pending = OrderBatch.concat([self.pending, batch])
+        return len(batch)
+
+    def run_until(self, t_end: int) -> dict:
+        t_end = min(t_end, self.end)
+        while self.t < t_end:
+            t1 = min(self.t + self.step, t_end)
+            self._step(self.t, t1)
+            self.t = t1
+        return self.progress()
+
+    def progress(self) -> dict:
+        return {"t": self.t, "events": self.event_count, "trades": self.trade_count}
+
+    def collect(self) -> tuple[pa.Table, pa.Table]:
+        """All events and snapshots so far (events in canonical order)."""
+        tables = []
+        for (traj, inst), st in self.state.items():
+            name = self.exchange.instruments[inst].name
+            if st.chunks:  # chunks are consecutive in seq: one conversion per book
+                rows = [row for _, chunk in st.chunks for row in chunk]
+                tables.append(rows_to_table(rows, name, traj, st.chunks[0][0]))
+        tables.append(self.exchange.drain())  # exchange-level rejects
+        return concat_sorted(tables), self.snapshots.table(self.exchange.instruments)
+
+    # ---------------------------------------------------------------- the step
+    def _step(self, t0: int, t1: int) -> None:
+        record = self.steps_done % self.snapshot_every == 0
+        batches = [self.pending]
+        for key, st in self.state.items():
+            depth = st.book.snapshot(self.config.output.snapshot_levels)
+            view = st.push_view(t0, depth)
+            if record:
+                self.snapshots.add(t0, key, st.book.phase, depth)
+            for population in st.populations:
+                batches.append(population.act(t0, t1, view))
+        due, self.pending = OrderBatch.concat(batches).sorted().split_before(t1)
+        final = t1 >= self.end
+        for action in self.actions:
+            if t0 <= action.time_ns < t1 or (final and action.time_ns == t1):
+                before, due = due.split_before(action.time_ns)
+                self.exchange.process(before)
+                self.exchange.transition(action.time_ns, action.action)
+        self.exchange.process(due)
+        for st in self.state.values():
+            self._settle(st)
+        self.steps_done += 1
+
+    def _settle(self, st: _BookState) -> None:
+        base, rows = st.book.drain_events()
+        if not rows:
+            return
+        st.chunks.append((base, rows))
+        self.event_count += len(rows)
+        trades = [r for r in rows if r[1] == _TRADE]
+        if not trades:
+            return
+        self.trade_count += len(trades)
+        cols = np.array([r[2:9] for r in trades], dtype=np.int64)
+        order_id, side, price, size, agent, contra_oid, contra_agent = cols.T
+        st.step_volume += int(size.sum())
+        if not st.populations:
+            return
+        both_agent = np.concatenate([agent, contra_agent])
+        both_oid = np.concatenate([order_id, contra_oid])
+        both_side = np.concatenate([side, -side])
+        both_price = np.concatenate([price, price])
+        both_size = np.concatenate([size, size])
+        known = both_agent != NO_ID
+        pop_index = np.searchsorted(st.first_ids, both_agent, side="right") - 1
+        for k, population in enumerate(st.populations):
+            mask = known & (pop_index == k)
+            mask &= both_agent < population.agent_ids[0] + population.n
+            if mask.any():
+                population.on_fills(
+                    Fills(
+                        agent_index=both_agent[mask] - population.agent_ids[0],
+                        order_id=both_oid[mask],
+                        side=both_side[mask],
+                        price=both_price[mask],
+                        size=both_size[mask],
+                    )
+                )
+
+
+ExchangeShard = ray.remote(ShardRuntime)

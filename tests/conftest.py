@@ -1,0 +1,32 @@
+"""Shared fixtures: one local Ray for the whole session, and the LOBSTER data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """../shared/data beside the project (MARS_RAY_DATA overrides). Missing data fails loudly."""
+    path = Path(os.environ.get("MARS_RAY_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+    if not (path / "lobster").is_dir():
+        raise FileNotFoundError(
+            f"market data not found at {path}/lobster; put ../shared/data beside the project "
+            "or set MARS_RAY_DATA"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A small local Ray cluster shared by every test that needs one."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
