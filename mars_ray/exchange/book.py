@@ -204,7 +204,12 @@ class OrderBook:
             self._rest(oid, side, price, size, agent)
             return
         self.emit((t, _SUBMIT, oid, side, _shown(price), size, agent, NO_ID, NO_ID, None))
-        remaining = self._match(t, oid, side, price, size, agent)
+        contra = self._prices[-side]
+        # most orders do not cross: test the touch here before paying for _match
+        if contra and (contra[0] <= price if side == _BUY else contra[-1] >= price):
+            remaining = self._match(t, oid, side, price, size, agent)
+        else:
+            remaining = size
         if remaining:
             if order_type == _LIMIT:
                 self._rest(oid, side, price, remaining, agent)
@@ -240,7 +245,7 @@ class OrderBook:
         side, old_price, owner = entry
         if self.phase == Phase.HALTED or self.phase == Phase.CLOSED:
             why = "halted" if self.phase == Phase.HALTED else "market_closed"
-            self.reject(t, oid, side, old_price, size, agent, why)
+            self.reject(t, oid, side, _shown(old_price), size, agent, why)
             return
         new_price = old_price if price is None else price
         queue = self._levels[side][old_price]

@@ -1,0 +1,252 @@
+"""Replay LOBSTER messages through our OrderBook and check them against the orderbook file.
+
+The replay is ``mars_ray.data.lobster_replay.LobsterReplay``, the one the
+writer and the matching benchmark use too.
+
+Real files are not perfectly self-consistent (orders resting before the file
+starts, levels beyond the file's depth, orders that vanish without a message),
+so the check follows the rules real tools use:
+
+- orderbook row 0 is the book after message 0; the replay starts from it (as
+  anonymous orders, negative ids) and replays messages 1..n-1, comparing the
+  rebuilt book with each row;
+- a cancel or execution of an id the book does not know consumes anonymous
+  liquidity at that price (the order rested before the file began); when a
+  message removes more than its order holds (unknown id without anonymous
+  liquidity there, or an order a resync already cut), the rest comes off the
+  level's other orders, head first, because the file says the level shrank;
+- a level that comes into view from beyond the file's depth (on a side where
+  the previous row showed every level, a price worse than its last one) is
+  taken from the file, with the whole new part of the view: the data cannot
+  know it. Such liquidity goes at the head of its queue, since it predates
+  every order the file submitted;
+- a row where the rebuilt book still disagrees counts as a mismatch and the
+  book resynchronises to that row (its view: every level shown, and no other
+  level inside it), so one error is counted once.
+
+``level1_match`` and ``all_levels_match`` are fractions of the compared rows
+(1..n-1; row 0 is the start). ``queue_priority_agreement`` is the share of
+visible executions (type 4) that hit the head of their level's queue under our
+price-time priority: the named order, or for an unknown id an anonymous one.
+It is a diagnostic, None when there are no executions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from mars_ray.data.lobster import (
+    LobsterFormatError,
+    Messages,
+    read_message_columns,
+    read_orderbook,
+)
+from mars_ray.data.lobster_replay import LobsterReplay
+from mars_ray.schema import Side
+
+__all__ = ["CheckResult", "LobsterReplay", "check", "check_files"]
+
+_BUY, _SELL = int(Side.BUY), int(Side.SELL)
+_INF = 1 << 62
+
+# Floors of the check (issue): only for files with at least this many levels.
+MIN_LEVELS_FOR_THRESHOLDS = 5
+LEVEL1_FLOOR = 0.999
+ALL_LEVELS_FLOOR = 0.97
+
+
+# ---------------------------------------------------------------------- the check
+@dataclass
+class CheckResult:
+    """Counts of a check; ``summary`` gives the fractions the issue defines."""
+
+    messages: int
+    rows: int
+    levels: int
+    compared: int = 0  # rows 1..n-1
+    level1_matches: int = 0
+    all_matches: int = 0
+    levels_from_file: int = 0  # levels taken from the file as they came into view
+    resyncs: int = 0
+    executions: int = 0
+    head_agreements: int = 0
+    unknown_id_messages: int = 0
+
+    @property
+    def level1_match(self) -> float:
+        return self.level1_matches / self.compared if self.compared else 1.0
+
+    @property
+    def all_levels_match(self) -> float:
+        return self.all_matches / self.compared if self.compared else 1.0
+
+    @property
+    def queue_priority_agreement(self) -> float | None:
+        """None when the file has no visible executions to judge by."""
+        return self.head_agreements / self.executions if self.executions else None
+
+    @property
+    def thresholds_apply(self) -> bool:
+        return self.levels >= MIN_LEVELS_FOR_THRESHOLDS
+
+    def summary(self) -> dict[str, float | int | None]:
+        return {
+            "messages": self.messages,
+            "rows": self.rows,
+            "level1_match": self.level1_match,
+            "all_levels_match": self.all_levels_match,
+            "queue_priority_agreement": self.queue_priority_agreement,
+        }
+
+    def failures(self) -> list[str]:
+        """Why the file fails the floors (empty: it passes, or they do not apply)."""
+        if not self.thresholds_apply:
+            return []
+        out = []
+        if self.level1_match < LEVEL1_FLOOR:
+            out.append(f"level1_match {self.level1_match:.4%} < {LEVEL1_FLOOR:.1%}")
+        if self.all_levels_match < ALL_LEVELS_FLOOR:
+            out.append(f"all_levels_match {self.all_levels_match:.4%} < {ALL_LEVELS_FLOOR:.0%}")
+        return out
+
+    def table(self) -> str:
+        """A human-readable summary."""
+        qpa = self.queue_priority_agreement
+        rows = [
+            ("messages", f"{self.messages:,}"),
+            ("orderbook rows", f"{self.rows:,} ({self.levels} levels)"),
+            (
+                "level 1 match",
+                f"{self.level1_match:.4%} ({self.level1_matches:,}/{self.compared:,})",
+            ),
+            (
+                "all levels match",
+                f"{self.all_levels_match:.4%} ({self.all_matches:,}/{self.compared:,})",
+            ),
+            (
+                "queue priority agreement",
+                "n/a"
+                if qpa is None
+                else f"{qpa:.2%} ({self.head_agreements:,}/{self.executions:,})",
+            ),
+            ("resyncs (mismatched rows)", f"{self.resyncs:,}"),
+            ("levels taken from file", f"{self.levels_from_file:,}"),
+            ("unknown-id cancels/executions", f"{self.unknown_id_messages:,}"),
+        ]
+        if self.thresholds_apply:
+            verdict = "FAIL: " + "; ".join(self.failures()) if self.failures() else "pass"
+        else:
+            verdict = f"thresholds not applied (< {MIN_LEVELS_FOR_THRESHOLDS} levels)"
+        rows.append(("result", verdict))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _side_levels(row: list[int], side: int, levels: int) -> list[tuple[int, int]]:
+    col = 0 if side == _SELL else 2
+    out = []
+    for k in range(levels):
+        p, s = row[4 * k + col], row[4 * k + col + 1]
+        if p == 0:
+            break
+        out.append((p, s))
+    return out
+
+
+def check(msgs: Messages, orderbook: np.ndarray) -> CheckResult:
+    """Replay ``msgs`` from orderbook row 0 and compare every later row (rules: module doc)."""
+    n = len(msgs)
+    if orderbook.shape[0] != n:
+        raise ValueError(f"{n} messages but {orderbook.shape[0]} orderbook rows")
+    levels = orderbook.shape[1] // 4
+    result = CheckResult(messages=n, rows=orderbook.shape[0], levels=levels)
+    replay = LobsterReplay(track_priority=True)
+    book = replay.book
+    snapshot = book.snapshot
+    equal = np.array_equal
+    times = msgs.time_ns
+    replay.seed(orderbook[0], int(times[0]))
+    last = 4 * (levels - 1)
+    # What the previous row showed per side: asks up to bound[SELL], bids down to
+    # bound[BUY]; +-_INF when the side was short of full depth (nothing lay beyond).
+    bound = {_SELL: _INF, _BUY: -_INF}
+
+    def view(row: np.ndarray) -> None:
+        """The previous row's depth: a later level beyond it comes into view from beyond."""
+        ask_n, bid_n = int(row[last]), int(row[last + 2])
+        bound[_SELL] = ask_n if ask_n else _INF
+        bound[_BUY] = bid_n if bid_n else -_INF
+
+    view(orderbook[0])
+
+    def in_view(side: int, p: int, edge: int) -> bool:
+        return p <= edge if side == _SELL else p >= edge
+
+    def beyond(side: int, p: int) -> bool:
+        return p > bound[_SELL] if side == _SELL else p < bound[_BUY]
+
+    def compare(i: int) -> None:
+        row = orderbook[i]
+        snap = snapshot(levels).reshape(-1)
+        if equal(snap, row):
+            result.level1_matches += 1
+            result.all_matches += 1
+            view(row)
+            return
+        t = int(times[i])
+        values = row.tolist()
+        file_levels = {s: _side_levels(values, s, levels) for s in (_SELL, _BUY)}
+        # The file's view of a side ends at its last level, or nowhere when not full.
+        edge = {
+            s: (lv[-1][0] if len(lv) == levels else (_INF if s == _SELL else -_INF))
+            for s, lv in file_levels.items()
+        }
+        changed = False
+        for side, lv in file_levels.items():
+            shown = {p for p, _ in lv}
+            for p, _ in book.levels(side):
+                if p not in shown and beyond(side, p) and in_view(side, p, edge[side]):
+                    changed |= replay.set_level(t, side, p, 0, front=False)
+            for p, s in lv:
+                if beyond(side, p) and replay.set_level(t, side, p, s, front=True):
+                    result.levels_from_file += 1
+                    changed = True
+        if changed:
+            snap = snapshot(levels).reshape(-1)
+        if equal(snap[:4], row[:4]):
+            result.level1_matches += 1
+        if equal(snap, row):
+            result.all_matches += 1
+        else:
+            result.resyncs += 1
+            for side, lv in file_levels.items():
+                shown = {p for p, _ in lv}
+                for p, _ in book.levels(side):
+                    if p not in shown and in_view(side, p, edge[side]):
+                        replay.set_level(t, side, p, 0, front=False)
+                for p, s in lv:
+                    replay.set_level(t, side, p, s, front=False)
+        view(row)
+
+    replay.replay(msgs, 1, n, compare)
+    result.compared = n - 1
+    result.executions = replay.executions
+    result.head_agreements = replay.head_agreements
+    result.unknown_id_messages = replay.unknown_id_messages
+    return result
+
+
+def check_files(message_path: str | os.PathLike, orderbook_path: str | os.PathLike) -> CheckResult:
+    """Read a LOBSTER file pair and ``check`` it; bad input raises ``LobsterFormatError``."""
+    msgs = read_message_columns(message_path)
+    orderbook = read_orderbook(orderbook_path)
+    if len(msgs) != orderbook.shape[0]:
+        raise LobsterFormatError(
+            orderbook_path,
+            None,
+            f"{orderbook.shape[0]:,} rows, but the message file {message_path} has {len(msgs):,}",
+        )
+    return check(msgs, orderbook)
