@@ -158,7 +158,9 @@ class AgentPopulation:
             agent_id=self.agent_ids[agent_index],
         )
 
-    def cancels(self, agent_index: np.ndarray, times: np.ndarray, order_id: np.ndarray) -> OrderBatch:
+    def cancels(
+        self, agent_index: np.ndarray, times: np.ndarray, order_id: np.ndarray
+    ) -> OrderBatch:
         return self.orders(agent_index, times, int(OrderType.CANCEL), 0, np.nan, 0.0, order_id)
 
 

@@ -12,5 +12,6 @@ def register(cls: type[AgentPopulation]) -> type[AgentPopulation]:
     return cls
 
 
-# Importing the registry registers every built-in kind (the modules import ``register`` above).
+# Importing the registry registers every built-in kind (the modules import ``register`` above,
+# so they must not import each other: whichever is imported first is still half-initialised).
 from agents import market_maker, momentum, noise, twap, value  # noqa: E402, F401

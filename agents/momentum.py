@@ -1,0 +1,149 @@
+"""Momentum traders: follow the trend of the mid, measured by a fast and a slow EMA.
+
+Each agent keeps its own fast and slow exponential moving average of the mid,
+updated once per step from the newest boundary snapshot (``view.history[0]``),
+with time constants in seconds so the signal does not depend on the step
+length. Agents differ: each scales both time constants by one random factor
+and its threshold by another (``heterogeneity``), so they do not all fire on
+the same tick. When ``fast - slow`` exceeds the agent's threshold it buys
+(sells when below minus the threshold) with a market order or an IOC through
+the opposite touch, as long as its inventory stays within ``max_inventory``.
+
+Only in continuous trading. Orders still in flight (their fills not yet
+reported) count towards the cap, so a burst of wake-ups cannot overshoot it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from agents.base import BEST_ASK, BEST_BID, MID, AgentParams, AgentPopulation, MarketView
+from agents.registry import register
+from mars_ray.exchange.book import Phase
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema import OrderType
+
+# returned whenever a step has nothing to send: building an empty batch costs ~10 us
+_NO_ORDERS = OrderBatch.empty()
+
+
+def _first_wakes(idx: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each agent's first wake-up of the step, time order kept: at most one decision per
+    agent per step, so per-agent state updates by fancy indexing stay correct.
+
+    (Kept per module: agent modules must not import each other, see agents/registry.py.)
+    """
+    if len(idx) < 2:
+        return idx, times
+    _, first = np.unique(idx, return_index=True)
+    first.sort()
+    return idx[first], times[first]
+
+
+class MomentumParams(AgentParams):
+    rate: float = Field(default=0.2, gt=0, le=1000, description="wake-ups per agent per second")
+    fast_s: float = Field(default=10.0, gt=0, description="fast EMA time constant, seconds")
+    slow_s: float = Field(default=60.0, gt=0, description="slow EMA time constant, seconds")
+    threshold: float = Field(default=1.0, gt=0, description="ticks of fast - slow needed to trade")
+    heterogeneity: float = Field(
+        default=0.5, ge=0, lt=1, description="per-agent factors drawn uniformly in [1-h, 1+h]"
+    )
+    order_size: int = Field(default=100, gt=0, description="shares per order")
+    max_inventory: int = Field(default=1000, gt=0, description="|inventory| cap in shares")
+    order_type: Literal["market", "ioc"] = "market"
+    ioc_ticks: int = Field(default=1, ge=0, description="IOC: ticks through the opposite touch")
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> MomentumParams:
+        if self.fast_s >= self.slow_s:
+            raise ValueError(f"fast_s ({self.fast_s}) must be below slow_s ({self.slow_s})")
+        return self
+
+
+@register
+class MomentumTraders(AgentPopulation):
+    """Trend followers on a fast/slow EMA crossover, vectorised over agents."""
+
+    kind = "momentum"
+    params_model = MomentumParams
+    params: MomentumParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        h = p.heterogeneity
+        scale = self.rng.uniform(1 - h, 1 + h, size=self.n)
+        self.fast_tau_ns = p.fast_s * 1e9 * scale
+        self.slow_tau_ns = p.slow_s * 1e9 * scale
+        self.threshold = p.threshold * self.rng.uniform(1 - h, 1 + h, size=self.n)
+        self.fast = np.zeros(self.n)
+        self.slow = np.zeros(self.n)
+        self._ema_time: int | None = None  # time of the snapshot last folded into the EMAs
+        self._alpha_dt = -1
+        self._alpha = (np.zeros(self.n), np.zeros(self.n))
+        self._pending = np.zeros(self.n, dtype=np.int64)  # signed shares sent, not yet settled
+        self._pending_until = np.zeros(self.n, dtype=np.int64)  # arrival of the last such order
+
+    @property
+    def signal(self) -> np.ndarray:
+        """fast - slow EMA per agent, in ticks."""
+        return self.fast - self.slow
+
+    def _update_emas(self, view: MarketView) -> None:
+        if len(view.times) == 0:
+            return
+        t = int(view.times[0])
+        if self._ema_time is not None and t <= self._ema_time:
+            return  # this snapshot is already in
+        x = float(view.history[0, MID])
+        if x <= 0:
+            return
+        if self._ema_time is None:
+            self.fast[:] = x
+            self.slow[:] = x
+        else:
+            dt = t - self._ema_time
+            if dt != self._alpha_dt:  # steps are usually equal: compute the weights once
+                self._alpha = (-np.expm1(-dt / self.fast_tau_ns), -np.expm1(-dt / self.slow_tau_ns))
+                self._alpha_dt = dt
+            af, as_ = self._alpha
+            self.fast += af * (x - self.fast)
+            self.slow += as_ * (x - self.slow)
+        self._ema_time = t
+
+    def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
+        self._update_emas(view)
+        if view.phase != Phase.CONTINUOUS or self._ema_time is None:
+            return _NO_ORDERS
+        p = self.params
+        idx, times = _first_wakes(*self.wakeups(t0, t1, p.rate))
+        if len(idx) == 0:
+            return _NO_ORDERS
+        # orders that arrived before t0 have had their fills reported: no longer pending
+        self._pending[self._pending_until < t0] = 0
+        sig = self.fast[idx] - self.slow[idx]
+        thr = self.threshold[idx]
+        exposure = self.inventory[idx] + self._pending[idx]
+        buy = (sig > thr) & (exposure + p.order_size <= p.max_inventory)
+        sell = (sig < -thr) & (exposure - p.order_size >= -p.max_inventory)
+        go = buy | sell
+        if not go.any():
+            return _NO_ORDERS
+        idx, times, buy = idx[go], times[go], buy[go]
+        side = np.where(buy, 1, -1).astype(np.int8)
+        if p.order_type == "market":
+            otype, price = int(OrderType.MARKET), np.full(len(idx), np.nan)
+        else:
+            obs = self.observe(view, idx, times)
+            bid, ask, mid = obs[:, BEST_BID], obs[:, BEST_ASK], obs[:, MID]
+            mid = np.where(mid > 0, mid, float(self.reference_ticks))
+            touch = np.where(
+                buy, np.where(ask > 0, ask, np.ceil(mid)), np.where(bid > 0, bid, np.floor(mid))
+            )
+            otype, price = int(OrderType.IOC), np.maximum(touch + side * p.ioc_ticks, 1.0)
+        self._pending[idx] += side.astype(np.int64) * p.order_size
+        self._pending_until[idx] = np.maximum(self._pending_until[idx], self.arrivals(idx, times))
+        return self.orders(idx, times, otype, side, price, float(p.order_size))

@@ -1,0 +1,106 @@
+"""Value traders: trade the book towards a private estimate of the fundamental value.
+
+The book has one fundamental, a Gaussian random walk in ticks started at the
+reference price (``volatility`` ticks per sqrt(second), one draw per step from
+the population's rng). Each agent adds a fixed private offset (``private_sd``)
+so that opinions differ. On waking, an agent buys with an IOC at (or
+``through_ticks`` through) the ask it sees when ``ask < value - threshold``,
+and sells at the bid when ``bid > value + threshold``, within its inventory
+cap. IOC rather than a resting limit: a value trader takes mispricing, it does
+not leave stale orders behind. Only in continuous trading.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from agents.base import BEST_ASK, BEST_BID, AgentParams, AgentPopulation, MarketView
+from agents.registry import register
+from mars_ray.exchange.book import Phase
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema import OrderType
+
+# returned whenever a step has nothing to send: building an empty batch costs ~10 us
+_NO_ORDERS = OrderBatch.empty()
+
+
+def _first_wakes(idx: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each agent's first wake-up of the step, time order kept: at most one decision per
+    agent per step, so per-agent state updates by fancy indexing stay correct.
+
+    (Kept per module: agent modules must not import each other, see agents/registry.py.)
+    """
+    if len(idx) < 2:
+        return idx, times
+    _, first = np.unique(idx, return_index=True)
+    first.sort()
+    return idx[first], times[first]
+
+
+class ValueTraderParams(AgentParams):
+    rate: float = Field(default=0.1, gt=0, le=1000, description="wake-ups per agent per second")
+    volatility: float = Field(
+        default=0.2, ge=0, description="ticks per sqrt(second) of the common fundamental"
+    )
+    private_sd: float = Field(
+        default=2.0, ge=0, description="ticks: spread of the agents' private offsets"
+    )
+    threshold: float = Field(default=2.0, ge=0, description="ticks of mispricing needed to trade")
+    order_size: int = Field(default=100, gt=0, description="shares per order")
+    max_inventory: int = Field(default=1000, gt=0, description="|inventory| cap in shares")
+    through_ticks: int = Field(default=0, ge=0, description="IOC limit: ticks through the touch")
+
+
+@register
+class ValueTraders(AgentPopulation):
+    """Fundamental traders with heterogeneous private values, vectorised over agents."""
+
+    kind = "value"
+    params_model = ValueTraderParams
+    params: ValueTraderParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fundamental = float(self.reference_ticks)  # ticks, common to the book
+        self.offset = self.rng.normal(0.0, self.params.private_sd, size=self.n)
+        self._pending = np.zeros(self.n, dtype=np.int64)  # signed shares sent, not yet settled
+        self._pending_until = np.zeros(self.n, dtype=np.int64)
+
+    @property
+    def values(self) -> np.ndarray:
+        """Each agent's current private value (ticks)."""
+        return np.maximum(self.fundamental + self.offset, 1.0)
+
+    def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
+        p = self.params
+        # the fundamental moves in every phase: it is news, not trading
+        if p.volatility > 0:
+            shock = self.rng.standard_normal()
+            self.fundamental += p.volatility * math.sqrt((t1 - t0) / 1e9) * shock
+            self.fundamental = max(self.fundamental, 1.0)
+        if view.phase != Phase.CONTINUOUS:
+            return _NO_ORDERS
+        idx, times = _first_wakes(*self.wakeups(t0, t1, p.rate))
+        if len(idx) == 0:
+            return _NO_ORDERS
+        self._pending[self._pending_until < t0] = 0
+        obs = self.observe(view, idx, times)
+        bid, ask = obs[:, BEST_BID], obs[:, BEST_ASK]
+        value = np.maximum(self.fundamental + self.offset[idx], 1.0)
+        exposure = self.inventory[idx] + self._pending[idx]
+        cap = p.max_inventory
+        buy = (ask > 0) & (ask < value - p.threshold) & (exposure + p.order_size <= cap)
+        sell = (bid > 0) & (bid > value + p.threshold) & (exposure - p.order_size >= -cap)
+        go = buy | sell
+        if not go.any():
+            return _NO_ORDERS
+        idx, times, buy = idx[go], times[go], buy[go]
+        side = np.where(buy, 1, -1).astype(np.int8)
+        price = np.maximum(np.where(buy, ask[go], bid[go]) + side * p.through_ticks, 1.0)
+        self._pending[idx] += side.astype(np.int64) * p.order_size
+        self._pending_until[idx] = np.maximum(self._pending_until[idx], self.arrivals(idx, times))
+        return self.orders(idx, times, int(OrderType.IOC), side, price, float(p.order_size))
