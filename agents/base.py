@@ -114,7 +114,7 @@ class AgentPopulation:
         return (self.agent_ids[agent_index] << 32) | counter
 
     def wakeups(self, t0: int, t1: int, rate_per_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Poisson wake-ups of all agents at ``rate_per_s`` each: (agent index, time), time-sorted."""
+        """Poisson wake-ups at ``rate_per_s`` per agent: (agent index, time), sorted by time."""
         expected = self.n * rate_per_s * (t1 - t0) / 1e9
         count = int(self.rng.poisson(expected)) if expected > 0 else 0
         agents = self.rng.integers(0, self.n, size=count)

@@ -45,7 +45,8 @@ def _parse_clock(value: Any) -> int:
 
 
 class SessionConfig(_Strict):
-    """The trading day: pre-open call → opening auction → continuous → closing call → closing auction."""
+    """The trading day: pre-open call → opening auction → continuous → closing call → closing
+    auction."""
 
     date: dt.date = dt.date(2012, 6, 21)
     pre_open: int = Field(default=_parse_clock("09:00"), description="ns after midnight")
@@ -65,7 +66,8 @@ class SessionConfig(_Strict):
         if not self.pre_open <= self.open < self.closing_call <= self.close:
             raise ValueError(
                 "session times must satisfy pre_open <= open < closing_call <= close, got "
-                f"{_fmt(self.pre_open)}, {_fmt(self.open)}, {_fmt(self.closing_call)}, {_fmt(self.close)}"
+                f"{_fmt(self.pre_open)}, {_fmt(self.open)}, "
+                f"{_fmt(self.closing_call)}, {_fmt(self.close)}"
             )
         return self
 
@@ -85,7 +87,8 @@ class InstrumentConfig(_Strict):
         ticks = self.reference_price / self.tick_size
         if abs(ticks - round(ticks)) > 1e-6:
             raise ValueError(
-                f"reference_price {self.reference_price} is not a multiple of tick_size {self.tick_size}"
+                f"reference_price {self.reference_price} is not a multiple of "
+                f"tick_size {self.tick_size}"
             )
         return self
 
@@ -123,7 +126,9 @@ class AgentGroupConfig(_Strict):
         from agents.registry import AGENT_KINDS
 
         if self.kind not in AGENT_KINDS:
-            raise ValueError(f"unknown agent kind {self.kind!r}; known kinds: {sorted(AGENT_KINDS)}")
+            raise ValueError(
+                f"unknown agent kind {self.kind!r}; known kinds: {sorted(AGENT_KINDS)}"
+            )
         # validate params now so that a bad value is reported before anything runs
         AGENT_KINDS[self.kind].params_model.model_validate(self.params)
         return self
@@ -139,7 +144,9 @@ class KernelConfig(_Strict):
     sync_ms: float = Field(default=60_000.0, gt=0, description="shard synchronisation interval")
     shards: int = Field(default=1, ge=1, le=1024)
     trajectories: int = Field(default=1, ge=1, le=100_000)
-    history_steps: int = Field(default=8, ge=1, le=1024, description="boundary snapshots kept per book")
+    history_steps: int = Field(
+        default=8, ge=1, le=1024, description="boundary snapshots kept per book"
+    )
 
     @model_validator(mode="after")
     def _sync_multiple(self) -> KernelConfig:
@@ -189,12 +196,15 @@ class SimulationConfig(_Strict):
             raise ValueError(f"instrument names must be unique, repeated: {dupes}")
         if self.kernel.shards > len(names):
             raise ValueError(
-                f"kernel.shards ({self.kernel.shards}) exceeds the number of instruments ({len(names)})"
+                f"kernel.shards ({self.kernel.shards}) exceeds the number of "
+                f"instruments ({len(names)})"
             )
         for k, group in enumerate(self.agents):
             for name in group.instruments or []:
                 if name not in names:
-                    raise ValueError(f"agents[{k}].instruments: unknown instrument {name!r}; known: {names}")
+                    raise ValueError(
+                        f"agents[{k}].instruments: unknown instrument {name!r}; known: {names}"
+                    )
         return self
 
     @property
@@ -207,7 +217,11 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
-        if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+        if (
+            "input" in err
+            and err["type"] not in ("missing",)
+            and not isinstance(err["input"], dict)
+        ):
             lines.append(f"  {loc}: {msg} (got {err['input']!r})")
         else:
             lines.append(f"  {loc}: {msg}")

@@ -11,22 +11,26 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from mars_ray.config import NS_PER_S, SimulationConfig  # noqa: E402
-from mars_ray.schema import EventType  # noqa: E402
+from mars_ray.config import NS_PER_S, SimulationConfig
+from mars_ray.schema import EventType
 
 
 def _hours(ns: np.ndarray) -> np.ndarray:
     return ns / NS_PER_S / 3600.0
 
 
-def plot_run(config: SimulationConfig, events: pa.Table, snapshots: pa.Table, path: str | Path) -> Path:
+def plot_run(
+    config: SimulationConfig, events: pa.Table, snapshots: pa.Table, path: str | Path
+) -> Path:
     levels = config.output.snapshot_levels
-    fig, axes = plt.subplots(len(config.instruments), 3, figsize=(15, 3.2 * len(config.instruments)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(config.instruments), 3, figsize=(15, 3.2 * len(config.instruments)), squeeze=False
+    )
     traj0_events = events.filter(pc.equal(events["trajectory_id"], 0))
     traj0_snaps = snapshots.filter(pc.equal(snapshots["trajectory_id"], 0))
     for row, spec in enumerate(config.instruments):
@@ -37,8 +41,15 @@ def plot_run(config: SimulationConfig, events: pa.Table, snapshots: pa.Table, pa
         bid = snap["bid_price_1"].to_numpy().astype(float) * spec.tick_size
         both = (ask > 0) & (bid > 0) & (ask > bid)
         mid = np.where(both, (ask + bid) / 2, np.nan)
-        ax_px.fill_between(t, np.where(both, bid, np.nan), np.where(both, ask, np.nan),
-                           color="tab:blue", alpha=0.25, linewidth=0, label="spread")
+        ax_px.fill_between(
+            t,
+            np.where(both, bid, np.nan),
+            np.where(both, ask, np.nan),
+            color="tab:blue",
+            alpha=0.25,
+            linewidth=0,
+            label="spread",
+        )
         ax_px.plot(t, mid, color="tab:blue", linewidth=0.8, label="mid")
         ax_px.set_title(f"{spec.name}: mid price and spread")
         ax_px.set_ylabel("price")
@@ -48,7 +59,9 @@ def plot_run(config: SimulationConfig, events: pa.Table, snapshots: pa.Table, pa
         trades = ev.filter(pc.equal(ev["event_type"], int(EventType.TRADE)))
         tt = trades["time_ns"].to_numpy()
         if len(tt):
-            edges = np.arange(config.session.pre_open, config.session.close + 60 * NS_PER_S, 60 * NS_PER_S)
+            edges = np.arange(
+                config.session.pre_open, config.session.close + 60 * NS_PER_S, 60 * NS_PER_S
+            )
             volume, _ = np.histogram(tt, bins=edges, weights=trades["size"].to_numpy())
             ax_vol.bar(_hours(edges[:-1]), volume, width=1 / 60, align="edge", color="tab:green")
         ax_vol.set_title(f"{spec.name}: traded volume per minute")

@@ -18,21 +18,35 @@ def with_(**changes) -> dict:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (with_(kernel={"shards": 0}), "kernel.shards: Input should be greater than or equal to 1 (got 0)"),
+        (
+            with_(kernel={"shards": 0}),
+            "kernel.shards: Input should be greater than or equal to 1 (got 0)",
+        ),
         (with_(kernel={"shards": 3}), "kernel.shards (3) exceeds the number of instruments (2)"),
         (with_(kernel={"step_ms": 1000, "sync_ms": 1500}), "must be a whole multiple of step_ms"),
         (with_(seed=-1), "seed: Input should be greater than or equal to 0 (got -1)"),
         (with_(instruments=[{"name": "AAA", "tick_size": -0.01}]), "instruments.0.tick_size"),
-        (with_(instruments=[{"name": "AAA", "reference_price": 100.005}]), "not a multiple of tick_size"),
+        (
+            with_(instruments=[{"name": "AAA", "reference_price": 100.005}]),
+            "not a multiple of tick_size",
+        ),
         (with_(instruments=[{"name": "AAA"}, {"name": "AAA"}]), "repeated: ['AAA']"),
         (with_(instruments=[]), "instruments: List should have at least 1 item"),
         (with_(session={"open": "25:00"}), "session.open: not a time of day: '25:00'"),
         (with_(session={"open": "08:00"}), "pre_open <= open < closing_call <= close"),
         (with_(agents=[{"kind": "nope", "count": 3}]), "unknown agent kind 'nope'"),
-        (with_(agents=[{"kind": "noise", "count": 0}]), "agents.0.count: Input should be greater than 0 (got 0)"),
-        (with_(agents=[{"kind": "noise", "count": 1, "instruments": ["ZZZ"]}]), "unknown instrument 'ZZZ'"),
-        (with_(agents=[{"kind": "noise", "count": 1, "latency": {"order_us": [5, 1]}}]),
-         "agents.0.latency.order_us"),
+        (
+            with_(agents=[{"kind": "noise", "count": 0}]),
+            "agents.0.count: Input should be greater than 0 (got 0)",
+        ),
+        (
+            with_(agents=[{"kind": "noise", "count": 1, "instruments": ["ZZZ"]}]),
+            "unknown instrument 'ZZZ'",
+        ),
+        (
+            with_(agents=[{"kind": "noise", "count": 1, "latency": {"order_us": [5, 1]}}]),
+            "agents.0.latency.order_us",
+        ),
         (with_(typo_field=1), "typo_field: Extra inputs are not permitted"),
     ],
 )
@@ -50,8 +64,16 @@ def test_agent_params_are_validated_by_their_kind():
 
 
 def test_session_clock_strings():
-    cfg = parse_config(with_(session={"pre_open": "09:00", "open": "09:30:00", "closing_call": "15:55",
-                                      "close": "16:00"}))
+    cfg = parse_config(
+        with_(
+            session={
+                "pre_open": "09:00",
+                "open": "09:30:00",
+                "closing_call": "15:55",
+                "close": "16:00",
+            }
+        )
+    )
     assert cfg.session.open == 9.5 * 3600 * 10**9
     assert cfg.session.close == 16 * 3600 * 10**9
 

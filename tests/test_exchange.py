@@ -19,10 +19,19 @@ def exchange() -> Exchange:
     return Exchange(specs, local_instruments=[0, 1], trajectories=[0, 1])
 
 
-def one(inst=0, ot=LIMIT, oid=1, side=1, price=100.0, size=10.0, t=0, traj=0, agent=7) -> OrderBatch:
+def one(
+    inst=0, ot=LIMIT, oid=1, side=1, price=100.0, size=10.0, t=0, traj=0, agent=7
+) -> OrderBatch:
     return OrderBatch.build(
-        time_ns=[t], instrument=[inst], order_type=[ot], order_id=[oid], side=[side],
-        price=[price], size=[size], agent_id=[agent], trajectory_id=[traj],
+        time_ns=[t],
+        instrument=[inst],
+        order_type=[ot],
+        order_id=[oid],
+        side=[side],
+        price=[price],
+        size=[size],
+        agent_id=[agent],
+        trajectory_id=[traj],
     )
 
 
@@ -71,10 +80,14 @@ def test_rejects_do_not_disturb_accepted_orders(exchange):
 
 
 def test_market_orders_need_no_price_and_prices_convert_to_ticks(exchange):
-    exchange.process(OrderBatch.concat([
-        one(inst=1, oid=1, side=-1, price=20.05, size=3),
-        one(inst=1, oid=2, side=1, ot=MARKET, price=np.nan, size=5, t=1),
-    ]))
+    exchange.process(
+        OrderBatch.concat(
+            [
+                one(inst=1, oid=1, side=-1, price=20.05, size=3),
+                one(inst=1, oid=2, side=1, ot=MARKET, price=np.nan, size=5, t=1),
+            ]
+        )
+    )
     events = exchange.drain()
     trade = events.filter(pc.equal(events["event_type"], int(EventType.TRADE)))
     assert trade["price"].to_pylist() == [401]  # 20.05 / 0.05
@@ -83,15 +96,24 @@ def test_market_orders_need_no_price_and_prices_convert_to_ticks(exchange):
 
 
 def test_trajectories_have_separate_books(exchange):
-    exchange.process(OrderBatch.concat([one(traj=0, oid=1), one(traj=1, oid=1, side=-1, price=100.0)]))
+    exchange.process(
+        OrderBatch.concat([one(traj=0, oid=1), one(traj=1, oid=1, side=-1, price=100.0)])
+    )
     events = exchange.drain()
     assert [EventType(e).name for e in events["event_type"].to_pylist()] == ["SUBMIT", "SUBMIT"]
     assert sorted(events["trajectory_id"].to_pylist()) == [0, 1]
 
 
 def test_order_batch_rejects_ragged_columns():
-    with pytest.raises(ValueError, match="OrderBatch.order_type has 2 rows"):
+    with pytest.raises(ValueError, match=r"OrderBatch\.order_type has 2 rows"):
         OrderBatch(
-            time_ns=[0], trajectory_id=[0], instrument=[0], order_type=[0, 0], order_id=[1],
-            side=[1], price=[1.0], size=[1.0], agent_id=[1],
+            time_ns=[0],
+            trajectory_id=[0],
+            instrument=[0],
+            order_type=[0, 0],
+            order_id=[1],
+            side=[1],
+            price=[1.0],
+            size=[1.0],
+            agent_id=[1],
         )

@@ -13,13 +13,23 @@ from mars_ray.config import NS_PER_S, ConfigError, load_config
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: output.dir).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Output folder (default: output.dir).",
+)
 @click.option("--seed", type=click.IntRange(min=0), help="Override the config's seed.")
 @click.option("--shards", type=click.IntRange(min=1), help="Override kernel.shards.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
-    config: str, out_dir: str | None, seed: int | None, shards: int | None, no_plot: bool, quiet: bool
+    config: str,
+    out_dir: str | None,
+    seed: int | None,
+    shards: int | None,
+    no_plot: bool,
+    quiet: bool,
 ) -> None:
     """Run the simulation described by the YAML file CONFIG on Ray (embedded local by default)."""
     overrides = {}
@@ -44,7 +54,9 @@ def simulate(
 
     def on_progress(t: int, totals: dict) -> None:
         bar.n = round((t - session.pre_open) / NS_PER_S)
-        bar.set_postfix(events=f"{totals['events']:,}", trades=f"{totals['trades']:,}", refresh=False)
+        bar.set_postfix(
+            events=f"{totals['events']:,}", trades=f"{totals['trades']:,}", refresh=False
+        )
         bar.refresh()
 
     result = run_simulation(cfg, on_progress=on_progress)
@@ -67,7 +79,8 @@ def simulate(
         f"events {result.events.num_rows:,}   trades {n_trades:,}   "
         f"simulated {total_s:,.0f} s in {result.wall_seconds:,.1f} s wall   "
         f"{result.events_per_second:,.0f} events/s   "
-        f"(shards {cfg.kernel.shards}, trajectories {cfg.kernel.trajectories}, writing {write_s:.1f} s)"
+        f"(shards {cfg.kernel.shards}, trajectories {cfg.kernel.trajectories}, "
+        f"writing {write_s:.1f} s)"
     )
     for kind, path in paths.items():
         click.echo(f"{kind:>9}: {path}")

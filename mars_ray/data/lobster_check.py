@@ -18,8 +18,10 @@ so the check follows the rules real tools use:
 - a level that comes into view from beyond the file's depth (on a side where
   the previous row showed every level, a price worse than its last one) is
   taken from the file, with the whole new part of the view: the data cannot
-  know it. Such liquidity goes at the head of its queue, since it predates
-  every order the file submitted;
+  know it (LOBSTER's message file only carries the events inside the requested
+  depth, so whatever happened beyond it is invisible to any replay). Such
+  liquidity goes at the head of its queue, since it predates every order the
+  file submitted;
 - a row where the rebuilt book still disagrees counts as a mismatch and the
   book resynchronises to that row (its view: every level shown, and no other
   level inside it), so one error is counted once.

@@ -39,8 +39,9 @@ def ensure_ray(config: SimulationConfig) -> None:
     """Connect to the configured cluster, or start an embedded local Ray."""
     if ray.is_initialized():
         return
-    if config.ray.address:
-        ray.init(address=config.ray.address, log_to_driver=False)
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:  # a configured cluster, or the one `ray job submit` runs this driver on
+        ray.init(address=address, log_to_driver=False)
         return
     cpus = config.ray.num_cpus or max(os.cpu_count() or 1, config.kernel.shards)
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
@@ -54,13 +55,20 @@ class Simulation:
         self.local = local
         n = config.kernel.shards
         self.shard_of = {
-            inst: k for k, insts in enumerate(shard_instruments(len(config.instruments), n)) for inst in insts
+            inst: k
+            for k, insts in enumerate(shard_instruments(len(config.instruments), n))
+            for inst in insts
         }
         if local:
             self.shards = [ShardRuntime(config, k) for k in range(n)]
         else:
             ensure_ray(config)
-            self.shards = [ExchangeShard.options(num_cpus=1).remote(config, k) for k in range(n)]
+            # one CPU per shard where the cluster has them; share the CPUs rather than wait forever
+            cpus = ray.cluster_resources().get("CPU", 1.0)
+            per_shard = min(1.0, cpus / n)
+            self.shards = [
+                ExchangeShard.options(num_cpus=per_shard).remote(config, k) for k in range(n)
+            ]
         self.t = config.session.pre_open
         self.end = config.session.close
 
@@ -78,10 +86,15 @@ class Simulation:
         Orders for an instrument no shard owns go to shard 0, which rejects them.
         """
         shard_index = [self.shard_of.get(int(i), 0) for i in batch.instrument]
-        parts = [(batch.take([j for j, s in enumerate(shard_index) if s == k]),) for k in range(len(self.shards))]
+        parts = [
+            (batch.take([j for j, s in enumerate(shard_index) if s == k]),)
+            for k in range(len(self.shards))
+        ]
         self._call("submit_orders", parts)
 
-    def run(self, until: int | None = None, on_progress: Callable[[int, dict], None] | None = None) -> None:
+    def run(
+        self, until: int | None = None, on_progress: Callable[[int, dict], None] | None = None
+    ) -> None:
         until = self.end if until is None else min(until, self.end)
         sync = self.config.kernel.sync_ns
         while self.t < until:

@@ -33,7 +33,9 @@ def trades_of(events: pa.Table) -> pa.Table:
     return events.filter(pc.equal(events["event_type"], int(EventType.TRADE)))
 
 
-def write_run(out_dir: str | Path, config: SimulationConfig, events: pa.Table, snapshots: pa.Table) -> dict:
+def write_run(
+    out_dir: str | Path, config: SimulationConfig, events: pa.Table, snapshots: pa.Table
+) -> dict:
     """Write events, trades and snapshots; return the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,9 @@ def read_run_config(path: str | Path) -> dict:
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(b"mars_ray.config")
     if raw is None:
-        raise ValueError(f"{path} carries no mars_ray.config metadata; not written by mars-ray simulate")
+        raise ValueError(
+            f"{path} carries no mars_ray.config metadata; not written by mars-ray simulate"
+        )
     return json.loads(raw)
 
 
@@ -69,7 +73,11 @@ def summary_rows(config: SimulationConfig, events: pa.Table) -> list[dict]:
         mine = inst == spec.name
         trades = mine & (etype == int(EventType.TRADE))
         volume = int(size[trades].sum())
-        vwap = float((price[trades] * size[trades]).sum() / volume * spec.tick_size) if volume else float("nan")
+        vwap = (
+            float((price[trades] * size[trades]).sum() / volume * spec.tick_size)
+            if volume
+            else float("nan")
+        )
         last = float(price[trades][-1] * spec.tick_size) if trades.any() else float("nan")
         rows.append(
             {

@@ -50,5 +50,6 @@ class SnapshotRecorder:
         ]
         columns += [pa.array(depth[:, j]) for j in range(depth.shape[1])]
         table = pa.table(columns, schema=schema)
-        return table.sort_by([("time_ns", "ascending"), ("trajectory_id", "ascending"),
-                              ("instrument", "ascending")])
+        return table.sort_by(
+            [("time_ns", "ascending"), ("trajectory_id", "ascending"), ("instrument", "ascending")]
+        )

@@ -1,0 +1,88 @@
+"""Agent-simulation throughput: events per second with 1 shard and with 2 shards.
+
+Runs the same config (default: configs/demo.yaml, ~1,000 agents, 3 instruments, a full
+session) on an embedded local Ray, once per shard count, and reports exchange events per
+wall-clock second. Ray start-up is not timed; actor creation, the session and gathering
+the event tables are.
+
+    python benchmarks/simulation.py [--config configs/demo.yaml] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import ray
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mars_ray.config import load_config  # noqa: E402
+from mars_ray.sim.kernel import Simulation  # noqa: E402
+
+
+def measure(config_path: Path, shards: int, seed: int) -> dict:
+    cfg = load_config(config_path, {"kernel.shards": shards, "seed": seed})
+    start = time.perf_counter()
+    sim = Simulation(cfg)
+    sim.run()
+    run_end = time.perf_counter()
+    events, _ = sim.collect()
+    end = time.perf_counter()
+    sim.close()
+    return {
+        "shards": shards,
+        "events": events.num_rows,
+        "run_seconds": run_end - start,
+        "total_seconds": end - start,
+        "events_per_s": events.num_rows / (end - start),
+        "events_per_s_run_only": events.num_rows / (run_end - start),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rows = [measure(args.config, shards, args.seed) for shards in (1, 2)]
+    ray.shutdown()
+    if rows[0]["events"] != rows[1]["events"]:
+        raise SystemExit(
+            f"event counts differ between shard counts: {rows[0]['events']} vs {rows[1]['events']}"
+        )
+
+    print(f"{'shards':>6} {'events':>11} {'seconds':>8} {'events/s':>11} {'run-only ev/s':>14}")
+    for r in rows:
+        print(
+            f"{r['shards']:>6} {r['events']:>11,} {r['total_seconds']:>8.2f} "
+            f"{r['events_per_s']:>11,.0f} {r['events_per_s_run_only']:>14,.0f}"
+        )
+    speedup = rows[1]["events_per_s"] / rows[0]["events_per_s"]
+    print(f"2-shard speed-up: {speedup:.2f}x")
+    result = {
+        "events_per_s_1_shard": rows[0]["events_per_s"],
+        "events_per_s_2_shards": rows[1]["events_per_s"],
+        "speedup_2_shards": speedup,
+        "runs": rows,
+        "config": str(
+            args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
+        ),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""``mars-ray simulate``: outputs, metadata, summary, and clean errors for bad configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+from click.testing import CliRunner
+
+from mars_ray.cli import cli
+from mars_ray.schema import EVENT_SCHEMA
+
+SMALL = {
+    "name": "cli-test",
+    "seed": 5,
+    "session": {"pre_open": "09:00", "open": "09:02", "closing_call": "09:08", "close": "09:10"},
+    "kernel": {"step_ms": 1000, "sync_ms": 30000, "shards": 2},
+    "instruments": [{"name": "AAA"}, {"name": "BBB", "reference_price": 20.0}],
+    "agents": [{"kind": "noise", "count": 30}, {"kind": "market_maker", "count": 2}],
+    "output": {"snapshot_levels": 3, "snapshot_every_ms": 5000},
+}
+
+
+def write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_simulate_writes_parquet_with_config_and_a_plot(tmp_path, ray_session):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli, ["simulate", str(write(tmp_path, SMALL)), "--out", str(out), "--seed", "9", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("events.parquet", "trades.parquet", "snapshots.parquet", "run.png"):
+        assert (out / name).stat().st_size > 0
+    events = pq.read_table(out / "events.parquet")
+    assert events.num_rows > 1000
+    assert events.schema.remove_metadata().equals(EVENT_SCHEMA.remove_metadata())
+    meta = events.schema.metadata
+    assert meta[b"mars_ray.seed"] == b"9"
+    assert json.loads(meta[b"mars_ray.config"])["seed"] == 9
+    trades = pq.read_table(out / "trades.parquet")
+    assert 0 < trades.num_rows < events.num_rows
+    snaps = pq.read_table(out / "snapshots.parquet")
+    assert "bid_price_3" in snaps.column_names and "bid_price_4" not in snaps.column_names
+    assert "events/s" in result.output and "AAA" in result.output and "BBB" in result.output
+
+
+def test_same_seed_same_files(tmp_path, ray_session):
+    config = write(tmp_path, SMALL)
+    tables = []
+    for k, shards in enumerate(("1", "2")):
+        out = tmp_path / f"run{k}"
+        args = ["simulate", str(config), "--out", str(out), "--shards", shards, "--quiet", "--no-plot"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        tables.append(pq.read_table(out / "events.parquet").replace_schema_metadata(None))
+    assert tables[0].equals(tables[1])
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mars_ray.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_bad_config_exits_non_zero_without_traceback(tmp_path):
+    bad = {**SMALL, "kernel": {"shards": 0}, "instruments": [{"name": "AAA", "tick_size": 0}]}
+    proc = run_cli("simulate", str(write(tmp_path, bad)))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "kernel.shards: Input should be greater than or equal to 1 (got 0)" in proc.stderr
+    assert "instruments.0.tick_size: Input should be greater than 0 (got 0)" in proc.stderr
+
+
+def test_missing_config_file(tmp_path):
+    proc = run_cli("simulate", str(tmp_path / "nope.yaml"))
+    assert proc.returncode != 0
+    assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr

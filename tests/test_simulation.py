@@ -1,0 +1,140 @@
+"""The kernel: determinism across shard counts, auctions in the calendar, outside orders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from mars_ray.config import parse_config
+from mars_ray.exchange.book import Phase
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema import EventType, OrderType
+from mars_ray.sim.kernel import Simulation, run_simulation
+
+SMALL = {
+    "name": "small",
+    "seed": 11,
+    "session": {"pre_open": "09:00", "open": "09:05", "closing_call": "09:20", "close": "09:25"},
+    "kernel": {"step_ms": 1000, "sync_ms": 60000, "shards": 1},
+    "instruments": [
+        {"name": "AAA", "reference_price": 100.0},
+        {"name": "BBB", "reference_price": 50.0, "tick_size": 0.05},
+        {"name": "CCC", "reference_price": 20.0},
+    ],
+    "agents": [
+        {"kind": "noise", "count": 40},
+        {"kind": "market_maker", "count": 3},
+        {"kind": "momentum", "count": 5, "instruments": ["AAA"]},
+        {"kind": "value", "count": 5},
+    ],
+    "output": {"snapshot_levels": 3},
+}
+
+
+def config(**overrides):
+    raw = {**SMALL, **overrides}
+    raw["kernel"] = {**SMALL["kernel"], **overrides.get("kernel", {})}
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def one_shard(ray_session):
+    return run_simulation(config())
+
+
+def test_same_seed_same_events_with_1_and_3_shards(one_shard):
+    three = run_simulation(config(kernel={"shards": 3}))
+    assert one_shard.events.num_rows > 5_000
+    assert one_shard.events.equals(three.events)
+    assert one_shard.snapshots.equals(three.snapshots)
+
+
+def test_in_process_runtime_matches_ray_actors(one_shard):
+    local = run_simulation(config(), local=True)
+    assert local.events.equals(one_shard.events)
+
+
+def test_other_seed_other_events(one_shard):
+    other = run_simulation(config(seed=12), local=True)
+    assert not other.events.equals(one_shard.events)
+
+
+def test_session_has_both_auctions_and_phases(one_shard):
+    ev = one_shard.events
+    cfg = config()
+    for name in cfg.instrument_names:
+        mine = ev.filter(pc.equal(ev["instrument"], name))
+        phases = mine.filter(pc.equal(mine["event_type"], int(EventType.PHASE)))
+        assert phases["reason"].to_pylist() == ["call", "continuous", "call", "closed"]
+        times = phases["time_ns"].to_pylist()
+        s = cfg.session
+        assert times == [s.pre_open, s.open, s.closing_call, s.close]
+        auctions = mine.filter(pc.equal(mine["event_type"], int(EventType.AUCTION)))
+        assert auctions["time_ns"].to_pylist() == [s.open, s.close]  # both auctions traded
+        # auction fills sum to the auction volume
+        for t, volume in zip(
+            auctions["time_ns"].to_pylist(), auctions["size"].to_pylist(), strict=True
+        ):
+            fills = mine.filter(
+                pc.and_(
+                    pc.equal(mine["time_ns"], t), pc.equal(mine["event_type"], int(EventType.TRADE))
+                )
+            )
+            assert sum(fills["size"].to_pylist()) == volume
+
+
+def test_no_trades_outside_trading_hours(one_shard):
+    ev = one_shard.events
+    s = config().session
+    trades = ev.filter(pc.equal(ev["event_type"], int(EventType.TRADE))).to_pandas()
+    continuous = (trades.time_ns > s.open) & (trades.time_ns < s.closing_call)
+    at_auction = trades.time_ns.isin([s.open, s.close])
+    assert (continuous | at_auction).all()
+
+
+def test_snapshots_are_uncrossed_in_continuous_trading(one_shard):
+    snaps = one_shard.snapshots.to_pandas()
+    cont = snaps[
+        (snaps.phase == int(Phase.CONTINUOUS)) & (snaps.ask_price_1 > 0) & (snaps.bid_price_1 > 0)
+    ]
+    assert len(cont) > 100
+    assert (cont.bid_price_1 < cont.ask_price_1).all()
+
+
+def test_outside_orders_are_processed_and_bad_ones_rejected():
+    cfg = config()
+    sim = Simulation(cfg, local=True)
+    sim.run(until=cfg.session.open + 60 * 10**9)
+    t = sim.t + 1_000
+    batch = OrderBatch.build(
+        time_ns=[t, t + 1, t + 2, t + 3],
+        instrument=[0, 0, 7, 1],
+        order_type=[
+            int(OrderType.MARKET),
+            int(OrderType.LIMIT),
+            int(OrderType.LIMIT),
+            int(OrderType.LIMIT),
+        ],
+        order_id=[-1, -2, -3, -4],
+        side=[1, -1, 1, 1],
+        price=[np.nan, 1e6, 10.0, 50.01],
+        size=[100.0, 5.0, 1.0, 1.0],
+        agent_id=999_999,
+    )
+    sim.inject(batch)
+    sim.run()
+    events, _ = sim.collect()
+    mine = events.filter(pc.equal(events["agent_id"], 999_999)).to_pandas()
+    rejects = dict(
+        zip(
+            mine.order_id[mine.event_type == int(EventType.REJECT)],
+            mine.reason[mine.event_type == int(EventType.REJECT)],
+            strict=True,
+        )
+    )
+    assert rejects == {-3: "unknown_instrument", -4: "off_tick"}
+    submitted = set(mine.order_id[mine.event_type == int(EventType.SUBMIT)])
+    assert submitted == {-1, -2}
+    fills = events.filter(pc.equal(events["contra_agent_id"], 999_999))
+    assert sum(fills["size"].to_pylist()) > 0  # the market buy traded
