@@ -32,6 +32,20 @@ BEST_BID, BEST_ASK, BID_SIZE, ASK_SIZE, LAST, VOLUME, MID = range(7)
 N_FEATURES = 7
 
 
+# What a population returns when a step has nothing to send (building an empty batch costs ~10 us).
+NO_ORDERS = OrderBatch.empty()
+
+
+def first_wakeups(idx: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each agent's first wake-up of the step, time order kept: at most one decision per agent
+    per step, so per-agent state updates by fancy indexing stay correct."""
+    if len(idx) < 2:
+        return idx, times
+    _, first = np.unique(idx, return_index=True)
+    first.sort()
+    return idx[first], times[first]
+
+
 class AgentParams(BaseModel):
     """Base for each kind's parameters; unknown keys are errors."""
 

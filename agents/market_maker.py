@@ -19,30 +19,22 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import MID, AgentParams, AgentPopulation, Fills, MarketView
+from agents.base import (
+    MID,
+    NO_ORDERS,
+    AgentParams,
+    AgentPopulation,
+    Fills,
+    MarketView,
+    first_wakeups,
+)
 from agents.registry import register
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import OrderType
 
-# returned whenever a step has nothing to send: building an empty batch costs ~10 us
-_NO_ORDERS = OrderBatch.empty()
-
 _LIMIT = int(OrderType.LIMIT)
 _CANCEL = int(OrderType.CANCEL)
-
-
-def _first_wakes(idx: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each agent's first wake-up of the step, time order kept: at most one decision per
-    agent per step, so per-agent state updates by fancy indexing stay correct.
-
-    (Kept per module: agent modules must not import each other, see agents/registry.py.)
-    """
-    if len(idx) < 2:
-        return idx, times
-    _, first = np.unique(idx, return_index=True)
-    first.sort()
-    return idx[first], times[first]
 
 
 class MarketMakerParams(AgentParams):
@@ -88,10 +80,10 @@ class MarketMakers(AgentPopulation):
     def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
         p = self.params
         if not (view.phase == Phase.CONTINUOUS or (view.phase == Phase.CALL and p.quote_in_call)):
-            return _NO_ORDERS
-        idx, times = _first_wakes(*self.wakeups(t0, t1, p.rate))
+            return NO_ORDERS
+        idx, times = first_wakeups(*self.wakeups(t0, t1, p.rate))
         if len(idx) == 0:
-            return _NO_ORDERS
+            return NO_ORDERS
         mid = self.observe(view, idx, times)[:, MID]
         mid = np.where(mid > 0, mid, float(self.reference_ticks))
         inv = self.inventory[idx]

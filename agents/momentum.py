@@ -20,27 +20,20 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import BEST_ASK, BEST_BID, MID, AgentParams, AgentPopulation, MarketView
+from agents.base import (
+    BEST_ASK,
+    BEST_BID,
+    MID,
+    NO_ORDERS,
+    AgentParams,
+    AgentPopulation,
+    MarketView,
+    first_wakeups,
+)
 from agents.registry import register
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import OrderType
-
-# returned whenever a step has nothing to send: building an empty batch costs ~10 us
-_NO_ORDERS = OrderBatch.empty()
-
-
-def _first_wakes(idx: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each agent's first wake-up of the step, time order kept: at most one decision per
-    agent per step, so per-agent state updates by fancy indexing stay correct.
-
-    (Kept per module: agent modules must not import each other, see agents/registry.py.)
-    """
-    if len(idx) < 2:
-        return idx, times
-    _, first = np.unique(idx, return_index=True)
-    first.sort()
-    return idx[first], times[first]
 
 
 class MomentumParams(AgentParams):
@@ -117,11 +110,11 @@ class MomentumTraders(AgentPopulation):
     def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
         self._update_emas(view)
         if view.phase != Phase.CONTINUOUS or self._ema_time is None:
-            return _NO_ORDERS
+            return NO_ORDERS
         p = self.params
-        idx, times = _first_wakes(*self.wakeups(t0, t1, p.rate))
+        idx, times = first_wakeups(*self.wakeups(t0, t1, p.rate))
         if len(idx) == 0:
-            return _NO_ORDERS
+            return NO_ORDERS
         # orders that arrived before t0 have had their fills reported: no longer pending
         self._pending[self._pending_until < t0] = 0
         sig = self.fast[idx] - self.slow[idx]
@@ -131,7 +124,7 @@ class MomentumTraders(AgentPopulation):
         sell = (sig < -thr) & (exposure - p.order_size >= -p.max_inventory)
         go = buy | sell
         if not go.any():
-            return _NO_ORDERS
+            return NO_ORDERS
         idx, times, buy = idx[go], times[go], buy[go]
         side = np.where(buy, 1, -1).astype(np.int8)
         if p.order_type == "market":

@@ -23,14 +23,20 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import BEST_ASK, BEST_BID, MID, AgentParams, AgentPopulation, Fills, MarketView
+from agents.base import (
+    BEST_ASK,
+    BEST_BID,
+    MID,
+    NO_ORDERS,
+    AgentParams,
+    AgentPopulation,
+    Fills,
+    MarketView,
+)
 from agents.registry import register
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import OrderType
-
-# returned whenever a step has nothing to send: building an empty batch costs ~10 us
-_NO_ORDERS = OrderBatch.empty()
 
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
@@ -95,7 +101,7 @@ class NoiseTraders(AgentPopulation):
     def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
         phase = view.phase
         if phase != Phase.CONTINUOUS and phase != Phase.CALL:
-            return _NO_ORDERS
+            return NO_ORDERS
         p = self.params
         rng = self.rng
 
@@ -111,7 +117,7 @@ class NoiseTraders(AgentPopulation):
         idx, times = self.wakeups(t0, t1, p.rate)
         k = len(idx)
         if k + nc == 0:
-            return _NO_ORDERS
+            return NO_ORDERS
         obs = self.observe(view, idx, times)
         bid, ask, mid = obs[:, BEST_BID], obs[:, BEST_ASK], obs[:, MID]
         mid = np.where(mid > 0, mid, float(self.reference_ticks))

@@ -26,15 +26,21 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from agents.base import BEST_ASK, BEST_BID, MID, AgentParams, AgentPopulation, Fills, MarketView
+from agents.base import (
+    BEST_ASK,
+    BEST_BID,
+    MID,
+    NO_ORDERS,
+    AgentParams,
+    AgentPopulation,
+    Fills,
+    MarketView,
+)
 from agents.registry import register
 from mars_ray.config import _fmt, _parse_clock
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import OrderType
-
-# returned whenever a step has nothing to send: building an empty batch costs ~10 us
-_NO_ORDERS = OrderBatch.empty()
 
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
@@ -95,15 +101,15 @@ class TwapExecutors(AgentPopulation):
 
     def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
         if view.phase != Phase.CONTINUOUS:
-            return _NO_ORDERS
+            return NO_ORDERS
         p = self.params
         n_slices = p.slices
         due = int(np.searchsorted(self.boundaries, t1, side="left")) - 1  # last boundary < t1
         if due < 0:
-            return _NO_ORDERS
+            return NO_ORDERS
         wants = (due >= np.minimum(self.next_boundary, n_slices)) & (self.executed < p.quantity)
         if not wants.any():
-            return _NO_ORDERS
+            return NO_ORDERS
         when = max(int(self.boundaries[min(due, n_slices)]), t0)
 
         # a passive order still rests: cancel it and wait for the cancel to settle

@@ -18,27 +18,19 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from agents.base import BEST_ASK, BEST_BID, AgentParams, AgentPopulation, MarketView
+from agents.base import (
+    BEST_ASK,
+    BEST_BID,
+    NO_ORDERS,
+    AgentParams,
+    AgentPopulation,
+    MarketView,
+    first_wakeups,
+)
 from agents.registry import register
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import OrderType
-
-# returned whenever a step has nothing to send: building an empty batch costs ~10 us
-_NO_ORDERS = OrderBatch.empty()
-
-
-def _first_wakes(idx: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each agent's first wake-up of the step, time order kept: at most one decision per
-    agent per step, so per-agent state updates by fancy indexing stay correct.
-
-    (Kept per module: agent modules must not import each other, see agents/registry.py.)
-    """
-    if len(idx) < 2:
-        return idx, times
-    _, first = np.unique(idx, return_index=True)
-    first.sort()
-    return idx[first], times[first]
 
 
 class ValueTraderParams(AgentParams):
@@ -83,10 +75,10 @@ class ValueTraders(AgentPopulation):
             self.fundamental += p.volatility * math.sqrt((t1 - t0) / 1e9) * shock
             self.fundamental = max(self.fundamental, 1.0)
         if view.phase != Phase.CONTINUOUS:
-            return _NO_ORDERS
-        idx, times = _first_wakes(*self.wakeups(t0, t1, p.rate))
+            return NO_ORDERS
+        idx, times = first_wakeups(*self.wakeups(t0, t1, p.rate))
         if len(idx) == 0:
-            return _NO_ORDERS
+            return NO_ORDERS
         self._pending[self._pending_until < t0] = 0
         obs = self.observe(view, idx, times)
         bid, ask = obs[:, BEST_BID], obs[:, BEST_ASK]
@@ -97,7 +89,7 @@ class ValueTraders(AgentPopulation):
         sell = (bid > 0) & (bid > value + p.threshold) & (exposure - p.order_size >= -cap)
         go = buy | sell
         if not go.any():
-            return _NO_ORDERS
+            return NO_ORDERS
         idx, times, buy = idx[go], times[go], buy[go]
         side = np.where(buy, 1, -1).astype(np.int8)
         price = np.maximum(np.where(buy, ask[go], bid[go]) + side * p.through_ticks, 1.0)
