@@ -83,3 +83,40 @@ def test_missing_config_file(tmp_path):
     proc = run_cli("simulate", str(tmp_path / "nope.yaml"))
     assert proc.returncode != 0
     assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_converts_to_lobster_files_that_pass_the_check(tmp_path, ray_session):
+    out = tmp_path / "run"
+    runner = CliRunner()
+    sim = runner.invoke(
+        cli, ["simulate", str(write(tmp_path, SMALL)), "--out", str(out), "--quiet", "--no-plot"]
+    )
+    assert sim.exit_code == 0, sim.output
+    lob = tmp_path / "lobster"
+    result = runner.invoke(cli, ["data", "to-lobster", str(out), str(lob), "--levels", "5"])
+    assert result.exit_code == 0, result.output
+    for name in ("AAA", "BBB"):
+        (message,) = lob.glob(f"{name}_*_message_5.csv")
+        (orderbook,) = lob.glob(f"{name}_*_orderbook_5.csv")
+        check = runner.invoke(cli, ["data", "check-lobster", str(message), str(orderbook)])
+        assert check.exit_code == 0, check.output
+        assert '"all_levels_match": 1.0' in check.output
+
+
+def test_to_lobster_needs_a_run_dir(tmp_path):
+    result = CliRunner().invoke(cli, ["data", "to-lobster", str(tmp_path), str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "events.parquet not found" in result.output
+
+
+def test_ingest_lobster_writes_event_schema(tmp_path):
+    from conftest import data_dir
+
+    message = data_dir() / "lobster" / "excerpt" / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
+    out = tmp_path / "aapl.parquet"
+    result = CliRunner().invoke(cli, ["data", "ingest-lobster", str(message), str(out)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.num_rows == 999
+    assert set(table["instrument"].to_pylist()) == {"AAPL"}
+    assert table.schema.remove_metadata().equals(EVENT_SCHEMA.remove_metadata())

@@ -50,3 +50,63 @@ def check_lobster(message: Path, orderbook: Path, json_out: Path | None) -> None
     failures = result.failures()
     if failures:
         raise click.ClickException("check failed: " + "; ".join(failures))
+
+
+@data.command("ingest-lobster")
+@click.argument("message", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--instrument", help="Instrument name (default: the ticker in the file name).")
+def ingest_lobster(message: Path, out: Path, instrument: str | None) -> None:
+    """Convert a LOBSTER MESSAGE file into an event-schema Parquet file OUT."""
+    import pyarrow.parquet as pq
+
+    from mars_ray.data.lobster import LobsterFormatError, read_messages
+    from mars_ray.schema import with_metadata
+
+    try:
+        table = read_messages(message, instrument)
+    except (LobsterFormatError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(with_metadata(table, {"mars_ray.source": str(message)}), out, compression="zstd")
+    click.echo(f"{table.num_rows:,} events -> {out}")
+
+
+@data.command("to-lobster")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--levels", type=click.IntRange(1, 50), default=10, show_default=True)
+@click.option("--trajectory", type=click.IntRange(min=0), default=0, show_default=True)
+def to_lobster(run_dir: Path, out_dir: Path, levels: int, trajectory: int) -> None:
+    """Write a simulated run (RUN_DIR/events.parquet) as LOBSTER message + orderbook files.
+
+    One file pair per instrument of the chosen trajectory, named as LOBSTER names
+    its files (TICKER_DATE_START_END_message_LEVELS.csv).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from mars_ray.data.lobster import write_lobster
+
+    events_path = run_dir / "events.parquet"
+    if not events_path.is_file():
+        raise click.ClickException(
+            f"{events_path} not found: RUN_DIR must be a mars-ray simulate output"
+        )
+    events = pq.read_table(events_path)
+    meta = events.schema.metadata or {}
+    date = meta.get(b"mars_ray.session_date", b"1970-01-01").decode()
+    events = events.filter(pc.equal(events["trajectory_id"], trajectory))
+    if events.num_rows == 0:
+        raise click.ClickException(f"no events for trajectory {trajectory} in {events_path}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sorted(set(events["instrument"].to_pylist())):
+        book = events.filter(pc.equal(events["instrument"], name)).sort_by("seq")
+        times = book["time_ns"].to_numpy()
+        start, end = int(times[0] // 1_000_000), int(times[-1] // 1_000_000) + 1
+        stem = f"{name}_{date}_{start}_{end}"
+        message = out_dir / f"{stem}_message_{levels}.csv"
+        orderbook = out_dir / f"{stem}_orderbook_{levels}.csv"
+        msgs, _, stats = write_lobster(book, message, orderbook, levels)
+        skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.skipped.items())) or "none"
+        click.echo(f"{name}: {len(msgs):,} messages -> {message.name} (not expressible: {skipped})")
