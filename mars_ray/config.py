@@ -44,6 +44,29 @@ def _parse_clock(value: Any) -> int:
     return round(seconds * NS_PER_S)
 
 
+class HaltConfig(_Strict):
+    """A trading halt: new orders are refused from ``at``; quoting resumes (a call phase) at
+    ``quote``, and trading at ``trade`` with a re-opening auction."""
+
+    at: int
+    quote: int
+    trade: int
+
+    @field_validator("at", "quote", "trade", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> int:
+        return _parse_clock(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HaltConfig:
+        if not self.at < self.quote <= self.trade:
+            raise ValueError(
+                f"halt times must satisfy at < quote <= trade, got "
+                f"{_fmt(self.at)}, {_fmt(self.quote)}, {_fmt(self.trade)}"
+            )
+        return self
+
+
 class SessionConfig(_Strict):
     """The trading day: pre-open call → opening auction → continuous → closing call → closing
     auction."""
@@ -53,6 +76,7 @@ class SessionConfig(_Strict):
     open: int = Field(default=_parse_clock("09:30"), description="opening auction")
     closing_call: int = Field(default=_parse_clock("15:55"), description="closing call starts")
     close: int = Field(default=_parse_clock("16:00"), description="closing auction")
+    halts: list[HaltConfig] = Field(default_factory=list, description="market-wide halts")
 
     @field_validator("pre_open", "open", "closing_call", "close", mode="before")
     @classmethod
@@ -69,6 +93,14 @@ class SessionConfig(_Strict):
                 f"{_fmt(self.pre_open)}, {_fmt(self.open)}, "
                 f"{_fmt(self.closing_call)}, {_fmt(self.close)}"
             )
+        previous_end = self.open
+        for k, halt in enumerate(sorted(self.halts, key=lambda h: h.at)):
+            if not previous_end < halt.at or not halt.trade < self.closing_call:
+                raise ValueError(
+                    f"halts[{k}] ({_fmt(halt.at)} to {_fmt(halt.trade)}) must lie inside "
+                    "continuous trading and not overlap another halt"
+                )
+            previous_end = halt.trade
         return self
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from mars_ray.config import parse_config
+from mars_ray.config import ConfigError, parse_config
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import EventType, OrderType
@@ -138,3 +138,56 @@ def test_outside_orders_are_processed_and_bad_ones_rejected():
     assert submitted == {-1, -2}
     fills = events.filter(pc.equal(events["contra_agent_id"], 999_999))
     assert sum(fills["size"].to_pylist()) > 0  # the market buy traded
+
+
+def test_halt_refuses_orders_then_reopens_with_an_auction():
+    halt = {"at": "09:10", "quote": "09:12", "trade": "09:14"}
+    cfg = parse_config({**SMALL, "session": {**SMALL["session"], "halts": [halt]}})
+    events = run_simulation(cfg, local=True).events.to_pandas()
+    aaa = events[events.instrument == "AAA"]
+    at, quote, trade = (
+        cfg.session.halts[0].at,
+        cfg.session.halts[0].quote,
+        cfg.session.halts[0].trade,
+    )
+    assert aaa[aaa.event_type == int(EventType.HALT)].time_ns.tolist() == [at]
+    resumes = aaa[aaa.event_type == int(EventType.RESUME)]
+    assert list(zip(resumes.time_ns, resumes.reason, strict=True)) == [
+        (quote, "quote"),
+        (trade, "trade"),
+    ]
+    assert trade in aaa[aaa.event_type == int(EventType.AUCTION)].time_ns.tolist()
+    during = aaa[(aaa.time_ns > at) & (aaa.time_ns < trade)]
+    assert not (during.event_type == int(EventType.TRADE)).any()
+    halted = during[(during.time_ns < quote) & (during.event_type == int(EventType.SUBMIT))]
+    assert halted.empty  # nothing is accepted while halted
+    assert (
+        during[during.time_ns >= quote].event_type == int(EventType.SUBMIT)
+    ).any()  # quoting resumed
+    refused = during[during.event_type == int(EventType.REJECT)].reason.unique().tolist()
+    assert set(refused) <= {"halted", "unknown_order"}
+
+
+def test_halt_config_errors_name_the_halt():
+    bad = {
+        **SMALL,
+        "session": {
+            **SMALL["session"],
+            "halts": [{"at": "09:12", "quote": "09:11", "trade": "09:13"}],
+        },
+    }
+    with pytest.raises(
+        ConfigError, match=r"session.halts.0: halt times must satisfy at < quote <= trade"
+    ):
+        parse_config(bad)
+    outside = {
+        **SMALL,
+        "session": {
+            **SMALL["session"],
+            "halts": [{"at": "09:21", "quote": "09:22", "trade": "09:23"}],
+        },
+    }
+    with pytest.raises(
+        ConfigError, match=r"halts\[0\] \(09:21:00.000 to 09:23:00.000\) must lie inside"
+    ):
+        parse_config(outside)
