@@ -57,7 +57,16 @@ def test_same_seed_same_files(tmp_path, ray_session):
     tables = []
     for k, shards in enumerate(("1", "2")):
         out = tmp_path / f"run{k}"
-        args = ["simulate", str(config), "--out", str(out), "--shards", shards, "--quiet", "--no-plot"]
+        args = [
+            "simulate",
+            str(config),
+            "--out",
+            str(out),
+            "--shards",
+            shards,
+            "--quiet",
+            "--no-plot",
+        ]
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
         tables.append(pq.read_table(out / "events.parquet").replace_schema_metadata(None))
@@ -112,7 +121,9 @@ def test_to_lobster_needs_a_run_dir(tmp_path):
 def test_ingest_lobster_writes_event_schema(tmp_path):
     from conftest import data_dir
 
-    message = data_dir() / "lobster" / "excerpt" / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
+    message = (
+        data_dir() / "lobster" / "excerpt" / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
+    )
     out = tmp_path / "aapl.parquet"
     result = CliRunner().invoke(cli, ["data", "ingest-lobster", str(message), str(out)])
     assert result.exit_code == 0, result.output

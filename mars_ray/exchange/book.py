@@ -1,21 +1,28 @@
 """One instrument's limit order book: price-time priority on an integer tick grid.
 
-Price levels live in ``SortedList``s of prices (sortedcontainers) with one
+Each side keeps its prices in a ``sortedcontainers.SortedList`` (the best bid
+is the last element, the best ask the first; both are O(1) to read) and one
 ``OrderedDict`` queue per price, so the head of a queue, a cancel in the middle
-and an append at the tail are all O(1). Every state change appends an event
-tuple (``schema.ROW_FIELDS`` minus ``seq``) to ``self.events``; the caller drains
-them with ``drain_events``.
+and an append at the tail are all O(1).
+Every state change appends an event tuple (``schema.ROW_FIELDS`` minus ``seq``)
+to ``self.events``; the caller drains them with ``drain_events``.
 
 Phases follow a real exchange's day: ``CLOSED`` rejects orders; ``CALL``
 (pre-open or closing call, or after a halt's quote resume) accepts orders
 without matching; ``uncross`` runs the call auction; ``CONTINUOUS`` matches on
 arrival; ``HALTED`` rejects new orders and modifications but lets cancels
 through.
+
+The hot paths bind what they touch to locals and pick the per-side structures
+once per call: ``submit``/``cancel`` run once per message of a LOBSTER replay,
+and ``apply`` takes a simulation's batch of orders for the book in one call,
+handling the commonest rows inline.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from enum import IntEnum
 
 import numpy as np
@@ -44,6 +51,7 @@ _SELL = int(Side.SELL)
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
 _IOC = int(OrderType.IOC)
+_CANCEL_ORDER = int(OrderType.CANCEL)  # a request type (_CANCEL is the event type)
 
 
 class Phase(IntEnum):
@@ -53,10 +61,29 @@ class Phase(IntEnum):
     HALTED = 3
 
 
+# Module-level copies: reading an enum member off its class is slow in the hot path.
+_CLOSED = Phase.CLOSED
+_CALL = Phase.CALL
+_CONTINUOUS = Phase.CONTINUOUS
+_HALTED = Phase.HALTED
+
+
 class OrderBook:
-    """A single book. Not thread-safe; one book belongs to one actor."""
+    """A single book. Not thread-safe; one book belongs to one actor.
+
+    Per side: ``_bids``/``_asks`` (ascending prices), ``_bid_levels``/``_ask_levels``
+    (price -> queue of order id -> remaining size) and ``_bid_depth``/``_ask_depth``
+    (price -> total size). ``_prices``, ``_levels`` and ``_depth`` index the same
+    objects by side value, for code that is generic over the side.
+    """
 
     __slots__ = (
+        "_ask_depth",
+        "_ask_levels",
+        "_asks",
+        "_bid_depth",
+        "_bid_levels",
+        "_bids",
         "_depth",
         "_levels",
         "_orders",
@@ -71,12 +98,18 @@ class OrderBook:
 
     def __init__(self, phase: Phase = Phase.CONTINUOUS, reference_price: int | None = None):
         self.phase = phase
-        # order id -> (side, price, agent_id); remaining size lives in the level queue
+        # order id -> (side, price, agent_id); the remaining size lives in the level queue.
+        # Only ints: the GC stops tracking such tuples, so resting orders cost it nothing.
         self._orders: dict[int, tuple[int, int, int]] = {}
-        # index by side: [_, buy, sell] via side value (1 or -1)
-        self._prices: dict[int, SortedList] = {_BUY: SortedList(), _SELL: SortedList()}
-        self._levels: dict[int, dict[int, OrderedDict[int, int]]] = {_BUY: {}, _SELL: {}}
-        self._depth: dict[int, dict[int, int]] = {_BUY: {}, _SELL: {}}
+        self._bids: SortedList = SortedList()
+        self._asks: SortedList = SortedList()
+        self._bid_levels: dict[int, OrderedDict[int, int]] = {}
+        self._ask_levels: dict[int, OrderedDict[int, int]] = {}
+        self._bid_depth: dict[int, int] = {}
+        self._ask_depth: dict[int, int] = {}
+        self._prices: dict[int, list[int]] = {_BUY: self._bids, _SELL: self._asks}
+        self._levels = {_BUY: self._bid_levels, _SELL: self._ask_levels}
+        self._depth = {_BUY: self._bid_depth, _SELL: self._ask_depth}
         self.events: list[tuple] = []
         self.emit = self.events.append
         self._seq_base = 0
@@ -97,14 +130,13 @@ class OrderBook:
 
     # ------------------------------------------------------------------ queries
     def best_bid(self) -> int | None:
-        prices = self._prices[_BUY]
-        for p in reversed(prices):
+        for p in reversed(self._bids):
             if p != MARKET_BUY_PRICE:
                 return p
         return None
 
     def best_ask(self) -> int | None:
-        for p in self._prices[_SELL]:
+        for p in self._asks:
             if p != MARKET_SELL_PRICE:
                 return p
         return None
@@ -144,30 +176,24 @@ class OrderBook:
 
         The column order is LOBSTER's; an empty level has price 0 and size 0.
         """
-        out = np.zeros((n, 4), dtype=np.int64)
-        ask_prices = self._prices[_SELL]
-        ask_depth = self._depth[_SELL]
-        i = 0
-        for p in ask_prices.islice(0, n + 1):
-            if p == MARKET_SELL_PRICE:
-                continue
-            if i == n:
-                break
-            out[i, 0] = p
-            out[i, 1] = ask_depth[p]
-            i += 1
-        bid_prices = self._prices[_BUY]
-        bid_depth = self._depth[_BUY]
-        i = 0
-        for p in bid_prices.islice(max(0, len(bid_prices) - n - 1), reverse=True):
-            if p == MARKET_BUY_PRICE:
-                continue
-            if i == n:
-                break
-            out[i, 2] = p
-            out[i, 3] = bid_depth[p]
-            i += 1
-        return out
+        bids = self._bids
+        # n + 1 candidates per side: a market sentinel may take one of the slots
+        asks = [p for p in self._asks[: n + 1] if p != MARKET_SELL_PRICE][:n]
+        top_bids = bids[max(0, len(bids) - n - 1) :]
+        top_bids.reverse()
+        top_bids = [p for p in top_bids if p != MARKET_BUY_PRICE][:n]
+        flat = [0] * (4 * n)
+        if asks:
+            k = 4 * len(asks)
+            ask_depth = self._ask_depth
+            flat[0:k:4] = asks
+            flat[1:k:4] = [ask_depth[p] for p in asks]
+        if top_bids:
+            k = 4 * len(top_bids)
+            bid_depth = self._bid_depth
+            flat[2:k:4] = top_bids
+            flat[3:k:4] = [bid_depth[p] for p in top_bids]
+        return np.array(flat, dtype=np.int64).reshape(n, 4)
 
     # ------------------------------------------------------------------ orders
     def submit(
@@ -186,53 +212,205 @@ class OrderBook:
         themselves (size > 0, price on the grid) is the exchange's job; the book
         rejects what only it can know: duplicate ids and the phase.
         """
-        if oid in self._orders:
+        orders = self._orders
+        if oid in orders:
             self.reject(t, oid, side, price, size, agent, "duplicate_order_id")
             return
         phase = self.phase
-        if phase != Phase.CONTINUOUS and phase != Phase.CALL:
-            why = "halted" if phase == Phase.HALTED else "market_closed"
+        if phase != _CONTINUOUS:
+            self._submit_not_continuous(t, oid, side, price, size, agent, order_type, phase)
+            return
+        if order_type != _LIMIT:
+            self._submit_marketable(t, oid, side, price, size, agent, order_type)
+            return
+        shown = NO_PRICE if price == MARKET_BUY_PRICE else price
+        self.emit((t, _SUBMIT, oid, side, shown, size, agent, NO_ID, NO_ID, None))
+        # Most limit orders do not cross: test the touch here before paying for _match,
+        # and rest without a call to _rest (this is the commonest outcome of the commonest call).
+        if side == _BUY:
+            asks = self._asks
+            if asks and asks[0] <= price:
+                size = self._match(t, oid, side, price, size, agent)
+                if not size:
+                    return
+            levels, depth, prices = self._bid_levels, self._bid_depth, self._bids
+        elif side == _SELL:
+            bids = self._bids
+            if bids and bids[-1] >= price:
+                size = self._match(t, oid, side, price, size, agent)
+                if not size:
+                    return
+            levels, depth, prices = self._ask_levels, self._ask_depth, self._asks
+        else:
+            raise _bad_side(side)
+        queue = levels.get(price)
+        if queue is None:
+            levels[price] = queue = OrderedDict()
+            queue[oid] = size
+            depth[price] = size
+            prices.add(price)
+        else:
+            queue[oid] = size
+            depth[price] += size
+        orders[oid] = (side, price, agent)
+
+    def apply(self, rows: Iterable[tuple[int, int, int, int, int, int, int]]) -> None:
+        """Apply validated orders in order, as ``submit``/``cancel``/``modify`` would.
+
+        A row is (time, ``OrderType`` code, order id, side, price in ticks, whole
+        size, agent id). When the book takes orders (continuous trading or a call)
+        the two commonest rows, a limit order that rests without trading and a
+        cancel of all of an order, are handled here without a method call; the rest
+        go to the methods. The phase does not change within a batch: only the
+        session actions do that.
+        """
+        submit, cancel, modify = self.submit, self.cancel, self.modify
+        emit = self.emit
+        phase = self.phase
+        if phase != _CONTINUOUS and phase != _CALL:  # halted or closed: nothing is hot
+            for t, ot, oid, side, px, sz, agent in rows:
+                if ot == _CANCEL_ORDER:
+                    cancel(t, oid, sz, agent)
+                elif ot <= _IOC:
+                    submit(t, oid, side, px, sz, agent, ot)
+                else:
+                    modify(t, oid, px if px > 0 else None, sz, agent)
+            return
+        matching = phase == _CONTINUOUS
+        orders = self._orders
+        bids, bid_levels, bid_depth = self._bids, self._bid_levels, self._bid_depth
+        asks, ask_levels, ask_depth = self._asks, self._ask_levels, self._ask_depth
+        for t, ot, oid, side, px, sz, agent in rows:
+            if ot == _LIMIT:
+                # what trades, duplicates and the absurd sentinel price go the long way
+                if side == _BUY:
+                    crosses = matching and asks and asks[0] <= px
+                    levels, depth, level_prices = bid_levels, bid_depth, bids
+                elif side == _SELL:
+                    crosses = matching and bids and bids[-1] >= px
+                    levels, depth, level_prices = ask_levels, ask_depth, asks
+                else:
+                    crosses = True  # no such side: submit raises
+                if crosses or oid in orders or px == MARKET_BUY_PRICE:
+                    submit(t, oid, side, px, sz, agent)
+                    continue
+                emit((t, _SUBMIT, oid, side, px, sz, agent, NO_ID, NO_ID, None))
+                queue = levels.get(px)
+                if queue is None:
+                    levels[px] = queue = OrderedDict()
+                    queue[oid] = sz
+                    depth[px] = sz
+                    level_prices.add(px)
+                else:
+                    queue[oid] = sz
+                    depth[px] += sz
+                orders[oid] = (side, px, agent)
+            elif ot == _CANCEL_ORDER:
+                entry = orders.pop(oid, None) if sz <= 0 else None
+                if entry is None:
+                    cancel(t, oid, sz, agent)
+                    continue
+                side, price, owner = entry
+                if side == _BUY:
+                    levels, depth, level_prices = bid_levels, bid_depth, bids
+                    best = -1  # the index of the touch (4-name assignments build a tuple)
+                else:
+                    levels, depth, level_prices = ask_levels, ask_depth, asks
+                    best = 0
+                queue = levels[price]
+                resting = queue.pop(oid)
+                if queue:
+                    depth[price] -= resting
+                else:
+                    del levels[price]
+                    del depth[price]
+                    if level_prices[best] == price:
+                        del level_prices[best]
+                    else:
+                        level_prices.remove(price)
+                shown = NO_PRICE if price == MARKET_BUY_PRICE else price
+                emit((t, _CANCEL, oid, side, shown, resting, owner, NO_ID, NO_ID, None))
+            elif ot <= _IOC:
+                submit(t, oid, side, px, sz, agent, ot)
+            else:
+                modify(t, oid, px if px > 0 else None, sz, agent)
+
+    def _submit_marketable(
+        self, t: int, oid: int, side: int, price: int, size: int, agent: int, order_type: int
+    ) -> None:
+        """``submit`` of a market or IOC order in continuous trading: what does not trade
+        is cancelled."""
+        if order_type == _MARKET:
+            price = MARKET_BUY_PRICE if side == _BUY else MARKET_SELL_PRICE
+        shown = NO_PRICE if price == MARKET_BUY_PRICE else price
+        self.emit((t, _SUBMIT, oid, side, shown, size, agent, NO_ID, NO_ID, None))
+        if side != _BUY and side != _SELL:
+            raise _bad_side(side)
+        contra = self._asks if side == _BUY else self._bids
+        if contra and (contra[0] <= price if side == _BUY else contra[-1] >= price):
+            size = self._match(t, oid, side, price, size, agent)
+        if size:
+            why = "market_unfilled" if order_type == _MARKET else "ioc_unfilled"
+            self.emit((t, _CANCEL, oid, side, shown, size, agent, NO_ID, NO_ID, why))
+
+    def _submit_not_continuous(
+        self,
+        t: int,
+        oid: int,
+        side: int,
+        price: int,
+        size: int,
+        agent: int,
+        order_type: int,
+        phase: Phase,
+    ) -> None:
+        """``submit`` outside continuous trading: rest in a call, reject otherwise."""
+        if phase != _CALL:
+            why = "halted" if phase == _HALTED else "market_closed"
             self.reject(t, oid, side, price, size, agent, why)
             return
         if order_type == _MARKET:
             price = MARKET_BUY_PRICE if side == _BUY else MARKET_SELL_PRICE
-        if phase == Phase.CALL:
-            if order_type == _IOC:
-                self.reject(t, oid, side, price, size, agent, "ioc_during_call")
-                return
-            self.emit((t, _SUBMIT, oid, side, _shown(price), size, agent, NO_ID, NO_ID, None))
-            self._rest(oid, side, price, size, agent)
+        if order_type == _IOC:
+            self.reject(t, oid, side, price, size, agent, "ioc_during_call")
             return
-        self.emit((t, _SUBMIT, oid, side, _shown(price), size, agent, NO_ID, NO_ID, None))
-        contra = self._prices[-side]
-        # most orders do not cross: test the touch here before paying for _match
-        if contra and (contra[0] <= price if side == _BUY else contra[-1] >= price):
-            remaining = self._match(t, oid, side, price, size, agent)
-        else:
-            remaining = size
-        if remaining:
-            if order_type == _LIMIT:
-                self._rest(oid, side, price, remaining, agent)
-            else:
-                why = "market_unfilled" if order_type == _MARKET else "ioc_unfilled"
-                self.emit((t, _CANCEL, oid, side, _shown(price), remaining, agent, NO_ID, NO_ID, why))
+        shown = NO_PRICE if price == MARKET_BUY_PRICE else price
+        self.emit((t, _SUBMIT, oid, side, shown, size, agent, NO_ID, NO_ID, None))
+        self._rest(oid, side, price, size, agent)
 
     def cancel(self, t: int, oid: int, size: int = 0, agent: int = NO_ID) -> None:
         """Cancel ``size`` shares of a resting order (0 or at least its size: all of it)."""
-        entry = self._orders.get(oid)
+        orders = self._orders
+        entry = orders.pop(oid, None)
         if entry is None:
             self.reject(t, oid, Side.NONE, NO_PRICE, size, agent, "unknown_order")
             return
         side, price, owner = entry
-        queue = self._levels[side][price]
-        resting = queue[oid]
-        if size <= 0 or size >= resting:
-            self._remove(oid, side, price, queue, resting)
-            self.emit((t, _CANCEL, oid, side, _shown(price), resting, owner, NO_ID, NO_ID, None))
+        if side == _BUY:
+            levels, depth, prices = self._bid_levels, self._bid_depth, self._bids
+            best = -1  # the index of the touch (4-name assignments build a tuple)
         else:
-            queue[oid] = resting - size
-            self._depth[side][price] -= size
-            self.emit((t, _CANCEL, oid, side, _shown(price), size, owner, NO_ID, NO_ID, None))
+            levels, depth, prices = self._ask_levels, self._ask_depth, self._asks
+            best = 0
+        queue = levels[price]
+        shown = NO_PRICE if price == MARKET_BUY_PRICE else price
+        if 0 < size < queue[oid]:  # partial: the order keeps its place
+            orders[oid] = entry
+            queue[oid] -= size
+            depth[price] -= size
+            self.emit((t, _CANCEL, oid, side, shown, size, owner, NO_ID, NO_ID, None))
+            return
+        resting = queue.pop(oid)
+        if queue:
+            depth[price] -= resting
+        else:  # the level is gone (as _drop_level, inlined)
+            del levels[price]
+            del depth[price]
+            if prices[best] == price:  # the touch empties most often
+                del prices[best]
+            else:
+                prices.remove(price)
+        self.emit((t, _CANCEL, oid, side, shown, resting, owner, NO_ID, NO_ID, None))
 
     def modify(self, t: int, oid: int, price: int | None, size: int, agent: int = NO_ID) -> None:
         """Change price and/or size. Size down at the same price keeps queue priority;
@@ -243,12 +421,12 @@ class OrderBook:
             self.reject(t, oid, Side.NONE, price or NO_PRICE, size, agent, "unknown_order")
             return
         side, old_price, owner = entry
-        if self.phase == Phase.HALTED or self.phase == Phase.CLOSED:
-            why = "halted" if self.phase == Phase.HALTED else "market_closed"
+        queue = self._levels[side][old_price]
+        if self.phase == _HALTED or self.phase == _CLOSED:
+            why = "halted" if self.phase == _HALTED else "market_closed"
             self.reject(t, oid, side, _shown(old_price), size, agent, why)
             return
         new_price = old_price if price is None else price
-        queue = self._levels[side][old_price]
         resting = queue[oid]
         self.emit((t, _MODIFY, oid, side, _shown(new_price), size, owner, NO_ID, NO_ID, None))
         if new_price == old_price and size <= resting:
@@ -257,7 +435,7 @@ class OrderBook:
             return
         self._remove(oid, side, old_price, queue, resting)
         remaining = size
-        if self.phase == Phase.CONTINUOUS:
+        if self.phase == _CONTINUOUS:
             remaining = self._match(t, oid, side, new_price, size, owner)
         if remaining:
             self._rest(oid, side, new_price, remaining, owner)
@@ -307,8 +485,20 @@ class OrderBook:
                 oid, resting = next(iter(queue.items()))
                 agent = self._orders[oid][2]
                 self._remove(oid, side, sentinel, queue, resting)
-                self.emit((t, _CANCEL, oid, side, NO_PRICE, resting, agent, NO_ID, NO_ID,
-                           "auction_market_unfilled"))
+                self.emit(
+                    (
+                        t,
+                        _CANCEL,
+                        oid,
+                        side,
+                        NO_PRICE,
+                        resting,
+                        agent,
+                        NO_ID,
+                        NO_ID,
+                        "auction_market_unfilled",
+                    )
+                )
         self.phase = next_phase
         self.emit((t, _PHASE, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, next_phase.name.lower()))
         return result
@@ -333,23 +523,32 @@ class OrderBook:
 
     def indicative_uncross(self) -> UncrossResult:
         """The auction price and volume if the call ended now (books may be crossed)."""
-        reference = self.last_trade_price if self.last_trade_price is not None else self.reference_price
-        buys = [(p, self._depth[_BUY][p]) for p in reversed(self._prices[_BUY])]
-        sells = [(p, self._depth[_SELL][p]) for p in self._prices[_SELL]]
+        reference = (
+            self.last_trade_price if self.last_trade_price is not None else self.reference_price
+        )
+        bid_depth, ask_depth = self._bid_depth, self._ask_depth
+        buys = [(p, bid_depth[p]) for p in reversed(self._bids)]
+        sells = [(p, ask_depth[p]) for p in self._asks]
         return find_uncross_price(buys, sells, reference, MARKET_BUY_PRICE, MARKET_SELL_PRICE)
 
     # ------------------------------------------------------------------ internals
     def _rest(self, oid: int, side: int, price: int, size: int, agent: int) -> None:
-        self._orders[oid] = (side, price, agent)
-        levels = self._levels[side]
+        if side == _BUY:
+            levels, depth, prices = self._bid_levels, self._bid_depth, self._bids
+        elif side == _SELL:
+            levels, depth, prices = self._ask_levels, self._ask_depth, self._asks
+        else:
+            raise _bad_side(side)
         queue = levels.get(price)
         if queue is None:
-            levels[price] = OrderedDict(((oid, size),))
-            self._depth[side][price] = size
-            self._prices[side].add(price)
+            levels[price] = queue = OrderedDict()
+            queue[oid] = size
+            depth[price] = size
+            prices.add(price)
         else:
             queue[oid] = size
-            self._depth[side][price] += size
+            depth[price] += size
+        self._orders[oid] = (side, price, agent)
 
     def _remove(self, oid: int, side: int, price: int, queue: OrderedDict, resting: int) -> None:
         del queue[oid]
@@ -357,37 +556,52 @@ class OrderBook:
         if queue:
             self._depth[side][price] -= resting
         else:
-            del self._levels[side][price]
-            del self._depth[side][price]
-            self._prices[side].remove(price)
+            self._drop_level(side, price)
+
+    def _drop_level(self, side: int, price: int) -> None:
+        """Forget an emptied level (its queue is already empty)."""
+        if side == _BUY:
+            del self._bid_levels[price]
+            del self._bid_depth[price]
+            prices = self._bids
+            if prices[-1] == price:  # the touch empties most often
+                prices.pop()
+                return
+        else:
+            del self._ask_levels[price]
+            del self._ask_depth[price]
+            prices = self._asks
+            if prices[0] == price:
+                del prices[0]
+                return
+        prices.remove(price)
 
     def _match(self, t: int, oid: int, side: int, limit: int, size: int, agent: int) -> int:
         """Trade an incoming order against the opposite side; return what is left."""
-        contra = -side
-        prices = self._prices[contra]
-        if not prices:
-            return size
-        levels = self._levels[contra]
-        depth = self._depth[contra]
+        buy = side == _BUY
+        if buy:
+            prices, levels, depth = self._asks, self._ask_levels, self._ask_depth
+            contra, best_index = _SELL, 0
+        else:
+            prices, levels, depth = self._bids, self._bid_levels, self._bid_depth
+            contra, best_index = _BUY, -1
         orders = self._orders
         emit = self.emit
-        best_index = 0 if side == _BUY else -1
         while size and prices:
             best = prices[best_index]
-            if (best > limit) if side == _BUY else (best < limit):
+            if (best > limit) if buy else (best < limit):
                 break
             queue = levels[best]
             traded = 0
             while size and queue:
-                rid = next(iter(queue))
-                rsize = queue[rid]
+                rid, rsize = queue.popitem(last=False)  # the head of the queue
                 if rsize <= size:
                     fill = rsize
-                    del queue[rid]
                     owner = orders.pop(rid)[2]
-                else:
+                else:  # partly filled: back at the head with what is left
                     fill = size
                     queue[rid] = rsize - fill
+                    queue.move_to_end(rid, last=False)
                     owner = orders[rid][2]
                 size -= fill
                 traded += fill
@@ -398,25 +612,37 @@ class OrderBook:
             else:
                 del levels[best]
                 del depth[best]
-                prices.pop(best_index)
+                del prices[best_index]
         return size
 
     def _execute_uncross(self, t: int, price: int, volume: int) -> None:
-        """Fill ``volume`` at ``price``: buys best price first, sells likewise, FIFO within a level."""
+        """Fill ``volume`` at ``price``: buys best price first, sells likewise, FIFO per level."""
         emit = self.emit
         emit((t, _AUCTION, NO_ID, 0, price, volume, NO_ID, NO_ID, NO_ID, None))
         buy_left = sell_left = volume
-        buy_prices = [p for p in reversed(self._prices[_BUY]) if p >= price]
-        sell_prices = [p for p in self._prices[_SELL] if p <= price]
-        buy_fifo = _fifo(self._levels[_BUY], buy_prices)
-        sell_fifo = _fifo(self._levels[_SELL], sell_prices)
+        buy_prices = [p for p in reversed(self._bids) if p >= price]
+        sell_prices = [p for p in self._asks if p <= price]
+        buy_fifo = _fifo(self._bid_levels, buy_prices)
+        sell_fifo = _fifo(self._ask_levels, sell_prices)
         fills: dict[int, int] = {}
         b_oid, b_size = next(buy_fifo)
         s_oid, s_size = next(sell_fifo)
         while buy_left:
             fill = min(b_size, s_size, buy_left)
-            emit((t, _TRADE, s_oid, _SELL, price, fill, self._orders[s_oid][2],
-                  b_oid, self._orders[b_oid][2], None))
+            emit(
+                (
+                    t,
+                    _TRADE,
+                    s_oid,
+                    _SELL,
+                    price,
+                    fill,
+                    self._orders[s_oid][2],
+                    b_oid,
+                    self._orders[b_oid][2],
+                    None,
+                )
+            )
             fills[b_oid] = fills.get(b_oid, 0) + fill
             fills[s_oid] = fills.get(s_oid, 0) + fill
             buy_left -= fill
@@ -460,6 +686,11 @@ class OrderBook:
         if self.phase == Phase.CONTINUOUS:
             bid, ask = self.best_bid(), self.best_ask()
             assert bid is None or ask is None or bid < ask, f"crossed book {bid} >= {ask}"
+
+
+def _bad_side(side: int) -> ValueError:
+    """Sides are validated by the exchange; a book fed directly gets a clear error."""
+    return ValueError(f"side must be {_BUY} (buy) or {_SELL} (sell), got {side!r}")
 
 
 def _shown(price: int) -> int:

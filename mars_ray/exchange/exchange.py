@@ -7,6 +7,7 @@ REJECT event with a reason and the rest of the batch goes on.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,25 @@ REASONS = (
 )
 _CODE = {name: code for code, name in enumerate(REASONS) if name}
 _GRID_TOLERANCE = 1e-6  # in ticks: float prices like 100.07 land within 1e-12 of the grid
+
+# For the fast check of a whole batch (Exchange._all_pass): order types as kinds, indexed
+# by the int8 code's byte (0 = no such type), and by kind the least size (sizes are whole),
+# whether the side does not matter and whether the price does not; the sides a new order
+# may have (+1, and -1 as a byte).
+_KIND_PRICED, _KIND_MARKET, _KIND_CANCEL, _KIND_MODIFY = 1, 2, 3, 4
+_KIND = np.zeros(256, dtype=np.int8)
+_KIND[[_LIMIT, _IOC, _MARKET, _CANCEL, _MODIFY]] = [
+    _KIND_PRICED,
+    _KIND_PRICED,
+    _KIND_MARKET,
+    _KIND_CANCEL,
+    _KIND_MODIFY,
+]
+_MIN_SIZE = np.array([np.inf, 1.0, 1.0, 0.0, 1.0])
+_SIDELESS = np.array([False, False, False, True, True])
+_UNPRICED = np.array([False, False, True, True, False])
+_SIDE_SET = np.zeros(256, dtype=bool)
+_SIDE_SET[[1, 255]] = True
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,9 @@ class Exchange:
         self._ticks = np.array([s.tick_size for s in self.instruments], dtype=np.float64)
         self._is_local = np.zeros(len(self.instruments) + 1, dtype=bool)  # last slot: out of range
         self._is_local[self.local] = True
+        # the books in key order, and their keys as trajectory * 2**32 + instrument
+        self._book_list = list(self.books.values())
+        self._book_keys = np.array([traj * (1 << 32) + i for traj, i in self.books], np.int64)
         self._orphans: list[tuple] = []  # rejects that belong to no local book
         self._orphan_keys: list[tuple[str, int]] = []
         self._orphan_seq = 0
@@ -72,6 +95,43 @@ class Exchange:
     # ---------------------------------------------------------------- orders
     def validate(self, batch: OrderBatch) -> np.ndarray:
         """Reason code per row (0 = passes the book-independent checks)."""
+        if len(batch) and self._all_pass(batch) is not None:
+            return np.zeros(len(batch), dtype=np.int8)
+        return self._reason_codes(batch)
+
+    def _all_pass(self, batch: OrderBatch) -> np.ndarray | None:
+        """Prices in (float) ticks if every row passes every check, else None.
+
+        The common case, checked with a third of ``_reason_codes``'s numpy calls
+        (table lookups by order type and side, one final count): local
+        instruments, known order types, a side for new orders, whole finite sizes
+        (zero only to cancel), prices positive and on the grid where they count.
+        None says nothing about which rows fail; ``_reason_codes`` does.
+        """
+        inst, ot, side = batch.instrument, batch.order_type, batch.side
+        if not (inst.dtype == np.int32 and ot.dtype == np.int8 and side.dtype == np.int8):
+            return None  # columns replaced after construction: leave it to _reason_codes
+        index = inst.view(np.uint32)  # a negative instrument becomes a huge one: clipped
+        kind = _KIND.take(ot.view(np.uint8))
+        size, price = batch.size, batch.price
+        with np.errstate(invalid="ignore"):
+            ok = self._is_local.take(index, mode="clip")  # out of range: the last slot, False
+            # sizes: NaN fails every comparison, +-inf the bound or the minimum
+            ok &= size >= _MIN_SIZE.take(kind)
+            ok &= size == np.rint(size)
+            ok &= size < np.inf
+            ok &= _SIDE_SET.take(side.view(np.uint8)) | _SIDELESS.take(kind)
+            ticks = price / self._ticks.take(index, mode="clip")
+            priced = (np.abs(ticks - np.rint(ticks)) <= _GRID_TOLERANCE) & (price > 0)
+            # market orders and cancels ignore the price; a modify may leave it out (NaN)
+            priced |= _UNPRICED.take(kind) | ((kind == _KIND_MODIFY) & np.isnan(price))
+            ok &= priced
+        if np.count_nonzero(ok) != len(ok):
+            return None
+        return ticks
+
+    def _reason_codes(self, batch: OrderBatch) -> np.ndarray:
+        """Reason code per row, each check spelled out (see ``REASONS``)."""
         n = len(batch)
         code = np.zeros(n, dtype=np.int8)
         inst = batch.instrument
@@ -105,45 +165,105 @@ class Exchange:
         return code
 
     def process(self, batch: OrderBatch) -> None:
-        """Apply a time-sorted batch to the books, in order."""
-        if not len(batch):
+        """Apply a time-sorted batch to the books, in order.
+
+        Books are independent, so the rows go to ``OrderBook.apply`` book by book
+        (each book's rows in batch order) and the per-row loop needs no book lookup.
+        Rows of books this exchange does not hold are rejected last, in batch order.
+        """
+        n = len(batch)
+        if not n:
             return
-        codes = self.validate(batch)
+        ticks = self._all_pass(batch)  # the common case: no rejects, prices in ticks
+        reasons = None if ticks is not None else self._reason_codes(batch)
         with np.errstate(invalid="ignore"):
-            tick = self._ticks[np.clip(batch.instrument, 0, len(self.instruments) - 1)]
-            price_ticks = np.where(np.isfinite(batch.price), np.round(batch.price / tick), 0)
-            size = np.where(np.isfinite(batch.size), np.round(batch.size), 0)
-        books = self.books
-        for t, traj, inst, ot, oid, side, px, sz, agent, code in zip(
-            batch.time_ns.tolist(),
-            batch.trajectory_id.tolist(),
-            batch.instrument.tolist(),
-            batch.order_type.tolist(),
-            batch.order_id.tolist(),
-            batch.side.tolist(),
-            price_ticks.astype(np.int64).tolist(),
-            size.astype(np.int64).tolist(),
-            batch.agent_id.tolist(),
-            codes.tolist(),
+            if ticks is None:
+                n_inst = len(self.instruments)
+                ticks = batch.price / self._ticks[np.clip(batch.instrument, 0, n_inst - 1)]
+            price_ticks = np.where(np.isfinite(batch.price), np.rint(ticks), 0).astype(np.int64)
+            size = np.where(np.isfinite(batch.size), np.rint(batch.size), 0).astype(np.int64)
+        columns = [
+            batch.time_ns,
+            batch.order_type,
+            batch.order_id,
+            batch.side,
+            price_ticks,
+            size,
+            batch.agent_id,
+        ]
+        order, counts = self._group(batch)
+        if order is not None:
+            columns = [c[order] for c in columns]
+        rows = zip(*[c.tolist() for c in columns], strict=True)
+        if reasons is None:  # every row goes to its book
+            for book, count in zip(self._book_list, counts, strict=False):
+                if count == n:
+                    book.apply(rows)
+                elif count:
+                    book.apply(itertools.islice(rows, count))
+        else:  # runs of accepted rows, and the rejects between them, in order
+            why = [REASONS[c] for c in (reasons if order is None else reasons[order]).tolist()]
+            marked = zip(rows, why, strict=True)
+            for book, count in zip(self._book_list, counts, strict=False):
+                runs = itertools.groupby(itertools.islice(marked, count), _is_accepted)
+                for accepted, run in runs:
+                    if accepted:
+                        book.apply(row for row, _ in run)
+                    else:
+                        for (t, _, oid, side, px, sz, agent), reason in run:
+                            book.reject(t, oid, side, px, sz, agent, reason)
+        if counts[-1]:
+            index = np.arange(n) if order is None else order[n - counts[-1] :]
+            if reasons is None:
+                reasons = np.zeros(n, dtype=np.int8)
+            self._reject_orphans(batch, index, price_ticks, size, reasons)
+
+    def _group(self, batch: OrderBatch) -> tuple[np.ndarray | None, list[int]]:
+        """Rows grouped by book: (a stable order, or None when already grouped; the row
+        count of each book in ``_book_list`` order, then of rows with no book here)."""
+        keys = self._book_keys
+        n = len(batch)
+        if not len(keys):
+            return None, [n]
+        key = batch.trajectory_id.astype(np.int64) * (1 << 32) + batch.instrument
+        pos = np.searchsorted(keys, key)
+        found = keys.take(pos, mode="clip") == key
+        if np.count_nonzero(found) == n and np.count_nonzero(pos == pos[0]) == n:
+            counts = [0] * (len(keys) + 1)
+            counts[int(pos[0])] = n
+            return None, counts
+        pos[~found] = len(keys)
+        counts = np.bincount(pos, minlength=len(keys) + 1).tolist()
+        return np.argsort(pos, kind="stable"), counts
+
+    def _reject_orphans(
+        self,
+        batch: OrderBatch,
+        index: np.ndarray,
+        price_ticks: np.ndarray,
+        size: np.ndarray,
+        codes: np.ndarray,
+    ) -> None:
+        """Reject the rows at ``index`` (batch order), which belong to no book held here."""
+        for t, traj, inst, oid, side, px, sz, agent, code in zip(
+            batch.time_ns[index].tolist(),
+            batch.trajectory_id[index].tolist(),
+            batch.instrument[index].tolist(),
+            batch.order_id[index].tolist(),
+            batch.side[index].tolist(),
+            price_ticks[index].tolist(),
+            size[index].tolist(),
+            batch.agent_id[index].tolist(),
+            codes[index].tolist(),
             strict=True,
         ):
-            book = books.get((traj, inst))
-            if book is None:
-                code = code or _CODE["unknown_instrument"]
-                self._reject_orphan(t, traj, inst, oid, side, px, sz, agent, REASONS[code])
-                continue
-            if code:
-                book.reject(t, oid, side, px, sz, agent, REASONS[code])
-            elif ot <= _IOC:
-                book.submit(t, oid, side, px, sz, agent, ot)
-            elif ot == _CANCEL:
-                book.cancel(t, oid, sz, agent)
-            else:
-                book.modify(t, oid, px if px > 0 else None, sz, agent)
+            code = code or _CODE["unknown_instrument"]
+            self._reject_orphan(t, traj, inst, oid, side, px, sz, agent, REASONS[code])
 
     def _reject_orphan(self, t, traj, inst, oid, side, px, sz, agent, reason) -> None:
         name = self.instruments[inst].name if 0 <= inst < len(self.instruments) else f"#{inst}"
-        self._orphans.append((t, _REJECT, oid, side, px or NO_PRICE, sz, agent, NO_ID, NO_ID, reason))
+        row = (t, _REJECT, oid, side, px or NO_PRICE, sz, agent, NO_ID, NO_ID, reason)
+        self._orphans.append(row)
         self._orphan_keys.append((name, traj))
 
     # ---------------------------------------------------------------- phases
@@ -180,3 +300,7 @@ class Exchange:
                 self._orphan_seq += 1
             self._orphans, self._orphan_keys = [], []
         return concat_sorted(tables)
+
+
+def _is_accepted(marked_row: tuple[tuple, str | None]) -> bool:
+    return marked_row[1] is None

@@ -12,6 +12,8 @@ the same class as a Ray actor.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +43,8 @@ from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.snapshots import SnapshotRecorder
 
 _TRADE = int(EventType.TRADE)
+# the integer fields of a TRADE row: order_id .. contra_agent_id (schema.ROW_FIELDS[2:9])
+_TRADE_FIELDS = operator.itemgetter(slice(2, 9))
 
 
 def instrument_specs(config: SimulationConfig) -> list[InstrumentSpec]:
@@ -75,7 +79,9 @@ def agent_blocks(config: SimulationConfig) -> list[AgentBlock]:
 
 
 def agent_rng(seed: int, trajectory: int, instrument: int, group: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(trajectory, instrument, group)))
+    return np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(trajectory, instrument, group))
+    )
 
 
 class _BookState:
@@ -95,19 +101,24 @@ class _BookState:
 
     def push_view(self, t: int, depth: np.ndarray) -> MarketView:
         book = self.book
-        row = np.zeros(N_FEATURES, dtype=np.float64)
-        ask_px, ask_sz, bid_px, bid_sz = depth[0]
+        ask_px, ask_sz, bid_px, bid_sz = depth[0].tolist()
         last = book.last_trade_price if book.last_trade_price is not None else self.reference
+        row = [0.0] * N_FEATURES
         row[BEST_BID], row[BID_SIZE], row[BEST_ASK], row[ASK_SIZE] = bid_px, bid_sz, ask_px, ask_sz
         row[LAST] = last
         row[VOLUME] = self.step_volume
         row[MID] = (bid_px + ask_px) / 2.0 if bid_px and ask_px and bid_px < ask_px else last
-        self.history = np.roll(self.history, 1, axis=0)
-        self.history[0] = row
-        self.times = np.roll(self.times, 1)
-        self.times[0] = t
+        # new arrays each step (views handed out earlier keep their values), shifted by one:
+        # what np.roll does, without its overhead
+        history = np.empty_like(self.history)
+        history[1:] = self.history[:-1]
+        history[0] = row
+        times = np.empty_like(self.times)
+        times[1:] = self.times[:-1]
+        times[0] = t
+        self.history, self.times = history, times
         self.step_volume = 0
-        return MarketView(self.history, self.times, depth, book.phase)
+        return MarketView(history, times, depth, book.phase)
 
 
 class ShardRuntime:
@@ -188,15 +199,20 @@ class ShardRuntime:
     # ---------------------------------------------------------------- the step
     def _step(self, t0: int, t1: int) -> None:
         record = self.steps_done % self.snapshot_every == 0
+        levels = self.config.output.snapshot_levels
         batches = [self.pending]
         for key, st in self.state.items():
-            depth = st.book.snapshot(self.config.output.snapshot_levels)
+            depth = st.book.snapshot(levels)
             view = st.push_view(t0, depth)
             if record:
                 self.snapshots.add(t0, key, st.book.phase, depth)
             for population in st.populations:
                 batches.append(population.act(t0, t1, view))
-        due, self.pending = OrderBatch.concat(batches).sorted().split_before(t1)
+        # concat(...).sorted().split_before(t1) with one gather per part instead of three
+        batch = OrderBatch.concat(batches)
+        order = np.lexsort((batch.agent_id, batch.time_ns))  # stable: ties keep batch order
+        cut = int(np.count_nonzero(batch.time_ns < t1))
+        due, self.pending = batch.take(order[:cut]), batch.take(order[cut:])
         final = t1 >= self.end
         for action in self.actions:
             if t0 <= action.time_ns < t1 or (final and action.time_ns == t1):
@@ -217,32 +233,45 @@ class ShardRuntime:
         trades = [r for r in rows if r[1] == _TRADE]
         if not trades:
             return
-        self.trade_count += len(trades)
-        cols = np.array([r[2:9] for r in trades], dtype=np.int64)
+        k = len(trades)
+        self.trade_count += k
+        flat = itertools.chain.from_iterable(map(_TRADE_FIELDS, trades))
+        cols = np.fromiter(flat, dtype=np.int64, count=7 * k).reshape(k, 7)
         order_id, side, price, size, agent, contra_oid, contra_agent = cols.T
         st.step_volume += int(size.sum())
-        if not st.populations:
+        populations = st.populations
+        if not populations:
             return
+        # Each fill once per side: the resting orders' owners, then the aggressors.
         both_agent = np.concatenate([agent, contra_agent])
-        both_oid = np.concatenate([order_id, contra_oid])
-        both_side = np.concatenate([side, -side])
-        both_price = np.concatenate([price, price])
-        both_size = np.concatenate([size, size])
-        known = both_agent != NO_ID
-        pop_index = np.searchsorted(st.first_ids, both_agent, side="right") - 1
-        for k, population in enumerate(st.populations):
-            mask = known & (pop_index == k)
-            mask &= both_agent < population.agent_ids[0] + population.n
-            if mask.any():
+        first_ids = st.first_ids
+        pop_index = np.searchsorted(first_ids, both_agent, side="right") - 1
+        ends = first_ids + np.array([p.n for p in populations], dtype=np.int64)
+        known = (both_agent != NO_ID) & (pop_index >= 0)
+        known &= both_agent < ends[np.maximum(pop_index, 0)]
+        # Group the rows by population (stable: each population's rows keep their order).
+        group = np.where(known, pop_index, len(populations))
+        counts = np.bincount(group, minlength=len(populations) + 1).tolist()
+        rows_by_pop = np.argsort(group, kind="stable")
+        both_oid = np.concatenate([order_id, contra_oid])[rows_by_pop]
+        both_side = np.concatenate([side, -side])[rows_by_pop]
+        both_price = np.concatenate([price, price])[rows_by_pop]
+        both_size = np.concatenate([size, size])[rows_by_pop]
+        both_agent = both_agent[rows_by_pop]
+        start = 0
+        for population, count in zip(populations, counts, strict=False):
+            if count:
+                part = slice(start, start + count)
                 population.on_fills(
                     Fills(
-                        agent_index=both_agent[mask] - population.agent_ids[0],
-                        order_id=both_oid[mask],
-                        side=both_side[mask],
-                        price=both_price[mask],
-                        size=both_size[mask],
+                        agent_index=both_agent[part] - population.agent_ids[0],
+                        order_id=both_oid[part],
+                        side=both_side[part],
+                        price=both_price[part],
+                        size=both_size[part],
                     )
                 )
+                start += count
 
 
 ExchangeShard = ray.remote(ShardRuntime)
