@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from mars_ray.exchange.book import OrderBook, Phase
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType, concat_sorted, rows_to_table
+from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType, concat_books, rows_to_table
 
 _LIMIT, _MARKET, _IOC, _CANCEL, _MODIFY = (int(t) for t in OrderType)
 _REJECT = int(EventType.REJECT)
@@ -291,15 +291,22 @@ class Exchange:
         base, rows = self.books[key].drain_events()
         return rows_to_table(rows, self.instruments[inst].name, traj, base)
 
+    def drain_tables(self) -> list[pa.Table]:
+        """Events recorded since the last drain: one table per book, and one per
+        (instrument, trajectory) of rejects that belong to no local book."""
+        tables = [self.drain_book(key) for key in self.books]
+        orphans: dict[tuple[str, int], list[tuple]] = {}
+        for key, row in zip(self._orphan_keys, self._orphans, strict=True):
+            orphans.setdefault(key, []).append(row)
+        for (name, traj), rows in orphans.items():
+            tables.append(rows_to_table(rows, name, traj, self._orphan_seq))
+            self._orphan_seq += len(rows)
+        self._orphans, self._orphan_keys = [], []
+        return tables
+
     def drain(self) -> pa.Table:
         """All events recorded since the last drain, in canonical order."""
-        tables = [self.drain_book(key) for key in self.books]
-        if self._orphans:
-            for (name, traj), row in zip(self._orphan_keys, self._orphans, strict=True):
-                tables.append(rows_to_table([row], name, traj, self._orphan_seq))
-                self._orphan_seq += 1
-            self._orphans, self._orphan_keys = [], []
-        return concat_sorted(tables)
+        return concat_books(self.drain_tables())
 
 
 def _is_accepted(marked_row: tuple[tuple, str | None]) -> bool:

@@ -19,7 +19,7 @@ import ray
 
 from mars_ray.config import SimulationConfig
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import concat_sorted
+from mars_ray.schema import concat_books
 from mars_ray.sim.shard import ExchangeShard, ShardRuntime, shard_instruments
 
 
@@ -107,7 +107,7 @@ class Simulation:
 
     def collect(self) -> tuple[pa.Table, pa.Table]:
         parts = self._call("collect")
-        events = concat_sorted([p[0] for p in parts])
+        events = concat_books([table for p in parts for table in p[0]])
         snapshots = pa.concat_tables([p[1] for p in parts]).sort_by(
             [("time_ns", "ascending"), ("trajectory_id", "ascending"), ("instrument", "ascending")]
         )

@@ -38,7 +38,7 @@ from mars_ray.config import SimulationConfig
 from mars_ray.exchange.book import OrderBook, Phase
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import NO_ID, EventType, concat_sorted, rows_to_table
+from mars_ray.schema import NO_ID, EventType, rows_to_table
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.snapshots import SnapshotRecorder
 
@@ -185,16 +185,16 @@ class ShardRuntime:
     def progress(self) -> dict:
         return {"t": self.t, "events": self.event_count, "trades": self.trade_count}
 
-    def collect(self) -> tuple[pa.Table, pa.Table]:
-        """All events and snapshots so far (events in canonical order)."""
+    def collect(self) -> tuple[list[pa.Table], pa.Table]:
+        """All events (one table per book) and snapshots so far."""
         tables = []
         for (traj, inst), st in self.state.items():
             name = self.exchange.instruments[inst].name
             if st.chunks:  # chunks are consecutive in seq: one conversion per book
                 rows = [row for _, chunk in st.chunks for row in chunk]
                 tables.append(rows_to_table(rows, name, traj, st.chunks[0][0]))
-        tables.append(self.exchange.drain())  # exchange-level rejects
-        return concat_sorted(tables), self.snapshots.table(self.exchange.instruments)
+        tables.extend(self.exchange.drain_tables())  # exchange-level rejects
+        return tables, self.snapshots.table(self.exchange.instruments)
 
     # ---------------------------------------------------------------- the step
     def _step(self, t0: int, t1: int) -> None:
