@@ -225,34 +225,20 @@ class OrderBook:
             return
         shown = NO_PRICE if price == MARKET_BUY_PRICE else price
         self.emit((t, _SUBMIT, oid, side, shown, size, agent, NO_ID, NO_ID, None))
-        # Most limit orders do not cross: test the touch here before paying for _match,
-        # and rest without a call to _rest (this is the commonest outcome of the commonest call).
+        # Most limit orders do not cross: test the touch here before paying for _match.
         if side == _BUY:
             asks = self._asks
-            if asks and asks[0] <= price:
-                size = self._match(t, oid, side, price, size, agent)
-                if not size:
-                    return
-            levels, depth, prices = self._bid_levels, self._bid_depth, self._bids
+            crosses = bool(asks) and asks[0] <= price
         elif side == _SELL:
             bids = self._bids
-            if bids and bids[-1] >= price:
-                size = self._match(t, oid, side, price, size, agent)
-                if not size:
-                    return
-            levels, depth, prices = self._ask_levels, self._ask_depth, self._asks
+            crosses = bool(bids) and bids[-1] >= price
         else:
             raise _bad_side(side)
-        queue = levels.get(price)
-        if queue is None:
-            levels[price] = queue = OrderedDict()
-            queue[oid] = size
-            depth[price] = size
-            prices.add(price)
-        else:
-            queue[oid] = size
-            depth[price] += size
-        orders[oid] = (side, price, agent)
+        if crosses:
+            size = self._match(t, oid, side, price, size, agent)
+            if not size:
+                return
+        self._rest(oid, side, price, size, agent)
 
     def apply(self, rows: Iterable[tuple[int, int, int, int, int, int, int]]) -> None:
         """Apply validated orders in order, as ``submit``/``cancel``/``modify`` would.
