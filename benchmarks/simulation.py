@@ -1,6 +1,6 @@
 """Agent-simulation throughput: events per second with 1 shard and with 2 shards.
 
-Runs the same config (default: configs/demo.yaml, ~1,000 agents, 3 instruments, a full
+Runs the same config (default: configs/bench.yaml, ~1,000 agents, 4 instruments, a full
 session) on an embedded local Ray, once per shard count, and reports exchange events per
 wall-clock second. Ray start-up is not timed; actor creation, the session and gathering
 the event tables are.
@@ -48,7 +48,7 @@ def measure(config_path: Path, shards: int, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench.yaml")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
