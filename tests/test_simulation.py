@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -191,3 +192,39 @@ def test_halt_config_errors_name_the_halt():
         ConfigError, match=r"halts\[0\] \(09:21:00.000 to 09:23:00.000\) must lie inside"
     ):
         parse_config(outside)
+
+
+def test_shard_executes_a_batch_for_many_trajectories_and_returns_its_events():
+    from mars_ray.exchange.orders import ORDER_SCHEMA
+    from mars_ray.sim.shard import ShardRuntime
+
+    cfg = config(kernel={"shards": 1, "trajectories": 2}, agents=[])
+    shard = ShardRuntime(cfg, 0)
+    shard.run_until(cfg.session.open + 10**9)  # past the opening auction: continuous
+    t = shard.t
+    limit, market = int(OrderType.LIMIT), int(OrderType.MARKET)
+    table = pa.table(
+        {
+            "time_ns": [t + 3, t + 1, t + 2, t + 4, t + 5],
+            "trajectory_id": [0, 0, 1, 1, 0],
+            "instrument": [0, 0, 2, 9, 1],
+            "order_type": [market, limit, limit, limit, limit],
+            "order_id": [2, 1, 1, 5, 7],
+            "side": [1, -1, 1, 1, -1],
+            "price": [np.nan, 100.0, 20.0, 5.0, 50.02],
+            "size": [40.0, 100.0, 10.0, 1.0, 1.0],
+            "agent_id": [8, 9, 9, 9, 9],
+        },
+        schema=ORDER_SCHEMA,
+    )
+    events = shard.execute(table).to_pandas()
+    kinds = [EventType(e).name for e in events.event_type]
+    # canonical order: trajectory 0 (AAA, BBB), then trajectory 1 ("#9" sorts before CCC)
+    assert kinds == ["SUBMIT", "SUBMIT", "TRADE", "REJECT", "REJECT", "SUBMIT"]
+    assert events.reason.tolist()[3] == "off_tick"  # BBB ticks are 0.05
+    assert events.reason.tolist()[4] == "unknown_instrument"
+    assert events.trajectory_id.tolist() == [0, 0, 0, 0, 1, 1]
+    trade = events[events.event_type == int(EventType.TRADE)].iloc[0]
+    assert (trade.order_id, trade.contra_order_id, trade["size"], trade.price) == (1, 2, 40, 10_000)
+    recorded, _ = shard.collect()
+    assert sum(t.num_rows for t in recorded) >= len(events) + 3  # phase events too

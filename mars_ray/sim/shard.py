@@ -38,7 +38,7 @@ from mars_ray.config import SimulationConfig
 from mars_ray.exchange.book import OrderBook, Phase
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import NO_ID, EventType, rows_to_table
+from mars_ray.schema import NO_ID, EventType, concat_books, rows_to_table
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.snapshots import SnapshotRecorder
 
@@ -134,6 +134,7 @@ class ShardRuntime:
         self.t = self.start
         self.actions = session_actions(config.session)
         self.pending = OrderBatch.empty()
+        self.orphan_tables: list[pa.Table] = []  # rejects that belong to no book, drained
         self.snapshot_every = max(1, round(config.output.snapshot_every_ms * 1e6 / self.step))
         self.snapshots = SnapshotRecorder(config.output.snapshot_levels)
         self.steps_done = 0
@@ -174,6 +175,27 @@ class ShardRuntime:
         self.pending = OrderBatch.concat([self.pending, batch])
         return len(batch)
 
+    def execute(self, orders: OrderBatch | pa.Table) -> pa.Table:
+        """Process a batch of orders now, in time order, and return the events they caused.
+
+        The direct, batched way into the books (many orders, instruments and
+        trajectories per call, as an OrderBatch or an Arrow table of ORDER_SCHEMA),
+        for callers that drive the exchange themselves instead of through agents.
+        The events also stay in the run's record.
+        """
+        batch = orders if isinstance(orders, OrderBatch) else OrderBatch.from_arrow(orders)
+        self.exchange.process(batch.sorted())
+        tables = []
+        for (traj, inst), st in self.state.items():
+            before = len(st.chunks)
+            self._settle(st)
+            for base, rows in st.chunks[before:]:
+                name = self.exchange.instruments[inst].name
+                tables.append(rows_to_table(rows, name, traj, base))
+        orphans = [t for t in self.exchange.drain_tables() if t.num_rows]
+        self.orphan_tables.extend(orphans)
+        return concat_books(tables + orphans)
+
     def run_until(self, t_end: int) -> dict:
         t_end = min(t_end, self.end)
         while self.t < t_end:
@@ -193,7 +215,8 @@ class ShardRuntime:
             if st.chunks:  # chunks are consecutive in seq: one conversion per book
                 rows = [row for _, chunk in st.chunks for row in chunk]
                 tables.append(rows_to_table(rows, name, traj, st.chunks[0][0]))
-        tables.extend(self.exchange.drain_tables())  # exchange-level rejects
+        tables.extend(self.orphan_tables)  # exchange-level rejects
+        tables.extend(self.exchange.drain_tables())
         return tables, self.snapshots.table(self.exchange.instruments)
 
     # ---------------------------------------------------------------- the step
