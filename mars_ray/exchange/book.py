@@ -246,11 +246,11 @@ class OrderBook:
         A row is (time, ``OrderType`` code, order id, side, price in ticks, whole
         size, agent id). When the book takes orders (continuous trading or a call)
         the two commonest rows, a limit order that rests without trading and a
-        cancel of all of an order, are handled here without a method call; the rest
-        go to the methods. The phase does not change within a batch: only the
-        session actions do that.
+        cancel of all of an order, skip the methods' checks (a resting order goes
+        straight to ``_rest``, a cancel is inlined); the rest go to the methods. The
+        phase does not change within a batch: only the session actions do that.
         """
-        submit, cancel, modify = self.submit, self.cancel, self.modify
+        submit, cancel, modify, rest = self.submit, self.cancel, self.modify, self._rest
         emit = self.emit
         phase = self.phase
         if phase != _CONTINUOUS and phase != _CALL:  # halted or closed: nothing is hot
@@ -271,26 +271,15 @@ class OrderBook:
                 # what trades, duplicates and the absurd sentinel price go the long way
                 if side == _BUY:
                     crosses = matching and asks and asks[0] <= px
-                    levels, depth, level_prices = bid_levels, bid_depth, bids
                 elif side == _SELL:
                     crosses = matching and bids and bids[-1] >= px
-                    levels, depth, level_prices = ask_levels, ask_depth, asks
                 else:
                     crosses = True  # no such side: submit raises
                 if crosses or oid in orders or px == MARKET_BUY_PRICE:
                     submit(t, oid, side, px, sz, agent)
                     continue
                 emit((t, _SUBMIT, oid, side, px, sz, agent, NO_ID, NO_ID, None))
-                queue = levels.get(px)
-                if queue is None:
-                    levels[px] = queue = OrderedDict()
-                    queue[oid] = sz
-                    depth[px] = sz
-                    level_prices.add(px)
-                else:
-                    queue[oid] = sz
-                    depth[px] += sz
-                orders[oid] = (side, px, agent)
+                rest(oid, side, px, sz, agent)
             elif ot == _CANCEL_ORDER:
                 entry = orders.pop(oid, None) if sz <= 0 else None
                 if entry is None:
