@@ -36,16 +36,6 @@ N_FEATURES = 7
 NO_ORDERS = OrderBatch.empty()
 
 
-def first_wakeups(idx: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each agent's first wake-up of the step, time order kept: at most one decision per agent
-    per step, so per-agent state updates by fancy indexing stay correct."""
-    if len(idx) < 2:
-        return idx, times
-    _, first = np.unique(idx, return_index=True)
-    first.sort()
-    return idx[first], times[first]
-
-
 class AgentParams(BaseModel):
     """Base for each kind's parameters; unknown keys are errors."""
 
@@ -128,21 +118,35 @@ class AgentPopulation:
         return (self.agent_ids[agent_index] << 32) | counter
 
     def wakeups(self, t0: int, t1: int, rate_per_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Poisson wake-ups at ``rate_per_s`` per agent: (agent index, time), sorted by time."""
+        """Poisson wake-ups at ``rate_per_s`` per agent: (agent index, time), sorted by time.
+
+        The (agent, time) pairs are independent and identically distributed, so pairing
+        the sorted times with agents drawn on their own is the same as sorting the pairs.
+        """
         expected = self.n * rate_per_s * (t1 - t0) / 1e9
-        count = int(self.rng.poisson(expected)) if expected > 0 else 0
-        agents = self.rng.integers(0, self.n, size=count)
-        times = self.rng.integers(t0, t1, size=count, dtype=np.int64)
-        order = np.argsort(times, kind="stable")
-        return agents[order], times[order]
+        rng = self.rng
+        count = int(rng.poisson(expected)) if expected > 0 else 0
+        agents = rng.integers(0, self.n, size=count)
+        times = rng.integers(t0, t1, size=count, dtype=np.int64)
+        times.sort()
+        return agents, times
+
+    def first_wakeups(self, t0: int, t1: int, rate_per_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each agent's first Poisson wake-up in [t0, t1) at ``rate_per_s``, if any, sorted by
+        time: the first of each agent's ``wakeups`` in distribution, drawn directly (the time to
+        an agent's first wake-up is exponential). At most one decision per agent per step, so
+        per-agent state updates by fancy indexing stay correct."""
+        delay = self.rng.exponential(1e9 / rate_per_s, size=self.n)
+        awake = np.flatnonzero(delay < t1 - t0)
+        order = np.argsort(delay[awake])
+        return awake[order], t0 + delay[awake[order]].astype(np.int64)
 
     def observe(self, view: MarketView, agent_index: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Feature rows each agent sees at its decision time, honouring its data latency."""
         seen_at = times - self.data_latency_ns[agent_index]
-        ascending = view.times[::-1]
-        pos = np.searchsorted(ascending, seen_at, side="right") - 1  # newest boundary <= seen_at
-        lag = (len(ascending) - 1) - np.clip(pos, 0, None)
-        return view.history[lag]
+        # newest boundary <= seen_at: skip the boundaries after it (the oldest if none is)
+        newer = len(view.times) - np.searchsorted(view.times[::-1], seen_at, side="right")
+        return view.history[np.minimum(newer, len(view.times) - 1)]
 
     def arrivals(self, agent_index: np.ndarray, times: np.ndarray) -> np.ndarray:
         return times + self.order_latency_ns[agent_index]

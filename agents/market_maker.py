@@ -26,7 +26,6 @@ from agents.base import (
     AgentPopulation,
     Fills,
     MarketView,
-    first_wakeups,
 )
 from agents.registry import register
 from mars_ray.exchange.book import Phase
@@ -35,6 +34,7 @@ from mars_ray.schema import OrderType
 
 _LIMIT = int(OrderType.LIMIT)
 _CANCEL = int(OrderType.CANCEL)
+_SIGN = np.array([[1], [-1]], dtype=np.int64)  # a bid's fill adds to inventory, an ask's takes
 
 
 class MarketMakerParams(AgentParams):
@@ -72,58 +72,58 @@ class MarketMakers(AgentPopulation):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.bid_id = np.full(self.n, -1, dtype=np.int64)
-        self.ask_id = np.full(self.n, -1, dtype=np.int64)
-        self.bid_left = np.zeros(self.n, dtype=np.int64)  # remaining size of the live quote
-        self.ask_left = np.zeros(self.n, dtype=np.int64)
+        # row 0 the bid, row 1 the ask: (order id or -1, remaining size of the live quote)
+        self.quote_id = np.full((2, self.n), -1, dtype=np.int64)
+        self.quote_left = np.zeros((2, self.n), dtype=np.int64)
+        self.bid_id, self.ask_id = self.quote_id  # views
+        self.bid_left, self.ask_left = self.quote_left
+        self._sides = np.broadcast_to(_SIGN.astype(np.int8), (2, self.n))  # order side per row
 
     def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
         p = self.params
         if not (view.phase == Phase.CONTINUOUS or (view.phase == Phase.CALL and p.quote_in_call)):
             return NO_ORDERS
-        idx, times = first_wakeups(*self.wakeups(t0, t1, p.rate))
-        if len(idx) == 0:
+        idx, times = self.first_wakeups(t0, t1, p.rate)
+        m = len(idx)
+        if m == 0:
             return NO_ORDERS
         mid = self.observe(view, idx, times)[:, MID]
         mid = np.where(mid > 0, mid, float(self.reference_ticks))
         inv = self.inventory[idx]
         center = mid - p.skew * inv / p.max_inventory
-        bid_px = np.maximum(np.floor(center - p.half_spread), 1.0)
-        ask_px = np.maximum(np.ceil(center + p.half_spread), bid_px + 1.0)
-        want_bid = inv + p.quote_size <= p.max_inventory
-        want_ask = inv - p.quote_size >= -p.max_inventory
+        # both quotes at once, a row per side (bids first, as in the batch)
+        px = np.empty((2, m))
+        np.maximum(np.floor(center - p.half_spread), 1.0, out=px[0])
+        np.maximum(np.ceil(center + p.half_spread), px[0] + 1.0, out=px[1])
+        # a side is quoted when its fill keeps |inventory| within the cap
+        want = inv * _SIGN <= p.max_inventory - p.quote_size
+        agents = np.concatenate((idx, idx)).reshape(2, m)
+        when = np.concatenate((times, times)).reshape(2, m)
 
         # pull the quotes that still rest (per our fills); forget them either way
-        cb = self.bid_left[idx] > 0
-        ca = self.ask_left[idx] > 0
-        cancel_agent = np.concatenate([idx[cb], idx[ca]])
-        cancel_time = np.concatenate([times[cb], times[ca]])
-        cancel_oid = np.concatenate([self.bid_id[idx[cb]], self.ask_id[idx[ca]]])
-
-        b_agent, b_time, b_px = idx[want_bid], times[want_bid], bid_px[want_bid]
-        a_agent, a_time, a_px = idx[want_ask], times[want_ask], ask_px[want_ask]
-        new_agent = np.concatenate([b_agent, a_agent])
+        live = self.quote_left[:, idx] > 0
+        cancel_oid = self.quote_id[:, idx][live]
+        new_agent = agents[want]
         new_oid = self.new_order_ids(new_agent)
-        nb = len(b_agent)
-        self.bid_id[idx] = -1
-        self.ask_id[idx] = -1
-        self.bid_left[idx] = 0
-        self.ask_left[idx] = 0
-        self.bid_id[b_agent] = new_oid[:nb]
-        self.bid_left[b_agent] = p.quote_size
-        self.ask_id[a_agent] = new_oid[nb:]
-        self.ask_left[a_agent] = p.quote_size
+        ids = np.full((2, m), -1, dtype=np.int64)
+        ids[want] = new_oid
+        self.quote_id[:, idx] = ids
+        self.quote_left[:, idx] = want * p.quote_size
 
         nc, nn = len(cancel_oid), len(new_oid)
-        side = np.ones(nn, dtype=np.int8)
-        side[nb:] = -1
+        otype = np.full(nc + nn, _LIMIT, np.int8)
+        otype[:nc] = _CANCEL
+        price = np.full(nc + nn, np.nan)
+        price[nc:] = px[want]
+        size = np.full(nc + nn, float(p.quote_size))
+        size[:nc] = 0.0
         return self.orders(
-            np.concatenate([cancel_agent, new_agent]),
-            np.concatenate([cancel_time, b_time, a_time]),
-            np.concatenate([np.full(nc, _CANCEL, np.int8), np.full(nn, _LIMIT, np.int8)]),
-            np.concatenate([np.zeros(nc, dtype=np.int8), side]),
-            np.concatenate([np.full(nc, np.nan), b_px, a_px]),
-            np.concatenate([np.zeros(nc), np.full(nn, float(p.quote_size))]),
+            np.concatenate([agents[live], new_agent]),
+            np.concatenate([when[live], when[want]]),
+            otype,
+            np.concatenate([np.zeros(nc, dtype=np.int8), self._sides[:, :m][want]]),
+            price,
+            size,
             order_id=np.concatenate([cancel_oid, new_oid]),
         )
 
@@ -138,5 +138,4 @@ class MarketMakers(AgentPopulation):
         on_ask = oid == self.ask_id[a]
         np.subtract.at(self.bid_left, a[on_bid], size[on_bid])
         np.subtract.at(self.ask_left, a[on_ask], size[on_ask])
-        np.maximum(self.bid_left, 0, out=self.bid_left)
-        np.maximum(self.ask_left, 0, out=self.ask_left)
+        np.maximum(self.quote_left, 0, out=self.quote_left)

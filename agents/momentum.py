@@ -28,7 +28,6 @@ from agents.base import (
     AgentParams,
     AgentPopulation,
     MarketView,
-    first_wakeups,
 )
 from agents.registry import register
 from mars_ray.exchange.book import Phase
@@ -112,7 +111,7 @@ class MomentumTraders(AgentPopulation):
         if view.phase != Phase.CONTINUOUS or self._ema_time is None:
             return NO_ORDERS
         p = self.params
-        idx, times = first_wakeups(*self.wakeups(t0, t1, p.rate))
+        idx, times = self.first_wakeups(t0, t1, p.rate)
         if len(idx) == 0:
             return NO_ORDERS
         # orders that arrived before t0 have had their fills reported: no longer pending

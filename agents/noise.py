@@ -91,6 +91,15 @@ class NoiseTraders(AgentPopulation):
         self._table = np.empty((_FIELDS, 1024), dtype=np.int64)  # columns [0, _used) in use
         self._used = 0
         self._dead = 0
+        p = self.params
+        # log(1 - u) times these: geometric(1/mean) - 1 after floor, and an exponential in ns
+        self._draw_scale = np.array(
+            [
+                [1.0 / np.log1p(-1.0 / p.mean_level)],
+                [1.0 / np.log1p(-1.0 / p.mean_lots)],
+                [-p.mean_lifetime_s * 1e9],
+            ]
+        )
 
     @property
     def live_order_ids(self) -> np.ndarray:
@@ -121,11 +130,15 @@ class NoiseTraders(AgentPopulation):
         obs = self.observe(view, idx, times)
         bid, ask, mid = obs[:, BEST_BID], obs[:, BEST_ASK], obs[:, MID]
         mid = np.where(mid > 0, mid, float(self.reference_ticks))
-        u = rng.random((2, k))
+        # all of the step's draws in one call: side, order kind, then by inversion
+        # geometric level and lots (counted from 0) and an exponential lifetime
+        u = rng.random((5, k))
         buy = u[0] < 0.5
-        level = np.minimum(rng.geometric(1.0 / p.mean_level, size=k), p.max_level) - 1  # 0, 1, ..
-        size = rng.geometric(1.0 / p.mean_lots, size=k) * p.lot_size
-        life = rng.exponential(p.mean_lifetime_s * 1e9, size=k).astype(np.int64) + 1
+        x = np.log1p(-u[2:])
+        x *= self._draw_scale
+        level = np.minimum(np.floor(x[0]), p.max_level - 1)  # 0, 1, ..
+        size = (np.floor(x[1]).astype(np.int64) + 1) * p.lot_size
+        life = x[2].astype(np.int64) + 1
 
         # passive: level 0 sits one tick inside a wide spread, or at the touch of a one-tick
         # spread, and never at or through the opposite touch this agent sees (0 = empty side)

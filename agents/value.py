@@ -25,7 +25,6 @@ from agents.base import (
     AgentParams,
     AgentPopulation,
     MarketView,
-    first_wakeups,
 )
 from agents.registry import register
 from mars_ray.exchange.book import Phase
@@ -76,7 +75,7 @@ class ValueTraders(AgentPopulation):
             self.fundamental = max(self.fundamental, 1.0)
         if view.phase != Phase.CONTINUOUS:
             return NO_ORDERS
-        idx, times = first_wakeups(*self.wakeups(t0, t1, p.rate))
+        idx, times = self.first_wakeups(t0, t1, p.rate)
         if len(idx) == 0:
             return NO_ORDERS
         self._pending[self._pending_until < t0] = 0

@@ -5,12 +5,12 @@ speaks these columns, so real and simulated flow can be compared row for row.
 
 Books record events as plain tuples (cheap to append in the hot path) in the
 order of ``ROW_FIELDS``; ``rows_to_table`` turns them into an Arrow table and
-adds the per-book constants (instrument, trajectory).
+adds the per-book constants (instrument, trajectory), by way of a numpy structured
+array (``rows_to_records``, then ``records_to_table``) that callers may also keep.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Sequence
 from enum import IntEnum
@@ -95,6 +95,39 @@ def empty_table() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
 
 
+# One event per record: the ``ROW_FIELDS`` as int64 (narrowed on conversion to a table) and
+# the reason as a Python object (a string or None). ``np.array(rows, dtype=EVENT_RECORD)``
+# reads a list of event tuples in one C loop, several times faster than transposing it.
+EVENT_RECORD = np.dtype([(name, np.int64) for name in ROW_FIELDS[:-1]] + [("reason", object)])
+
+
+def rows_to_records(rows: Sequence[tuple]) -> np.ndarray:
+    """One book's event tuples as a structured array of ``EVENT_RECORD``."""
+    if not rows:
+        return np.empty(0, dtype=EVENT_RECORD)
+    return np.array(rows, dtype=EVENT_RECORD)
+
+
+def records_to_table(
+    records: np.ndarray, instrument: str, trajectory_id: int, seq_base: int = 0
+) -> pa.Table:
+    """Turn one book's ``EVENT_RECORD`` array into an Arrow table of EVENT_SCHEMA.
+
+    ``seq`` numbers the rows from ``seq_base``: the book's running event count.
+    """
+    n = len(records)
+    if n == 0:
+        return empty_table()
+    arrays: dict[str, Any] = {
+        name: pa.array(records[name].astype(_NUMPY_TYPES[name])) for name in ROW_FIELDS[:-1]
+    }
+    arrays["reason"] = pa.array(records["reason"], type=pa.string())
+    arrays["seq"] = pa.array(np.arange(seq_base, seq_base + n, dtype=np.int64))
+    arrays["instrument"] = pa.repeat(pa.scalar(instrument, type=pa.string()), n)
+    arrays["trajectory_id"] = pa.array(np.full(n, trajectory_id, dtype=np.int32))
+    return pa.table([arrays[f.name] for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
+
+
 def rows_to_table(
     rows: Sequence[tuple], instrument: str, trajectory_id: int, seq_base: int = 0
 ) -> pa.Table:
@@ -102,26 +135,7 @@ def rows_to_table(
 
     ``seq`` numbers the rows from ``seq_base``: the book's running event count.
     """
-    n = len(rows)
-    if n == 0:
-        return empty_table()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # transposing millions of tuples makes the cyclic GC scan for nothing
-    try:
-        columns = list(zip(*rows, strict=True))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    arrays: dict[str, Any] = {}
-    for name, values in zip(ROW_FIELDS, columns, strict=True):
-        if name == "reason":
-            arrays[name] = pa.array(values, type=pa.string())
-        else:
-            arrays[name] = pa.array(np.fromiter(values, dtype=_NUMPY_TYPES[name], count=n))
-    arrays["seq"] = pa.array(np.arange(seq_base, seq_base + n, dtype=np.int64))
-    arrays["instrument"] = pa.repeat(pa.scalar(instrument, type=pa.string()), n)
-    arrays["trajectory_id"] = pa.array(np.full(n, trajectory_id, dtype=np.int32))
-    return pa.table([arrays[f.name] for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
+    return records_to_table(rows_to_records(rows), instrument, trajectory_id, seq_base)
 
 
 def concat_books(tables: Sequence[pa.Table]) -> pa.Table:

@@ -94,16 +94,17 @@ class OrderBatch:
             size=size,
             agent_id=agent_id,
         )
-        ndims = {k: _ndim(v) for k, v in columns.items()}
-        n = max((len(v) for k, v in columns.items() if ndims[k] == 1), default=1)
-        return cls(
-            **{
-                k: np.asarray(v, dtype=_DTYPES[k])
-                if ndims[k] == 1
-                else np.full(n, v, dtype=_DTYPES[k])
-                for k, v in columns.items()
-            }
-        )
+        arrays = [name for name, value in columns.items() if _ndim(value) == 1]
+        n = max((len(columns[name]) for name in arrays), default=1)
+        for name, dtype in _DTYPE_ITEMS:
+            value = columns[name]
+            if name in arrays:
+                if not (isinstance(value, np.ndarray) and value.dtype == dtype):
+                    columns[name] = np.asarray(value, dtype=dtype)
+            else:  # np.full, without its overhead
+                column = columns[name] = np.empty(n, dtype=dtype)
+                column.fill(value)
+        return cls(**columns)
 
     @classmethod
     def concat(cls, batches: list[OrderBatch]) -> OrderBatch:

@@ -12,8 +12,6 @@ the same class as a Ray actor.
 
 from __future__ import annotations
 
-import itertools
-import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,13 +36,17 @@ from mars_ray.config import SimulationConfig
 from mars_ray.exchange.book import OrderBook, Phase
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import NO_ID, EventType, concat_books, rows_to_table
+from mars_ray.schema import (
+    NO_ID,
+    EventType,
+    concat_books,
+    records_to_table,
+    rows_to_records,
+)
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.snapshots import SnapshotRecorder
 
 _TRADE = int(EventType.TRADE)
-# the integer fields of a TRADE row: order_id .. contra_agent_id (schema.ROW_FIELDS[2:9])
-_TRADE_FIELDS = operator.itemgetter(slice(2, 9))
 
 
 def instrument_specs(config: SimulationConfig) -> list[InstrumentSpec]:
@@ -97,7 +99,8 @@ class _BookState:
         self.history[:, MID] = reference
         self.times = start - step * np.arange(1, history + 1, dtype=np.int64)
         self.step_volume = 0
-        self.chunks: list[tuple[int, list[tuple]]] = []  # drained (seq base, rows)
+        # drained events: (seq base, EVENT_RECORD array) per step that had any
+        self.chunks: list[tuple[int, np.ndarray]] = []
 
     def push_view(self, t: int, depth: np.ndarray) -> MarketView:
         book = self.book
@@ -189,9 +192,9 @@ class ShardRuntime:
         for (traj, inst), st in self.state.items():
             before = len(st.chunks)
             self._settle(st)
-            for base, rows in st.chunks[before:]:
+            for base, records in st.chunks[before:]:
                 name = self.exchange.instruments[inst].name
-                tables.append(rows_to_table(rows, name, traj, base))
+                tables.append(records_to_table(records, name, traj, base))
         orphans = [t for t in self.exchange.drain_tables() if t.num_rows]
         self.orphan_tables.extend(orphans)
         return concat_books(tables + orphans)
@@ -213,8 +216,8 @@ class ShardRuntime:
         for (traj, inst), st in self.state.items():
             name = self.exchange.instruments[inst].name
             if st.chunks:  # chunks are consecutive in seq: one conversion per book
-                rows = [row for _, chunk in st.chunks for row in chunk]
-                tables.append(rows_to_table(rows, name, traj, st.chunks[0][0]))
+                records = np.concatenate([chunk for _, chunk in st.chunks])
+                tables.append(records_to_table(records, name, traj, st.chunks[0][0]))
         tables.extend(self.orphan_tables)  # exchange-level rejects
         tables.extend(self.exchange.drain_tables())
         return tables, self.snapshots.table(self.exchange.instruments)
@@ -248,25 +251,26 @@ class ShardRuntime:
         self.steps_done += 1
 
     def _settle(self, st: _BookState) -> None:
+        """Keep the book's new events (as records) and report its trades to the agents."""
         base, rows = st.book.drain_events()
         if not rows:
             return
-        st.chunks.append((base, rows))
+        records = rows_to_records(rows)  # read once, here, while the tuples are fresh
+        st.chunks.append((base, records))
         self.event_count += len(rows)
-        trades = [r for r in rows if r[1] == _TRADE]
-        if not trades:
-            return
+        trades = records[records["event_type"] == _TRADE]
         k = len(trades)
+        if not k:
+            return
         self.trade_count += k
-        flat = itertools.chain.from_iterable(map(_TRADE_FIELDS, trades))
-        cols = np.fromiter(flat, dtype=np.int64, count=7 * k).reshape(k, 7)
-        order_id, side, price, size, agent, contra_oid, contra_agent = cols.T
+        size = trades["size"]
         st.step_volume += int(size.sum())
         populations = st.populations
         if not populations:
             return
         # Each fill once per side: the resting orders' owners, then the aggressors.
-        both_agent = np.concatenate([agent, contra_agent])
+        order_id, side, price = trades["order_id"], trades["side"], trades["price"]
+        both_agent = np.concatenate([trades["agent_id"], trades["contra_agent_id"]])
         first_ids = st.first_ids
         pop_index = np.searchsorted(first_ids, both_agent, side="right") - 1
         ends = first_ids + np.array([p.n for p in populations], dtype=np.int64)
@@ -276,7 +280,7 @@ class ShardRuntime:
         group = np.where(known, pop_index, len(populations))
         counts = np.bincount(group, minlength=len(populations) + 1).tolist()
         rows_by_pop = np.argsort(group, kind="stable")
-        both_oid = np.concatenate([order_id, contra_oid])[rows_by_pop]
+        both_oid = np.concatenate([order_id, trades["contra_order_id"]])[rows_by_pop]
         both_side = np.concatenate([side, -side])[rows_by_pop]
         both_price = np.concatenate([price, price])[rows_by_pop]
         both_size = np.concatenate([size, size])[rows_by_pop]
