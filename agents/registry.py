@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from agents.base import AgentPopulation
+from typing import Any, TypeVar
 
-AGENT_KINDS: dict[str, type[AgentPopulation]] = {}
+_Kind = TypeVar("_Kind")
+
+# kind -> class: an AgentPopulation (one book), or a book-spanning kind (``spans_books``)
+AGENT_KINDS: dict[str, Any] = {}
 
 
-def register(cls: type[AgentPopulation]) -> type[AgentPopulation]:
-    AGENT_KINDS[cls.kind] = cls
+def register(cls: _Kind) -> _Kind:
+    AGENT_KINDS[cls.kind] = cls  # type: ignore[attr-defined]
     return cls
 
 
 # Importing the registry registers every built-in kind (the modules import ``register`` above,
 # so they must not import each other: whichever is imported first is still half-initialised).
-from agents import market_maker, momentum, noise, twap, value  # noqa: E402, F401
+from agents import lmm, market_maker, momentum, noise, twap, value  # noqa: E402, F401

@@ -6,6 +6,7 @@ import click
 
 from mars_ray.commands.data import data
 from mars_ray.commands.simulate import simulate
+from mars_ray.commands.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +17,7 @@ def cli() -> None:
 
 cli.add_command(simulate)
 cli.add_command(data)
+cli.add_command(train)
 
 
 def main() -> None:

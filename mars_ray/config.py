@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NS_PER_S = 1_000_000_000
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -161,6 +162,9 @@ class AgentGroupConfig(_Strict):
             raise ValueError(
                 f"unknown agent kind {self.kind!r}; known kinds: {sorted(AGENT_KINDS)}"
             )
+        max_count = getattr(AGENT_KINDS[self.kind], "max_count", None)
+        if max_count is not None and self.count > max_count:
+            raise ValueError(f"count: {self.kind!r} allows at most {max_count} per instrument")
         # validate params now so that a bad value is reported before anything runs
         AGENT_KINDS[self.kind].params_model.model_validate(self.params)
         return self
@@ -260,8 +264,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SimulationConfig:
-    """Read and validate a YAML config; raise ConfigError with a readable message."""
+def read_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A YAML mapping from ``path`` with dotted-key ``overrides`` applied; ConfigError otherwise."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -277,11 +281,21 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Si
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return parse_config(raw, str(path))
+    return raw
+
+
+def validate_model(model: type[_Model], raw: dict[str, Any], source: str) -> _Model:
+    """``model.model_validate(raw)`` with a ConfigError naming each bad field and value."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SimulationConfig:
+    """Read and validate a simulation config; raise ConfigError with a readable message."""
+    return parse_config(read_yaml(path, overrides), str(path))
 
 
 def parse_config(raw: dict[str, Any], source: str = "<dict>") -> SimulationConfig:
-    try:
-        return SimulationConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+    return validate_model(SimulationConfig, raw, source)

@@ -110,3 +110,73 @@ def to_lobster(run_dir: Path, out_dir: Path, levels: int, trajectory: int) -> No
         msgs, _, stats = write_lobster(book, message, orderbook, levels)
         skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.skipped.items())) or "none"
         click.echo(f"{name}: {len(msgs):,} messages -> {message.name} (not expressible: {skipped})")
+
+
+@data.command("build-corpus")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default: the config's out).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build_corpus(config: Path, out_dir: Path | None, quiet: bool) -> None:
+    """Build the LMM's order corpus described by the YAML file CONFIG.
+
+    Reads every LOBSTER file pair of the configured folder and simulates the
+    configured seeds (Ray tasks, one per seed, on an embedded local Ray unless
+    the simulation config names a cluster), then writes OUT/corpus.parquet (one
+    row per order) and OUT/corpus.json (orders and units per source and split).
+    """
+    from tqdm import tqdm
+
+    from mars_ray.config import ConfigError
+    from mars_ray.lmm.corpus import SOURCES, SPLITS, CorpusError, load_corpus_config
+    from mars_ray.lmm.corpus import build_corpus as build
+
+    try:
+        cfg = load_corpus_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    bars: list[tqdm] = []  # made on the first finished unit, so errors print cleanly
+
+    def progress(done: int, total: int, label: str) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=total, unit="unit", disable=quiet, desc=cfg.name, dynamic_ncols=True)
+            )
+        bars[0].n = done
+        bars[0].set_postfix_str(label, refresh=False)
+        bars[0].refresh()
+
+    try:
+        result = build(cfg, out_dir, progress=progress)
+    except (CorpusError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        for bar in bars:
+            bar.close()
+    counts = result.counts
+    rows = [("source", "split", "units", "orders")]
+    for source in SOURCES:
+        for split in SPLITS:
+            cell = counts["sources"].get(source, {}).get(split)
+            if cell:
+                rows.append((source, split, f"{cell['units']:,}", f"{cell['orders']:,}"))
+    rows.append(("all", "", f"{counts['units']:,}", f"{counts['orders']:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    click.echo("")
+    for k, row in enumerate(rows):
+        click.echo(
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if k == 0 or k == len(rows) - 2:
+            click.echo("  ".join("-" * w for w in widths))
+    size_mb = result.paths["corpus"].stat().st_size / 1e6
+    click.echo(f"\nbuilt in {result.seconds:,.1f} s; {size_mb:,.1f} MB")
+    for kind, path in result.paths.items():
+        click.echo(f"{kind:>7}: {path}")

@@ -13,6 +13,7 @@ the same class as a Ray actor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +32,8 @@ from agents.base import (
     Fills,
     MarketView,
 )
+from agents.lmm import LEVELS as SPANNING_LEVELS
+from agents.lmm import BookSlot
 from agents.registry import AGENT_KINDS
 from mars_ray.config import SimulationConfig
 from mars_ray.exchange.book import OrderBook, Phase
@@ -86,13 +89,36 @@ def agent_rng(seed: int, trajectory: int, instrument: int, group: int) -> np.ran
     )
 
 
+class FillReceiver(Protocol):
+    """What ``_settle`` hands fills to: agents with consecutive ids from ``agent_ids[0]``."""
+
+    agent_ids: np.ndarray
+    n: int
+
+    def on_fills(self, fills: Fills) -> None: ...
+
+
+class SlotFills:
+    """A book-spanning agent's fills on one book, routed to its slot for that book."""
+
+    def __init__(self, shard: ShardRuntime, group: int, slot: int, agent_id: int) -> None:
+        self.shard, self.group, self.slot = shard, group, slot
+        self.agent_ids = np.array([agent_id], dtype=np.int64)
+        self.n = 1
+
+    def on_fills(self, fills: Fills) -> None:
+        self.shard.spanning[self.group].on_fills(self.slot, fills)
+
+
 class _BookState:
     """What the shard keeps per book besides the book: the agents and the view history."""
 
     def __init__(self, book: OrderBook, reference: int, history: int, start: int, step: int):
         self.book = book
         self.reference = reference
-        self.populations: list[AgentPopulation] = []
+        self.populations: list[AgentPopulation] = []  # act once per step on this book
+        # who gets this book's fills, sorted by first agent id (populations, book-spanning slots)
+        self.receivers: list[FillReceiver] = []
         self.first_ids = np.empty(0, dtype=np.int64)
         self.history = np.zeros((history, N_FEATURES), dtype=np.float64)
         self.history[:, LAST] = reference
@@ -153,11 +179,23 @@ class ShardRuntime:
     def _build_agents(self, specs: list[InstrumentSpec]) -> None:
         local = set(self.instruments)
         blocks = [b for b in agent_blocks(self.config) if b.instrument in local]
+        # kinds that decide for all books of the shard at once: one object per group
+        spanning: dict[int, list[BookSlot]] = {}
         for traj in range(self.config.kernel.trajectories):
             for b in blocks:
                 group = self.config.agents[b.group]
                 cls = AGENT_KINDS[group.kind]
                 spec = specs[b.instrument]
+                rng = agent_rng(self.config.seed, traj, b.instrument, b.group)
+                st = self.state[(traj, b.instrument)]
+                if getattr(cls, "spans_books", False):
+                    slots = spanning.setdefault(b.group, [])
+                    slot = BookSlot(
+                        traj, b.instrument, b.first_id, spec.tick_size, spec.reference_ticks, rng
+                    )
+                    st.receivers.append(SlotFills(self, b.group, len(slots), b.first_id))
+                    slots.append(slot)
+                    continue
                 population = cls(
                     group.parsed_params(),
                     np.arange(b.first_id, b.first_id + b.count, dtype=np.int64),
@@ -166,11 +204,21 @@ class ShardRuntime:
                     spec.tick_size,
                     spec.reference_ticks,
                     group.latency,
-                    agent_rng(self.config.seed, traj, b.instrument, b.group),
+                    rng,
                 )
-                self.state[(traj, b.instrument)].populations.append(population)
+                st.populations.append(population)
+                st.receivers.append(population)
+        self.spanning = {
+            g: AGENT_KINDS[self.config.agents[g].kind](self.config.agents[g].parsed_params(), slots)
+            for g, slots in spanning.items()
+        }
+        self._slot_books = {
+            g: [self.state[(s.trajectory, s.instrument)].book for s in slots]
+            for g, slots in spanning.items()
+        }
         for st in self.state.values():
-            st.first_ids = np.array([p.agent_ids[0] for p in st.populations], dtype=np.int64)
+            st.receivers.sort(key=lambda r: int(r.agent_ids[0]))
+            st.first_ids = np.array([r.agent_ids[0] for r in st.receivers], dtype=np.int64)
 
     # ---------------------------------------------------------------- API
     def submit_orders(self, batch: OrderBatch) -> int:
@@ -234,6 +282,13 @@ class ShardRuntime:
                 self.snapshots.add(t0, key, st.book.phase, depth)
             for population in st.populations:
                 batches.append(population.act(t0, t1, view))
+        if self.spanning:
+            # book-spanning agents act until the step's first session action, if any
+            cut = min((a.time_ns for a in self.actions if t0 <= a.time_ns < t1), default=t1)
+            for g, agent in self.spanning.items():
+                books = self._slot_books[g]
+                depths = [book.snapshot(SPANNING_LEVELS) for book in books]
+                batches.append(agent.act(t0, cut, depths, books[0].phase))
         # concat(...).sorted().split_before(t1) with one gather per part instead of three
         batch = OrderBatch.concat(batches)
         order = np.lexsort((batch.agent_id, batch.time_ns))  # stable: ties keep batch order
@@ -265,7 +320,7 @@ class ShardRuntime:
         self.trade_count += k
         size = trades["size"]
         st.step_volume += int(size.sum())
-        populations = st.populations
+        populations = st.receivers
         if not populations:
             return
         # Each fill once per side: the resting orders' owners, then the aggressors.

@@ -1,0 +1,349 @@
+"""The LMM background agent: the trained order model generates each book's background flow.
+
+One object serves every book of a shard (all its instruments, all trajectories):
+each generated order is one batched forward pass over all books that still
+act in the step, so the cost of a step is the longest book's order count, not
+the sum over books.
+
+How a step [t0, t1) works, per book:
+
+1. The agent sees the book as it was at t0 (the boundary snapshot, like every
+   other agent), including what other agents' orders did to it: that is how
+   injected orders change what the model generates next.
+2. It generates orders one at a time. Each order's gap token sets its time;
+   the order is decoded against a *shadow* of the top 10 levels (the t0 book
+   with the agent's own orders of this step applied), and the shadow after it
+   conditions the next order. An order whose time falls at or after t1 is kept
+   for the next step, decoded then against the newer book.
+3. New orders get ids from the book's agent id; a cancel token cancels this
+   agent's own live order nearest to the token's price on that side (or
+   nothing, when it has none there). Fills keep the live-order list exact.
+
+It generates only in continuous trading (between ``start`` and ``end``, and
+not in a step that contains a session action such as the closing call).
+Sampling uses per-book seeded generators; a model batch of different size can
+round the logits differently, so runs are reproducible for a given shard
+layout (tested), and nearly always, but not provably, across layouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from agents.base import NO_ORDERS, AgentParams, Fills
+from agents.registry import register
+from mars_ray.config import _parse_clock
+from mars_ray.exchange.book import Phase
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.lmm.tokenizer import (
+    CANCEL_KINDS,
+    N_BOOK,
+    Kind,
+    Tokenizer,
+    book_features,
+    decode_price,
+    encode_price_level,
+)
+from mars_ray.schema import OrderType
+
+if TYPE_CHECKING:  # torch is imported only when a model is really loaded
+    from mars_ray.lmm.generate import OrderGenerator
+
+LEVELS = 10
+_LIMIT = int(OrderType.LIMIT)
+_MARKET = int(OrderType.MARKET)
+_CANCEL = int(OrderType.CANCEL)
+
+
+class LMMParams(AgentParams):
+    checkpoint: str | None = Field(
+        default=None, description="model checkpoint (default: the shipped model)"
+    )
+    temperature: float = Field(default=1.0, gt=0, le=10)
+    start: int = Field(default=_parse_clock("09:30"), description="first time it may act")
+    end: int = Field(default=_parse_clock("16:00"), description="it stops acting here")
+    max_orders_per_step: int = Field(
+        default=1000, ge=1, le=1_000_000, description="cap per book and step (runaway guard)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="torch CPU threads: a step is a batch of a few books, too small to split, "
+        "and shards already use one core each",
+    )
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, value: object) -> int:
+        return _parse_clock(value)
+
+
+@dataclass
+class BookSlot:
+    """One book this agent trades: where it is and whose orders it sends."""
+
+    trajectory: int
+    instrument: int
+    agent_id: int
+    tick_size: float
+    reference_ticks: int
+    rng: np.random.Generator
+    # state
+    last_time: int = 0
+    last_token: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
+    started: bool = False
+    held: np.ndarray | None = None  # a generated token due in a later step
+    held_time: int = 0
+    counter: int = 0
+    live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
+
+
+class ShadowBook:
+    """Top-of-book levels (price -> shares) that the agent updates with its own orders."""
+
+    def __init__(self, depth: np.ndarray) -> None:
+        self.asks = {int(p): int(s) for p, s in depth[:, :2] if p > 0 and s > 0}
+        self.bids = {int(p): int(s) for p, s in depth[:, 2:] if p > 0 and s > 0}
+
+    @property
+    def best_bid(self) -> int:
+        return max(self.bids) if self.bids else 0
+
+    @property
+    def best_ask(self) -> int:
+        return min(self.asks) if self.asks else 0
+
+    def add(self, side: int, price: int, size: int) -> None:
+        levels = self.bids if side > 0 else self.asks
+        levels[price] = levels.get(price, 0) + size
+
+    def remove(self, side: int, price: int, size: int) -> None:
+        levels = self.bids if side > 0 else self.asks
+        left = levels.get(price, 0) - size
+        if left > 0:
+            levels[price] = left
+        else:
+            levels.pop(price, None)
+
+    def take(self, side: int, size: int, limit: int | None = None) -> int:
+        """An aggressor of ``side`` takes up to ``size`` from the opposite side (best first,
+        not past ``limit``); returns what is left of it."""
+        levels = self.asks if side > 0 else self.bids
+        while size > 0 and levels:
+            best = min(levels) if side > 0 else max(levels)
+            if limit is not None and (best > limit if side > 0 else best < limit):
+                break
+            got = min(size, levels[best])
+            size -= got
+            self.remove(-side, best, got)
+        return size
+
+    def rows(self) -> np.ndarray:
+        """(LEVELS, 4) in OrderBook.snapshot's layout."""
+        out = np.zeros((LEVELS, 4), dtype=np.int64)
+        asks = sorted(self.asks)[:LEVELS]
+        bids = sorted(self.bids, reverse=True)[:LEVELS]
+        out[: len(asks), 0] = asks
+        out[: len(asks), 1] = [self.asks[p] for p in asks]
+        out[: len(bids), 2] = bids
+        out[: len(bids), 3] = [self.bids[p] for p in bids]
+        return out
+
+
+@register
+class LMMBackground:
+    """Background flow for all books of one shard from one model (see the module doc)."""
+
+    kind = "lmm"
+    params_model = LMMParams
+    spans_books = True
+    max_count = 1  # one background flow per book
+
+    def __init__(
+        self,
+        params: LMMParams,
+        slots: list[BookSlot],
+        generator: OrderGenerator | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        self.params = params
+        self.slots = slots
+        if generator is None or tokenizer is None:
+            import torch
+
+            from mars_ray.lmm.checkpoint import load_model
+            from mars_ray.lmm.generate import LocalGenerator
+
+            torch.set_num_threads(params.threads)
+            device = None if params.device == "auto" else params.device
+            loaded = load_model(params.checkpoint, device=device)
+            tokenizer = loaded.tokenizer
+            generator = LocalGenerator(loaded, len(slots), params.temperature)
+        self.generator = generator
+        self.tokenizer = tokenizer
+        self.orders_generated = 0
+        self.acted_until = -1  # end of the last step it acted in
+
+    # ------------------------------------------------------------------ the step
+    def act(self, t0: int, until: int, depths: list[np.ndarray], phase: Phase) -> OrderBatch:
+        """All books' orders for [t0, until); ``depths`` are the books' t0 snapshots."""
+        p = self.params
+        if phase != Phase.CONTINUOUS or until <= p.start or t0 >= p.end:
+            return NO_ORDERS
+        start = max(t0, p.start)
+        until = min(until, p.end)
+        resumed = start > self.acted_until  # a pause (auction, halt): time restarts here
+        self.acted_until = until
+        n = len(self.slots)
+        shadows = [ShadowBook(d) for d in depths]
+        out: list[list[tuple]] = [[] for _ in range(n)]
+        active = np.ones(n, dtype=bool)
+        for b, slot in enumerate(self.slots):
+            if not slot.started:
+                slot.started, slot.last_time = True, start
+                slot.last_token = self._opening_token()
+            if resumed:
+                slot.last_time = max(slot.last_time, start)
+                slot.held_time = max(slot.held_time, start)
+            if slot.held is not None:  # an order generated last step, due now or later
+                if slot.held_time < until:
+                    self._emit(b, slot, slot.held, slot.held_time, shadows[b], out[b])
+                    slot.held = None
+                else:
+                    active[b] = False
+        count = np.zeros(n, dtype=np.int64)
+        while active.any():
+            rows = np.stack([s.rows() for s in shadows])
+            times = np.array([s.last_time for s in self.slots], dtype=np.int64)
+            book = np.zeros((n, N_BOOK), dtype=np.float32)
+            book[:] = book_features(rows, times)
+            last = np.stack([s.last_token for s in self.slots])
+            uniforms = np.stack(
+                [
+                    s.rng.random(4) if a else np.zeros(4)
+                    for s, a in zip(self.slots, active, strict=True)
+                ]
+            )
+            tokens = self.generator.next(last, book, uniforms, active)
+            for b in np.flatnonzero(active):
+                slot = self.slots[b]
+                token = tokens[b]
+                t = slot.last_time + int(self.tokenizer.gap_values[token[3]])
+                slot.last_token = token
+                count[b] += 1
+                if t >= until:
+                    slot.held, slot.held_time = token, t
+                    active[b] = False
+                    continue
+                self._emit(b, slot, token, t, shadows[b], out[b])
+                if count[b] >= p.max_orders_per_step:
+                    active[b] = False
+        rows_all = [r for per_book in out for r in per_book]
+        self.orders_generated += int(count.sum())
+        if not rows_all:
+            return NO_ORDERS
+        cols = list(zip(*rows_all, strict=True))
+        return OrderBatch.build(
+            time_ns=np.array(cols[0], dtype=np.int64),
+            trajectory_id=np.array(cols[1], dtype=np.int64),
+            instrument=np.array(cols[2], dtype=np.int64),
+            order_type=np.array(cols[3], dtype=np.int8),
+            order_id=np.array(cols[4], dtype=np.int64),
+            side=np.array(cols[5], dtype=np.int8),
+            price=np.array(cols[6], dtype=np.float64),
+            size=np.array(cols[7], dtype=np.float64),
+            agent_id=np.array(cols[8], dtype=np.int64),
+        )
+
+    def _opening_token(self) -> np.ndarray:
+        """The context's first order: a median-sized buy at the best bid."""
+        size_bin = len(self.tokenizer.size_values) // 2
+        return np.array([int(Kind.BUY), encode_price_level(0), size_bin, 0], dtype=np.int64)
+
+    def _emit(
+        self, b: int, slot: BookSlot, token: np.ndarray, t: int, shadow: ShadowBook, out: list
+    ) -> None:
+        """Turn one token into an order (or a cancel of our own order) on this book at ``t``."""
+        slot.last_time = t
+        kind = int(token[0])
+        side = 1 if kind in (int(Kind.BUY), int(Kind.CANCEL_BUY)) else -1
+        bid, ask = shadow.best_bid, shadow.best_ask
+        cancel = kind in CANCEL_KINDS
+        price, marketable = decode_price(
+            int(token[1]), side, bid, ask, slot.reference_ticks, cancel=cancel
+        )
+        tick = slot.tick_size
+        if cancel:
+            oid = self._pick_cancel(slot, side, price)
+            if oid is None:
+                return
+            _, px, left = slot.live.pop(oid)
+            shadow.remove(side, px, left)
+            out.append(
+                (t, slot.trajectory, slot.instrument, _CANCEL, oid, 0, np.nan, 0.0, slot.agent_id)
+            )
+            return
+        size = int(self.tokenizer.size_values[token[2]])
+        oid = (slot.agent_id << 32) | slot.counter
+        slot.counter += 1
+        if marketable:
+            shadow.take(side, size)
+            out.append(
+                (
+                    t,
+                    slot.trajectory,
+                    slot.instrument,
+                    _MARKET,
+                    oid,
+                    side,
+                    np.nan,
+                    float(size),
+                    slot.agent_id,
+                )
+            )
+            return
+        left = shadow.take(side, size, limit=price)  # a stale shadow can still cross
+        if left > 0:
+            shadow.add(side, price, left)
+        slot.live[oid] = [side, price, size]
+        out.append(
+            (
+                t,
+                slot.trajectory,
+                slot.instrument,
+                _LIMIT,
+                oid,
+                side,
+                price * tick,
+                float(size),
+                slot.agent_id,
+            )
+        )
+
+    @staticmethod
+    def _pick_cancel(slot: BookSlot, side: int, price: int) -> int | None:
+        best, best_dist = None, None
+        for oid, (s, px, _) in slot.live.items():
+            if s != side:
+                continue
+            dist = abs(px - price)
+            if best_dist is None or dist < best_dist:
+                best, best_dist = oid, dist
+        return best
+
+    def on_fills(self, slot_index: int, fills: Fills) -> None:
+        """Keep each book's live-order list exact: filled shares leave it."""
+        live = self.slots[slot_index].live
+        for oid, size in zip(fills.order_id.tolist(), fills.size.tolist(), strict=True):
+            entry = live.get(oid)
+            if entry is None:
+                continue
+            entry[2] -= size
+            if entry[2] <= 0:
+                del live[oid]

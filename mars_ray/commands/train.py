@@ -1,0 +1,93 @@
+"""``mars-ray train CONFIG``: train the order model, with validation loss and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from mars_ray.config import ConfigError
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Override out.")
+@click.option("--steps", type=click.IntRange(min=1), help="Override optim.steps.")
+@click.option("--seed", type=click.IntRange(min=0), help="Override seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Override device.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(
+    config: str,
+    out_dir: str | None,
+    steps: int | None,
+    seed: int | None,
+    device: str | None,
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """Train the order model described by the YAML file CONFIG on its corpus.
+
+    Writes OUT/last.pt (resumable checkpoint), OUT/model.pt (the model) and
+    OUT/model.json (losses beside the baselines').
+    """
+    overrides: dict[str, object] = {}
+    for key, value in (
+        ("out", out_dir),
+        ("optim.steps", steps),
+        ("seed", seed),
+        ("device", device),
+    ):
+        if value is not None:
+            overrides[key] = value
+    from mars_ray.lmm.checkpoint import CheckpointError
+    from mars_ray.lmm.corpus import CorpusError
+    from mars_ray.lmm.train import Trainer, load_train_config
+
+    try:
+        cfg = load_train_config(config, overrides)
+        trainer = Trainer(cfg, resume=resume)
+    except (ConfigError, CheckpointError, CorpusError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    split = trainer.splits["train"]
+    click.echo(
+        f"{cfg.name}: {trainer.model.num_params():,} parameters on {trainer.device}; "
+        f"{split.orders:,} training orders in {split.units} units"
+        + (f"; resuming at step {trainer.step}" if trainer.step else "")
+    )
+    bar = tqdm(
+        total=cfg.optim.steps,
+        initial=trainer.step,
+        disable=quiet,
+        desc=cfg.name,
+        dynamic_ncols=True,
+        unit="step",
+    )
+    shown: dict[str, float] = {}
+
+    def on_progress(step: int, record: dict[str, float]) -> None:
+        shown["loss"] = record["train_loss"]
+        if "validation_loss" in record:
+            shown["val"] = record["validation_loss"]
+        bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
+        bar.update(step - bar.n)
+
+    result = trainer.run(on_progress)
+    bar.close()
+    click.echo("")
+    click.echo(loss_table(result.history[-1] if result.history else {}, result.baselines))
+    click.echo(
+        f"\n{result.step} steps in {result.seconds:,.1f} s; model: {Path(result.out)}/model.pt"
+    )
+
+
+def loss_table(last: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
+    """NLL per order (nats) of the model beside the baselines, one row per held-out split."""
+    lines = [f"{'split':<12}{'model':>10}{'markov':>10}{'unigram':>10}   (nats per order)"]
+    for split, base in baselines.items():
+        model = last.get(f"{split}_loss")
+        model_s = f"{model:>10.3f}" if model is not None else f"{'-':>10}"
+        lines.append(f"{split:<12}{model_s}{base['markov']:>10.3f}{base['unigram']:>10.3f}")
+    return "\n".join(lines)

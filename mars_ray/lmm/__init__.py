@@ -1,0 +1,1 @@
+"""The Large Market Model: tokenizer, corpus, order model, training and checkpoints."""

@@ -1,0 +1,122 @@
+"""Token windows for training and evaluation, cut from the corpus without crossing units.
+
+A unit (one instrument on one day, or one synthetic seed) is one continuous
+order sequence; a window never spans two units, so the model never learns a
+transition from the end of one day into another instrument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mars_ray.lmm.tokenizer import N_BOOK, Tokenizer, token_ids
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class TokenSplit:
+    """One split as flat arrays; ``starts[u]:starts[u+1]`` is unit u."""
+
+    components: np.ndarray  # (n, 4) int64
+    book: np.ndarray  # (n, N_BOOK) float32, the book before each order
+    starts: np.ndarray  # (units + 1,) int64
+    sources: np.ndarray  # (units,) str: where each unit came from ("lobster", "synthetic")
+
+    @property
+    def orders(self) -> int:
+        return len(self.components)
+
+    @property
+    def units(self) -> int:
+        return len(self.starts) - 1
+
+    def usable_units(self, block: int) -> np.ndarray:
+        """Units long enough for one window of ``block`` inputs plus the next target."""
+        return np.flatnonzero(np.diff(self.starts) > block)
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        batch: int,
+        block: int,
+        source_weights: dict[str, float] | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """Random windows (x components, x book, targets); units weighted by their length
+        times their source's weight, so a small real corpus can count as much as a large
+        synthetic one."""
+        units = self.usable_units(block)
+        if len(units) == 0:
+            raise ValueError(
+                f"no unit has more than block_size={block} orders; lower model.block_size"
+            )
+        room = (np.diff(self.starts)[units] - block).astype(np.float64)  # valid start offsets
+        if source_weights:
+            room *= np.array([source_weights.get(s, 1.0) for s in self.sources[units]])
+        unit = rng.choice(units, size=batch, p=room / room.sum())
+        offset = rng.integers(0, np.diff(self.starts)[unit] - block)
+        return self._windows(self.starts[unit] + offset, block)
+
+    def eval_windows(self, block: int, limit: int) -> np.ndarray:
+        """Start indices of up to ``limit`` non-overlapping windows, spread over all units."""
+        starts = []
+        for u in self.usable_units(block):
+            lo, hi = int(self.starts[u]), int(self.starts[u + 1])
+            starts.extend(range(lo, hi - block, block))
+        starts_arr = np.array(starts, dtype=np.int64)
+        if len(starts_arr) > limit:  # evenly spaced subset: fixed, so every eval is comparable
+            starts_arr = starts_arr[np.linspace(0, len(starts_arr) - 1, limit).astype(np.int64)]
+        return starts_arr
+
+    def _windows(self, begin: np.ndarray, block: int) -> tuple[np.ndarray, ...]:
+        idx = begin[:, None] + np.arange(block + 1)
+        comp, book = self.components[idx], self.book[idx]
+        return comp[:, :-1], book[:, 1:], comp[:, 1:]
+
+    def windows(self, begin: np.ndarray, block: int) -> tuple[np.ndarray, ...]:
+        return self._windows(np.asarray(begin, dtype=np.int64), block)
+
+    def pairs(self, begin: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """(previous, next) joint token ids of every prediction in the given windows."""
+        x, _, y = self.windows(begin, block)
+        return token_ids(x.reshape(-1, 4)), token_ids(y.reshape(-1, 4))
+
+
+def split_table(table: pa.Table, split: str, max_orders: int | None = None) -> pa.Table:
+    """The rows of one split, in corpus order, optionally cut to the first ``max_orders``."""
+    part = table.filter(pc.equal(table["split"], split))
+    if max_orders is not None and part.num_rows > max_orders:
+        part = part.slice(0, max_orders)
+    return part
+
+
+def fit_tokenizer(train: pa.Table) -> Tokenizer:
+    if train.num_rows == 0:
+        raise ValueError("the corpus has no training rows (split == 'train')")
+    return Tokenizer.fit(train["size"].to_numpy(), train["gap_ns"].to_numpy())
+
+
+def tokenize(table: pa.Table, tokenizer: Tokenizer) -> TokenSplit:
+    """Corpus rows (one split) -> token components, book features and unit boundaries."""
+    n = table.num_rows
+    components = tokenizer.encode(
+        table["kind"].to_numpy(),
+        table["price_level"].to_numpy(),
+        table["size"].to_numpy(),
+        table["gap_ns"].to_numpy(),
+    )
+    book_col = table["book"].combine_chunks() if n else None
+    book = (
+        book_col.values.to_numpy().reshape(n, N_BOOK).astype(np.float32)
+        if n
+        else np.zeros((0, N_BOOK), dtype=np.float32)
+    )
+    seq = table["sequence"].to_numpy()
+    change = np.flatnonzero(np.diff(seq)) + 1 if n else np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], change, [n]]).astype(np.int64) if n else np.zeros(1, np.int64)
+    sources = table["source"].to_numpy(zero_copy_only=False)[starts[:-1]] if n else np.array([])
+    return TokenSplit(components.astype(np.int64), book, starts, sources)

@@ -1,0 +1,319 @@
+"""Training the order model: ``mars-ray train CONFIG``.
+
+Deterministic by seed: the windows of step ``s`` are drawn from a generator
+seeded with ``(seed, s)``, so a run resumed from its last checkpoint draws
+exactly the batches the uninterrupted run would have drawn. A checkpoint
+(``last.pt``, written atomically) is saved every ``checkpoint_every`` steps and
+at the end; ``--resume`` continues from it without losing finished steps.
+The final model is also written as ``model.pt`` (weights and tokenizer only,
+what ``load_model`` needs) with a JSON card of losses next to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mars_ray.config import read_yaml, validate_model
+from mars_ray.lmm.baselines import MarkovBaseline, UnigramBaseline
+from mars_ray.lmm.checkpoint import (
+    CheckpointError,
+    build_model,
+    model_payload,
+    read_checkpoint,
+    save_checkpoint,
+)
+from mars_ray.lmm.corpus import load_corpus
+from mars_ray.lmm.dataset import TokenSplit, fit_tokenizer, split_table, tokenize
+from mars_ray.lmm.model import LMMConfig, OrderModel
+from mars_ray.lmm.tokenizer import Tokenizer, token_ids
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Strict):
+    n_layer: int = Field(default=4, ge=1, le=48)
+    n_head: int = Field(default=4, ge=1, le=64)
+    n_embd: int = Field(default=128, ge=8, le=4096)
+    block_size: int = Field(default=256, ge=2, le=8192, description="context (sliding window)")
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    head: Literal["factorised", "joint"] = "factorised"
+
+    @model_validator(mode="after")
+    def _heads(self) -> ModelSection:
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd must be divisible by n_head, got {self.n_embd} and {self.n_head}"
+            )
+        return self
+
+
+class OptimSection(_Strict):
+    steps: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0, le=1)
+    min_lr: float = Field(default=1e-4, ge=0, le=1)
+    warmup: int = Field(default=100, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    eval_every: int = Field(default=250, ge=1)
+    eval_windows: int = Field(default=64, ge=1, description="validation windows per evaluation")
+    checkpoint_every: int = Field(default=250, ge=1)
+    source_weights: dict[Literal["lobster", "synthetic"], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="window sampling weight per corpus source (default 1): real days are few",
+    )
+    max_train_orders: int | None = Field(
+        default=None, ge=1, description="use only the first N training orders (data scaling)"
+    )
+
+
+class TrainConfig(_Strict):
+    name: str = "lmm"
+    seed: int = Field(default=0, ge=0)
+    corpus: Path = Field(description="corpus.parquet written by `mars-ray data build-corpus`")
+    out: Path = Path("runs/lmm")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: ModelSection = ModelSection()
+    optim: OptimSection = OptimSection()
+
+    def model_config_(self) -> LMMConfig:
+        return LMMConfig(**self.model.model_dump())
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a training YAML; a relative corpus path is taken from the working directory."""
+    return validate_model(TrainConfig, read_yaml(path, overrides), str(path))
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out: Path
+    step: int
+    history: list[dict[str, float]]
+    baselines: dict[str, dict[str, float]]
+    params: int
+    seconds: float
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested but torch sees no CUDA device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def learning_rate(step: int, cfg: OptimSection) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr`` at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    """Holds the data, model and optimiser of one run; ``run`` trains to ``optim.steps``."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config = config
+        self.device = pick_device(config.device)
+        self.out = Path(config.out)
+        self.last = self.out / "last.pt"
+        table = load_corpus(config.corpus)
+        self.corpus_meta = _corpus_description(table, config)
+        raw = read_checkpoint(self.last) if resume and self.last.exists() else None
+        if resume and raw is None:
+            raise CheckpointError(f"--resume: no checkpoint at {self.last}")
+        train_rows = split_table(table, "train", config.optim.max_train_orders)
+        self.tokenizer = (
+            Tokenizer.from_state(raw["tokenizer"]) if raw else fit_tokenizer(train_rows)
+        )
+        self.splits: dict[str, TokenSplit] = {"train": tokenize(train_rows, self.tokenizer)}
+        for name in ("validation", "test"):
+            part = split_table(table, name)
+            if part.num_rows:
+                self.splits[name] = tokenize(part, self.tokenizer)
+        block = config.model.block_size
+        if len(self.splits["train"].usable_units(block)) == 0:
+            raise ValueError(
+                f"model.block_size={block}: no training unit is longer than that many orders"
+            )
+        torch.manual_seed(config.seed)
+        if raw:
+            self._check_same_run(raw)
+            self.model = build_model(raw, self.last).to(self.device)
+        else:
+            self.model = OrderModel(config.model_config_()).to(self.device)
+        self.optimizer = self._optimizer()
+        if raw:
+            self.optimizer.load_state_dict(raw["optimizer"])
+        self.step = int(raw["step"]) if raw else 0
+        self.history: list[dict[str, float]] = list(raw.get("history", [])) if raw else []
+        self.eval_starts = {
+            name: split.eval_windows(block, config.optim.eval_windows)
+            for name, split in self.splits.items()
+            if name != "train"
+        }
+        self.baselines = raw.get("baselines") if raw else None
+
+    def _check_same_run(self, raw: dict[str, Any]) -> None:
+        stored = raw.get("train_config", {})
+        now = json.loads(self.config.model_dump_json())
+        for key in ("seed", "model", "corpus"):
+            if stored.get(key) != now.get(key):
+                raise CheckpointError(
+                    f"--resume: {self.last} was trained with {key}={stored.get(key)!r}, "
+                    f"the config says {now.get(key)!r}"
+                )
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            (decay if p.dim() >= 2 else no_decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": self.config.optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=self.config.optim.lr, betas=(0.9, 0.95))
+
+    def _tensors(self, arrays: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
+        x, book, y = arrays
+        dev = self.device
+        return (
+            torch.from_numpy(x).to(dev),
+            torch.from_numpy(book).to(dev),
+            torch.from_numpy(y).to(dev),
+        )
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean NLL per order (nats) on the fixed evaluation windows of each held-out split."""
+        self.model.eval()
+        block = self.config.model.block_size
+        out = {}
+        for name, starts in self.eval_starts.items():
+            if len(starts) == 0:
+                continue
+            total, count = 0.0, 0
+            for chunk in np.array_split(starts, max(1, len(starts) // 16)):
+                x, book, y = self._tensors(self.splits[name].windows(chunk, block))
+                _, loss = self.model(x, book, y)
+                total += float(loss) * y.shape[0] * y.shape[1]
+                count += y.shape[0] * y.shape[1]
+            out[name] = total / count
+        self.model.train()
+        return out
+
+    def compute_baselines(self) -> dict[str, dict[str, float]]:
+        train = self.splits["train"]
+        train_ids = token_ids(train.components)
+        models = {
+            "unigram": UnigramBaseline(train_ids),
+            "markov": MarkovBaseline(train_ids, train.starts),
+        }
+        block = self.config.model.block_size
+        result: dict[str, dict[str, float]] = {}
+        for name, starts in self.eval_starts.items():
+            if len(starts) == 0:
+                continue
+            prev, nxt = self.splits[name].pairs(starts, block)
+            result[name] = {k: m.nll(prev, nxt) for k, m in models.items()}
+        return result
+
+    def run(
+        self, on_progress: Callable[[int, dict[str, float]], None] | None = None
+    ) -> TrainResult:
+        cfg = self.config.optim
+        start = time.perf_counter()
+        if self.baselines is None:
+            self.baselines = self.compute_baselines()
+        block = self.config.model.block_size
+        self.model.train()
+        while self.step < cfg.steps:
+            rng = np.random.default_rng([self.config.seed, self.step])
+            x, book, y = self._tensors(
+                self.splits["train"].sample(rng, cfg.batch_size, block, cfg.source_weights)
+            )
+            lr = learning_rate(self.step, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            _, loss = self.model(x, book, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            record: dict[str, float] = {
+                "step": self.step,
+                "train_loss": float(loss.detach()),
+                "lr": lr,
+            }
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                record.update({f"{k}_loss": v for k, v in self.evaluate().items()})
+                self.history.append(record)
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save()
+            if on_progress is not None:
+                on_progress(self.step, record)
+        self.save_final()
+        return TrainResult(
+            self.out,
+            self.step,
+            self.history,
+            self.baselines,
+            self.model.num_params(),
+            time.perf_counter() - start,
+        )
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            **model_payload(self.model, self.tokenizer),
+            "step": self.step,
+            "train_config": json.loads(self.config.model_dump_json()),
+            "history": self.history,
+            "baselines": self.baselines,
+            "corpus": self.corpus_meta,
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.last, {**self._payload(), "optimizer": self.optimizer.state_dict()})
+
+    def save_final(self) -> None:
+        payload = self._payload()
+        save_checkpoint(self.out / "model.pt", payload)
+        card = {k: v for k, v in payload.items() if k not in ("model", "tokenizer")}
+        card["params"] = self.model.num_params()
+        (self.out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _corpus_description(table: Any, config: TrainConfig) -> dict[str, Any]:
+    """Orders and units per split and source: stored with the model, so it says what it saw."""
+    out: dict[str, Any] = {"path": str(config.corpus), "splits": {}}
+    splits = table["split"].to_numpy(zero_copy_only=False)
+    sources = table["source"].to_numpy(zero_copy_only=False)
+    sequences = table["sequence"].to_numpy()
+    for split in ("train", "validation", "test"):
+        mask = splits == split
+        per_source = {}
+        for source in sorted(set(sources[mask].tolist())):
+            m = mask & (sources == source)
+            per_source[source] = {
+                "orders": int(m.sum()),
+                "units": len(np.unique(sequences[m])),
+            }
+        out["splits"][split] = per_source
+    if config.optim.max_train_orders is not None:
+        out["max_train_orders"] = config.optim.max_train_orders
+    return out

@@ -1,0 +1,165 @@
+"""The LMM background agent inside the simulator, with a tiny untrained checkpoint.
+
+An untrained model still generates valid tokens, which is all these tests need:
+that its orders reach the books, are reproducible, react to outside orders, and
+that its fills keep its own live-order list exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+
+from mars_ray.config import ConfigError, parse_config
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.lmm.checkpoint import model_payload, save_checkpoint
+from mars_ray.lmm.model import LMMConfig, OrderModel
+from mars_ray.lmm.tokenizer import Tokenizer
+from mars_ray.schema import EventType, OrderType
+from mars_ray.sim.kernel import Simulation, run_simulation
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    tokenizer = Tokenizer.fit(
+        rng.geometric(0.3, 5000) * 100, rng.exponential(2e8, 5000).astype(np.int64)
+    )
+    torch.manual_seed(0)
+    model = OrderModel(LMMConfig(n_layer=1, n_head=2, n_embd=16, block_size=32))
+    path = tmp_path_factory.mktemp("lmm") / "tiny.pt"
+    save_checkpoint(path, {**model_payload(model, tokenizer), "step": 0})
+    return path
+
+
+def config(checkpoint: Path, shards: int = 1, **lmm: object) -> object:
+    return parse_config(
+        {
+            "name": "lmm-small",
+            "seed": 5,
+            "session": {
+                "pre_open": "09:25",
+                "open": "09:30",
+                "closing_call": "09:38",
+                "close": "09:40",
+            },
+            "kernel": {"step_ms": 1000, "sync_ms": 60000, "shards": shards},
+            "instruments": [
+                {"name": "AAA", "reference_price": 100.0},
+                {"name": "BBB", "reference_price": 50.0, "tick_size": 0.05},
+            ],
+            "agents": [
+                {"kind": "noise", "count": 20},
+                {"kind": "market_maker", "count": 2},
+                {
+                    "kind": "lmm",
+                    "count": 1,
+                    "params": {"checkpoint": str(checkpoint), "device": "cpu", **lmm},
+                },
+            ],
+        }
+    )
+
+
+def lmm_agent_ids(cfg) -> set[int]:
+    from mars_ray.sim.shard import agent_blocks
+
+    return {b.first_id for b in agent_blocks(cfg) if cfg.agents[b.group].kind == "lmm"}
+
+
+def test_lmm_orders_reach_every_book_only_in_continuous_trading(tiny_checkpoint: Path) -> None:
+    cfg = config(tiny_checkpoint)
+    events = run_simulation(cfg, local=True).events
+    ids = lmm_agent_ids(cfg)
+    mine = events.filter(
+        pc.is_in(events["agent_id"], value_set=pa.array(list(ids), type=pa.int64()))
+    )
+    submits = mine.filter(pc.equal(mine["event_type"], int(EventType.SUBMIT)))
+    assert submits.num_rows > 100
+    assert set(submits["instrument"].to_pylist()) == {"AAA", "BBB"}
+    times = np.array(submits["time_ns"].to_pylist())
+    assert times.min() >= cfg.session.open and times.max() < cfg.session.closing_call
+    # the only rejects: cancels that race a fill of the same step (the agent learns of fills
+    # at the end of a step, as a trader learns of them with latency)
+    rejects = mine.filter(pc.equal(mine["event_type"], int(EventType.REJECT)))
+    assert set(rejects["reason"].to_pylist()) <= {"unknown_order"}
+    cancels = mine.filter(pc.equal(mine["event_type"], int(EventType.CANCEL)))
+    assert rejects.num_rows <= 0.05 * cancels.num_rows
+
+
+def test_lmm_runs_are_reproducible(tiny_checkpoint: Path) -> None:
+    a = run_simulation(config(tiny_checkpoint), local=True).events
+    b = run_simulation(config(tiny_checkpoint), local=True).events
+    assert a.equals(b)
+
+
+def test_lmm_reacts_to_an_injected_order(tiny_checkpoint: Path) -> None:
+    """A big outside order changes the book, so the model's next orders change too."""
+    cfg = config(tiny_checkpoint)
+    at = cfg.session.open + 120 * 10**9
+
+    def run(inject: bool):
+        sim = Simulation(cfg, local=True)
+        sim.run(until=at - 10**9)
+        if inject:
+            sim.inject(
+                OrderBatch.build(
+                    time_ns=[at],
+                    instrument=[0],
+                    order_type=[int(OrderType.LIMIT)],
+                    order_id=[-1],
+                    side=[1],
+                    price=[99.0],
+                    size=[50_000.0],
+                    agent_id=999_999,
+                )
+            )
+        sim.run()
+        events, _ = sim.collect()
+        ids = lmm_agent_ids(cfg)
+        mine = events.filter(
+            pc.and_(
+                pc.is_in(events["agent_id"], value_set=pa.array(list(ids), type=pa.int64())),
+                pc.equal(events["instrument"], "AAA"),
+            )
+        )
+        return mine.to_pandas()
+
+    quiet, pushed = run(False), run(True)
+    before_q, before_p = quiet[quiet.time_ns < at], pushed[pushed.time_ns < at]
+    assert before_q.reset_index(drop=True).equals(before_p.reset_index(drop=True))
+    after_q, after_p = quiet[quiet.time_ns > at], pushed[pushed.time_ns > at]
+    assert not after_q.reset_index(drop=True).equals(after_p.reset_index(drop=True))
+
+
+def test_live_orders_match_the_book(tiny_checkpoint: Path) -> None:
+    """What the agent believes rests equals what its id really has resting in the book."""
+    cfg = config(tiny_checkpoint)
+    sim = Simulation(cfg, local=True)
+    sim.run(until=cfg.session.open + 200 * 10**9)
+    shard = sim.shards[0]
+    agent = next(iter(shard.spanning.values()))
+    for slot in agent.slots:
+        book = shard.state[(slot.trajectory, slot.instrument)].book
+        entries = {oid: book.order(oid) for oid in list(book._orders)}
+        resting = {oid: e[2] for oid, e in entries.items() if e[3] == slot.agent_id}
+        believed = {oid: entry[2] for oid, entry in slot.live.items()}
+        assert believed == resting
+
+
+def test_lmm_count_and_params_are_validated(tiny_checkpoint: Path) -> None:
+    with pytest.raises(ConfigError, match="count"):
+        parse_config(
+            {
+                "name": "x",
+                "instruments": [{"name": "A"}],
+                "agents": [{"kind": "lmm", "count": 2}],
+            }
+        )
+    with pytest.raises(ConfigError, match="temperature"):
+        config(tiny_checkpoint, temperature=0)

@@ -1,0 +1,144 @@
+"""Training: loss falls, interrupted runs resume to the same weights, bad checkpoints are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import data_dir
+
+from mars_ray.cli import cli
+from mars_ray.lmm.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
+from mars_ray.lmm.corpus import Unit, corpus_table, lobster_orders, write_corpus
+from mars_ray.lmm.train import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The excerpt day twice: once to train on, once (as another 'day') to validate on."""
+    folder = data_dir() / "lobster" / "excerpt"
+    orders = lobster_orders(
+        folder / "AAPL_2012-06-21_34200000_57600000_message_10.csv",
+        folder / "AAPL_2012-06-21_34200000_57600000_orderbook_10.csv",
+    )
+    parts = [
+        (Unit("lobster", "AAPL", "2012-06-21", "train"), orders),
+        (Unit("lobster", "AAPL", "2012-06-22", "validation"), orders),
+    ]
+    table = corpus_table(parts, {})
+    out = tmp_path_factory.mktemp("corpus")
+    write_corpus(table, out, {})
+    return out / "corpus.parquet"
+
+
+def train_config(corpus: Path, out: Path, **optim: object) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "name": "tiny",
+            "seed": 3,
+            "corpus": str(corpus),
+            "out": str(out),
+            "device": "cpu",
+            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+            "optim": {
+                "steps": 20,
+                "batch_size": 8,
+                "lr": 0.01,
+                "warmup": 2,
+                "eval_every": 10,
+                "eval_windows": 8,
+                "checkpoint_every": 5,
+                **optim,
+            },
+        }
+    )
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_model(corpus: Path, tmp_path: Path):
+    result = Trainer(train_config(corpus, tmp_path, steps=60, eval_every=30)).run()
+    first, last = result.history[0], result.history[-1]
+    assert last["validation_loss"] < first["validation_loss"]
+    assert set(result.baselines["validation"]) == {"unigram", "markov"}
+    loaded = load_model(tmp_path / "model.pt", device="cpu")
+    assert loaded.meta["step"] == 60
+    assert loaded.tokenizer.to_state() == read_checkpoint(tmp_path / "last.pt")["tokenizer"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(corpus: Path, tmp_path: Path):
+    straight = Trainer(train_config(corpus, tmp_path / "a"))
+    straight.run()
+
+    def stop_at_12(step: int, record: dict) -> None:
+        if step == 12:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(train_config(corpus, tmp_path / "b")).run(stop_at_12)
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["step"] == 10  # the last save
+    resumed = Trainer(train_config(corpus, tmp_path / "b"), resume=True)
+    assert resumed.step == 10
+    resumed.run()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["validation_loss"] for h in straight.history] == [
+        h["validation_loss"] for h in resumed.history
+    ]
+
+
+def test_resume_refuses_a_different_model(corpus: Path, tmp_path: Path):
+    Trainer(train_config(corpus, tmp_path, steps=5)).run()
+    other = train_config(corpus, tmp_path).model_copy(
+        update={"model": train_config(corpus, tmp_path).model.model_copy(update={"n_embd": 32})}
+    )
+    with pytest.raises(CheckpointError, match="model"):
+        Trainer(other, resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(train_config(corpus, tmp_path / "empty"), resume=True)
+
+
+def test_bad_checkpoints_are_named(corpus: Path, tmp_path: Path):
+    Trainer(train_config(corpus, tmp_path, steps=5)).run()
+    good = tmp_path / "model.pt"
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "nope.pt")
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(torn)
+    raw = read_checkpoint(good)
+    wrong = tmp_path / "wrong.pt"
+    save_checkpoint(wrong, {**raw, "model_config": {**raw["model_config"], "n_embd": 32}})
+    with pytest.raises(CheckpointError, match="shape"):
+        load_model(wrong)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "something-else"}, foreign)
+    with pytest.raises(CheckpointError, match="format"):
+        load_model(foreign)
+    bad_tok = tmp_path / "badtok.pt"
+    save_checkpoint(bad_tok, {**raw, "tokenizer": {**raw["tokenizer"], "size_edges": [3, 1]}})
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        load_model(bad_tok)
+
+
+def test_train_command_reports_losses_and_config_errors(corpus: Path, tmp_path: Path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(
+        f"name: tiny\ncorpus: {corpus}\nout: {tmp_path / 'run'}\ndevice: cpu\n"
+        "model: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}\n"
+        "optim: {steps: 4, batch_size: 4, eval_every: 2, eval_windows: 4}\n"
+    )
+    result = CliRunner().invoke(cli, ["train", str(cfg), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "markov" in result.output and "validation" in result.output
+    assert (tmp_path / "run" / "model.json").exists()
+    cfg.write_text(f"corpus: {corpus}\nmodel: {{n_embd: 30, n_head: 4}}\n")
+    result = CliRunner().invoke(cli, ["train", str(cfg)])
+    assert result.exit_code != 0
+    assert "model" in result.output and "30" in result.output
+    assert "Traceback" not in result.output
