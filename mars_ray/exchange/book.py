@@ -1,9 +1,12 @@
 """One instrument's limit order book: price-time priority on an integer tick grid.
 
 Each side keeps its prices in a ``sortedcontainers.SortedList`` (the best bid
-is the last element, the best ask the first; both are O(1) to read) and one
-``OrderedDict`` queue per price, so the head of a queue, a cancel in the middle
-and an append at the tail are all O(1).
+is the last element, the best ask the first) and one ``OrderedDict`` queue per
+price, so the head of a queue, a cancel in the middle and an append at the tail
+are all O(1). The touch of each side (``_bid_top``/``_ask_top``: the last bid and
+the first ask of the lists, market sentinels included) is also kept as a plain
+attribute, updated when a level is created or removed, because every incoming
+order reads the opposite one and indexing a ``SortedList`` is slow Python.
 Every state change appends an event tuple (``schema.ROW_FIELDS`` minus ``seq``)
 to ``self.events``; the caller drains them with ``drain_events``.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from enum import IntEnum
+from itertools import islice
 
 import numpy as np
 from sortedcontainers import SortedList
@@ -73,16 +77,20 @@ class OrderBook:
 
     Per side: ``_bids``/``_asks`` (ascending prices), ``_bid_levels``/``_ask_levels``
     (price -> queue of order id -> remaining size) and ``_bid_depth``/``_ask_depth``
-    (price -> total size). ``_prices``, ``_levels`` and ``_depth`` index the same
-    objects by side value, for code that is generic over the side.
+    (price -> total size), and ``_bid_top``/``_ask_top`` (the highest bid and the
+    lowest ask price in the lists, sentinels included; None for an empty side).
+    ``_prices``, ``_levels`` and ``_depth`` index the same objects by side value, for
+    code that is generic over the side.
     """
 
     __slots__ = (
         "_ask_depth",
         "_ask_levels",
+        "_ask_top",
         "_asks",
         "_bid_depth",
         "_bid_levels",
+        "_bid_top",
         "_bids",
         "_depth",
         "_levels",
@@ -107,6 +115,8 @@ class OrderBook:
         self._ask_levels: dict[int, OrderedDict[int, int]] = {}
         self._bid_depth: dict[int, int] = {}
         self._ask_depth: dict[int, int] = {}
+        self._bid_top: int | None = None  # self._bids[-1] while there are bids
+        self._ask_top: int | None = None  # self._asks[0] while there are asks
         self._prices: dict[int, list[int]] = {_BUY: self._bids, _SELL: self._asks}
         self._levels = {_BUY: self._bid_levels, _SELL: self._ask_levels}
         self._depth = {_BUY: self._bid_depth, _SELL: self._ask_depth}
@@ -130,12 +140,18 @@ class OrderBook:
 
     # ------------------------------------------------------------------ queries
     def best_bid(self) -> int | None:
+        top = self._bid_top
+        if top != MARKET_BUY_PRICE:  # the touch, or None: no bids
+            return top
         for p in reversed(self._bids):
             if p != MARKET_BUY_PRICE:
                 return p
         return None
 
     def best_ask(self) -> int | None:
+        top = self._ask_top
+        if top != MARKET_SELL_PRICE:
+            return top
         for p in self._asks:
             if p != MARKET_SELL_PRICE:
                 return p
@@ -176,12 +192,10 @@ class OrderBook:
 
         The column order is LOBSTER's; an empty level has price 0 and size 0.
         """
-        bids = self._bids
-        # n + 1 candidates per side: a market sentinel may take one of the slots
-        asks = [p for p in self._asks[: n + 1] if p != MARKET_SELL_PRICE][:n]
-        top_bids = bids[max(0, len(bids) - n - 1) :]
-        top_bids.reverse()
-        top_bids = [p for p in top_bids if p != MARKET_BUY_PRICE][:n]
+        # n + 1 candidates per side: a market sentinel may take one of the slots (a
+        # SortedList iterates in C; slicing it is slow Python)
+        asks = [p for p in islice(self._asks, n + 1) if p != MARKET_SELL_PRICE][:n]
+        top_bids = [p for p in islice(reversed(self._bids), n + 1) if p != MARKET_BUY_PRICE][:n]
         flat = [0] * (4 * n)
         if asks:
             k = 4 * len(asks)
@@ -227,11 +241,11 @@ class OrderBook:
         self.emit((t, _SUBMIT, oid, side, shown, size, agent, NO_ID, NO_ID, None))
         # Most limit orders do not cross: test the touch here before paying for _match.
         if side == _BUY:
-            asks = self._asks
-            crosses = bool(asks) and asks[0] <= price
+            top = self._ask_top
+            crosses = top is not None and top <= price
         elif side == _SELL:
-            bids = self._bids
-            crosses = bool(bids) and bids[-1] >= price
+            top = self._bid_top
+            crosses = top is not None and top >= price
         else:
             raise _bad_side(side)
         if crosses:
@@ -246,11 +260,12 @@ class OrderBook:
         A row is (time, ``OrderType`` code, order id, side, price in ticks, whole
         size, agent id). When the book takes orders (continuous trading or a call)
         the two commonest rows, a limit order that rests without trading and a
-        cancel of all of an order, skip the methods' checks (a resting order goes
-        straight to ``_rest``, a cancel is inlined); the rest go to the methods. The
-        phase does not change within a batch: only the session actions do that.
+        cancel of all of an order, skip the methods' checks and are handled here
+        (a new or emptied level goes to ``_add_level``/``_drop_level``); the rest go
+        to the methods. The phase does not change within a batch: only the session
+        actions do that.
         """
-        submit, cancel, modify, rest = self.submit, self.cancel, self.modify, self._rest
+        submit, cancel, modify = self.submit, self.cancel, self.modify
         emit = self.emit
         phase = self.phase
         if phase != _CONTINUOUS and phase != _CALL:  # halted or closed: nothing is hot
@@ -264,22 +279,38 @@ class OrderBook:
             return
         matching = phase == _CONTINUOUS
         orders = self._orders
-        bids, bid_levels, bid_depth = self._bids, self._bid_levels, self._bid_depth
-        asks, ask_levels, ask_depth = self._asks, self._ask_levels, self._ask_depth
+        bid_levels, bid_depth = self._bid_levels, self._bid_depth
+        ask_levels, ask_depth = self._ask_levels, self._ask_depth
+        add_level, drop_level = self._add_level, self._drop_level
         for t, ot, oid, side, px, sz, agent in rows:
             if ot == _LIMIT:
                 # what trades, duplicates and the absurd sentinel price go the long way
                 if side == _BUY:
-                    crosses = matching and asks and asks[0] <= px
+                    top = self._ask_top
+                    crosses = matching and top is not None and top <= px
+                    levels, depth = bid_levels, bid_depth
                 elif side == _SELL:
-                    crosses = matching and bids and bids[-1] >= px
+                    top = self._bid_top
+                    crosses = matching and top is not None and top >= px
+                    levels, depth = ask_levels, ask_depth
                 else:
-                    crosses = True  # no such side: submit raises
+                    submit(t, oid, side, px, sz, agent)  # no such side: submit raises
+                    continue
                 if crosses or oid in orders or px == MARKET_BUY_PRICE:
                     submit(t, oid, side, px, sz, agent)
                     continue
                 emit((t, _SUBMIT, oid, side, px, sz, agent, NO_ID, NO_ID, None))
-                rest(oid, side, px, sz, agent)
+                # rest it (as _rest, inlined)
+                queue = levels.get(px)
+                if queue is None:
+                    levels[px] = queue = OrderedDict()
+                    queue[oid] = sz
+                    depth[px] = sz
+                    add_level(side, px)
+                else:
+                    queue[oid] = sz
+                    depth[px] += sz
+                orders[oid] = (side, px, agent)
             elif ot == _CANCEL_ORDER:
                 entry = orders.pop(oid, None) if sz <= 0 else None
                 if entry is None:
@@ -287,22 +318,15 @@ class OrderBook:
                     continue
                 side, price, owner = entry
                 if side == _BUY:
-                    levels, depth, level_prices = bid_levels, bid_depth, bids
-                    best = -1  # the index of the touch (4-name assignments build a tuple)
+                    levels, depth = bid_levels, bid_depth
                 else:
-                    levels, depth, level_prices = ask_levels, ask_depth, asks
-                    best = 0
+                    levels, depth = ask_levels, ask_depth
                 queue = levels[price]
                 resting = queue.pop(oid)
                 if queue:
                     depth[price] -= resting
                 else:
-                    del levels[price]
-                    del depth[price]
-                    if level_prices[best] == price:
-                        del level_prices[best]
-                    else:
-                        level_prices.remove(price)
+                    drop_level(side, price)
                 shown = NO_PRICE if price == MARKET_BUY_PRICE else price
                 emit((t, _CANCEL, oid, side, shown, resting, owner, NO_ID, NO_ID, None))
             elif ot <= _IOC:
@@ -321,8 +345,13 @@ class OrderBook:
         self.emit((t, _SUBMIT, oid, side, shown, size, agent, NO_ID, NO_ID, None))
         if side != _BUY and side != _SELL:
             raise _bad_side(side)
-        contra = self._asks if side == _BUY else self._bids
-        if contra and (contra[0] <= price if side == _BUY else contra[-1] >= price):
+        if side == _BUY:
+            top = self._ask_top
+            crosses = top is not None and top <= price
+        else:
+            top = self._bid_top
+            crosses = top is not None and top >= price
+        if crosses:
             size = self._match(t, oid, side, price, size, agent)
         if size:
             why = "market_unfilled" if order_type == _MARKET else "ioc_unfilled"
@@ -362,11 +391,9 @@ class OrderBook:
             return
         side, price, owner = entry
         if side == _BUY:
-            levels, depth, prices = self._bid_levels, self._bid_depth, self._bids
-            best = -1  # the index of the touch (4-name assignments build a tuple)
+            levels, depth = self._bid_levels, self._bid_depth
         else:
-            levels, depth, prices = self._ask_levels, self._ask_depth, self._asks
-            best = 0
+            levels, depth = self._ask_levels, self._ask_depth
         queue = levels[price]
         shown = NO_PRICE if price == MARKET_BUY_PRICE else price
         if 0 < size < queue[oid]:  # partial: the order keeps its place
@@ -381,10 +408,20 @@ class OrderBook:
         else:  # the level is gone (as _drop_level, inlined)
             del levels[price]
             del depth[price]
-            if prices[best] == price:  # the touch empties most often
-                del prices[best]
+            if side == _BUY:
+                prices = self._bids
+                if price == self._bid_top:  # the touch empties most often
+                    prices.pop()
+                    self._bid_top = prices[-1] if prices else None
+                else:
+                    prices.remove(price)
             else:
-                prices.remove(price)
+                prices = self._asks
+                if price == self._ask_top:
+                    del prices[0]
+                    self._ask_top = prices[0] if prices else None
+                else:
+                    prices.remove(price)
         self.emit((t, _CANCEL, oid, side, shown, resting, owner, NO_ID, NO_ID, None))
 
     def modify(self, t: int, oid: int, price: int | None, size: int, agent: int = NO_ID) -> None:
@@ -509,9 +546,9 @@ class OrderBook:
     # ------------------------------------------------------------------ internals
     def _rest(self, oid: int, side: int, price: int, size: int, agent: int) -> None:
         if side == _BUY:
-            levels, depth, prices = self._bid_levels, self._bid_depth, self._bids
+            levels, depth = self._bid_levels, self._bid_depth
         elif side == _SELL:
-            levels, depth, prices = self._ask_levels, self._ask_depth, self._asks
+            levels, depth = self._ask_levels, self._ask_depth
         else:
             raise _bad_side(side)
         queue = levels.get(price)
@@ -519,11 +556,34 @@ class OrderBook:
             levels[price] = queue = OrderedDict()
             queue[oid] = size
             depth[price] = size
-            prices.add(price)
+            # list the price (as _add_level, inlined)
+            if side == _BUY:
+                self._bids.add(price)
+                top = self._bid_top
+                if top is None or price > top:
+                    self._bid_top = price
+            else:
+                self._asks.add(price)
+                top = self._ask_top
+                if top is None or price < top:
+                    self._ask_top = price
         else:
             queue[oid] = size
             depth[price] += size
         self._orders[oid] = (side, price, agent)
+
+    def _add_level(self, side: int, price: int) -> None:
+        """List a new level's price (its queue and depth are already in place)."""
+        if side == _BUY:
+            self._bids.add(price)
+            top = self._bid_top
+            if top is None or price > top:
+                self._bid_top = price
+        else:
+            self._asks.add(price)
+            top = self._ask_top
+            if top is None or price < top:
+                self._ask_top = price
 
     def _remove(self, oid: int, side: int, price: int, queue: OrderedDict, resting: int) -> None:
         del queue[oid]
@@ -539,15 +599,17 @@ class OrderBook:
             del self._bid_levels[price]
             del self._bid_depth[price]
             prices = self._bids
-            if prices[-1] == price:  # the touch empties most often
+            if price == self._bid_top:  # the touch empties most often
                 prices.pop()
+                self._bid_top = prices[-1] if prices else None
                 return
         else:
             del self._ask_levels[price]
             del self._ask_depth[price]
             prices = self._asks
-            if prices[0] == price:
+            if price == self._ask_top:
                 del prices[0]
+                self._ask_top = prices[0] if prices else None
                 return
         prices.remove(price)
 
@@ -556,14 +618,13 @@ class OrderBook:
         buy = side == _BUY
         if buy:
             prices, levels, depth = self._asks, self._ask_levels, self._ask_depth
-            contra, best_index = _SELL, 0
+            contra, best = _SELL, self._ask_top
         else:
             prices, levels, depth = self._bids, self._bid_levels, self._bid_depth
-            contra, best_index = _BUY, -1
+            contra, best = _BUY, self._bid_top
         orders = self._orders
         emit = self.emit
-        while size and prices:
-            best = prices[best_index]
+        while size and best is not None:
             if (best > limit) if buy else (best < limit):
                 break
             queue = levels[best]
@@ -584,10 +645,15 @@ class OrderBook:
             self.last_trade_price = best
             if queue:
                 depth[best] -= traded
-            else:
+            else:  # the level is gone: the next one is the touch
                 del levels[best]
                 del depth[best]
-                del prices[best_index]
+                if buy:
+                    del prices[0]
+                    best = self._ask_top = prices[0] if prices else None
+                else:
+                    prices.pop()
+                    best = self._bid_top = prices[-1] if prices else None
         return size
 
     def _execute_uncross(self, t: int, price: int, volume: int) -> None:
@@ -658,6 +724,8 @@ class OrderBook:
                     assert self._orders[oid][:2] == (side, p), f"order {oid} misfiled"
                 seen += len(queue)
         assert seen == len(self._orders), "order index and queues disagree"
+        assert self._bid_top == (self._bids[-1] if self._bids else None), "stale bid touch"
+        assert self._ask_top == (self._asks[0] if self._asks else None), "stale ask touch"
         if self.phase == Phase.CONTINUOUS:
             bid, ask = self.best_bid(), self.best_ask()
             assert bid is None or ask is None or bid < ask, f"crossed book {bid} >= {ask}"
