@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mars_ray.commands.data import data
+from mars_ray.commands.report import report
 from mars_ray.commands.simulate import simulate
 from mars_ray.commands.train import train
 
@@ -18,6 +19,7 @@ def cli() -> None:
 cli.add_command(simulate)
 cli.add_command(data)
 cli.add_command(train)
+cli.add_command(report)
 
 
 def main() -> None:

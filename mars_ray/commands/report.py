@@ -1,0 +1,167 @@
+"""``mars-ray report ...``: reports on simulation runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from mars_ray.lmm.realism import Source
+
+
+@click.group()
+def report() -> None:
+    """Compare simulation runs with real data."""
+
+
+@report.command("realism")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--reference",
+    "reference_dir",
+    required=True,
+    metavar="LOBSTER_DIR",
+    type=click.Path(path_type=Path),
+    help="Folder of LOBSTER file pairs: the real day(s) to compare with.",
+)
+@click.option(
+    "--baseline",
+    "baseline_dir",
+    metavar="BASELINE_RUN_DIR",
+    type=click.Path(path_type=Path),
+    help="An agent-based run to compare the same way.",
+)
+@click.option(
+    "--instrument", metavar="NAME", help="Run instrument to compare (default: the run's first)."
+)
+@click.option(
+    "--ticker", metavar="TICKER", help="Reference ticker, when LOBSTER_DIR holds several."
+)
+@click.option(
+    "--json",
+    "json_out",
+    metavar="OUT",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the distances as JSON to this file.",
+)
+@click.option(
+    "--plot",
+    "plot_out",
+    metavar="PNG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG: one panel per metric, the three distributions overlaid.",
+)
+def realism(
+    run_dir: Path,
+    reference_dir: Path,
+    baseline_dir: Path | None,
+    instrument: str | None,
+    ticker: str | None,
+    json_out: Path | None,
+    plot_out: Path | None,
+) -> None:
+    """How close the order flow of RUN_DIR is to a real LOBSTER day, beside a baseline run.
+
+    Every source is turned into orders the way the LMM corpus is (LOBSTER
+    messages and top-of-book rows through derive_orders), cut to what a 1-level
+    file shows, over continuous trading only. Prints one row per metric with the
+    distance of the run (LMM) and of the baseline to the real day, and which is
+    closer; --json writes {"metrics": {name: {"lmm": d, "baseline": d}},
+    "sources": ..., "notes": [...]} (null: no samples on a side).
+    """
+    from mars_ray.lmm import realism as rl
+
+    try:
+        run = rl.read_run(run_dir)
+        base = rl.read_run(baseline_dir) if baseline_dir is not None else None
+        name = instrument if instrument is not None else run.instruments[0]
+        if name not in run.instruments:
+            raise rl.RealismError(
+                f"instrument {name!r} not in run {str(run_dir)!r}; it has {list(run.instruments)}"
+            )
+        base_name = name
+        if base is not None and name not in base.instruments and instrument is None:
+            # the default instrument falls back to the baseline's first when the runs name
+            # theirs differently; an explicit --instrument must be in both
+            base_name = base.instruments[0]
+        pairs = rl.reference_pairs(reference_dir, ticker)
+        sources: dict[str, rl.Source] = {"reference": rl.lobster_source(pairs)}
+        sources["lmm"] = rl.run_source(run, name)
+        if base is not None:
+            sources["baseline"] = rl.run_source(base, base_name)
+    except rl.RealismError as exc:
+        raise click.ClickException(str(exc)) from None
+    for label, src in sources.items():
+        if not src.info.get("orders"):
+            where = src.info.get("run") or ", ".join(src.info.get("files", []))
+            raise click.ClickException(
+                f"{label} ({where}) has no orders in continuous trading "
+                f"{'-'.join(src.info.get('window', []))}"
+            )
+
+    baseline = sources.get("baseline")
+    metrics = rl.compare(
+        sources["reference"].samples,
+        sources["lmm"].samples,
+        baseline.samples if baseline is not None else None,
+    )
+    notes = list(rl.NOTES) + rl.empty_metrics(sources)
+    if baseline is None:
+        notes.append("no --baseline given: baseline distances are null")
+    elif base_name != name:
+        notes.append(f"the baseline has no {name!r}: its first instrument {base_name!r} is used")
+
+    click.echo(_describe(sources))
+    click.echo("")
+    click.echo(rl.format_table(metrics))
+    click.echo("")
+    for note in notes:
+        click.echo(f"note: {note}")
+
+    if json_out is not None:
+        described: dict[str, Any] = dict.fromkeys(rl.SOURCES)
+        for label, src in sources.items():
+            described[label] = {**src.info, "samples": rl.sample_counts(src.samples)}
+        payload = {"metrics": metrics, "sources": described, "notes": notes}
+        _write(json_out, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
+        click.echo(f"json: {json_out}")
+    if plot_out is not None:
+        title = f"{run.name}:{name} vs {Path(pairs[0][0]).name.split('_')[0]} (level 1)"
+        _write(
+            plot_out,
+            lambda p: rl.plot_realism(
+                {k: v.samples for k, v in sources.items()}, metrics, p, title
+            ),
+        )
+        click.echo(f"plot: {plot_out}")
+
+
+def _describe(sources: dict[str, Source]) -> str:
+    """One line per source: where it came from and how many orders it gave."""
+    lines = []
+    for label, src in sources.items():
+        info = src.info
+        window = "-".join(info.get("window", []))
+        if label == "reference":
+            files = info.get("files", [])
+            what = ", ".join(Path(f).name for f in files)
+        else:
+            what = (
+                f"{info['run']} ({info['instrument']}, {info['trajectories']} "
+                f"trajector{'y' if info['trajectories'] == 1 else 'ies'})"
+            )
+        lines.append(f"{label:<10} {what}: {info.get('orders', 0):,} orders, {window}")
+    return "\n".join(lines)
+
+
+def _write(path: Path, write: Callable[[Path], object]) -> None:
+    """Create the parent folder and write; an OS error becomes a clean click error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
