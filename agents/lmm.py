@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
+from sortedcontainers import SortedDict
 
 from agents.base import NO_ORDERS, AgentParams, Fills
 from agents.registry import register
@@ -102,6 +103,33 @@ class BookSlot:
     held_time: int = 0
     counter: int = 0
     live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
+    # the same orders by side and price (oldest first), to find a cancel's target quickly
+    by_price: dict[int, SortedDict] = field(
+        default_factory=lambda: {1: SortedDict(), -1: SortedDict()}
+    )
+
+    def add_live(self, oid: int, side: int, price: int, size: int) -> None:
+        self.live[oid] = [side, price, size]
+        self.by_price[side].setdefault(price, {})[oid] = None
+
+    def drop_live(self, oid: int) -> list[int]:
+        entry = self.live.pop(oid)
+        level = self.by_price[entry[0]][entry[1]]
+        del level[oid]
+        if not level:
+            del self.by_price[entry[0]][entry[1]]
+        return entry
+
+    def nearest_live(self, side: int, price: int) -> int | None:
+        """This agent's oldest live order at the live price nearest ``price`` (lower on a
+        tie), on ``side``."""
+        levels = self.by_price[side]
+        if not levels:
+            return None
+        i = levels.bisect_left(price)
+        candidates = [levels.keys()[j] for j in (i - 1, i) if 0 <= j < len(levels)]
+        best = min(candidates, key=lambda px: (abs(px - price), px))
+        return next(iter(levels[best]))
 
 
 class ShadowBook:
@@ -280,10 +308,10 @@ class LMMBackground:
         )
         tick = slot.tick_size
         if cancel:
-            oid = self._pick_cancel(slot, side, price)
+            oid = slot.nearest_live(side, price)
             if oid is None:
                 return
-            _, px, left = slot.live.pop(oid)
+            _, px, left = slot.drop_live(oid)
             shadow.remove(side, px, left)
             out.append(
                 (t, slot.trajectory, slot.instrument, _CANCEL, oid, 0, np.nan, 0.0, slot.agent_id)
@@ -311,7 +339,7 @@ class LMMBackground:
         left = shadow.take(side, size, limit=price)  # a stale shadow can still cross
         if left > 0:
             shadow.add(side, price, left)
-        slot.live[oid] = [side, price, size]
+        slot.add_live(oid, side, price, size)
         out.append(
             (
                 t,
@@ -326,17 +354,6 @@ class LMMBackground:
             )
         )
 
-    @staticmethod
-    def _pick_cancel(slot: BookSlot, side: int, price: int) -> int | None:
-        best, best_dist = None, None
-        for oid, (s, px, _) in slot.live.items():
-            if s != side:
-                continue
-            dist = abs(px - price)
-            if best_dist is None or dist < best_dist:
-                best, best_dist = oid, dist
-        return best
-
     def on_fills(self, slot_index: int, fills: Fills) -> None:
         """Keep each book's live-order list exact: filled shares leave it."""
         live = self.slots[slot_index].live
@@ -346,4 +363,4 @@ class LMMBackground:
                 continue
             entry[2] -= size
             if entry[2] <= 0:
-                del live[oid]
+                self.slots[slot_index].drop_live(oid)
