@@ -219,7 +219,7 @@ def tiny(ray_session, tmp_path_factory):
         "name": "tiny",
         "lobster": {"dir": str(folder), "splits": {"AAPL": "validation"}},
         "synthetic": {
-            "config": str(PROJECT_ROOT / "configs" / "demo.yaml"),
+            "config": str(PROJECT_ROOT / "configs" / "bench.yaml"),
             "seeds": 2,
             "first_seed": 5,
             "validation_seeds": 0,

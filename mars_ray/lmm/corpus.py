@@ -128,7 +128,7 @@ class SyntheticSourceConfig(_Strict):
     them validation, the rest train."""
 
     enabled: bool = True
-    config: str = "configs/demo.yaml"
+    config: str = "configs/bench.yaml"
     seeds: int = Field(default=4, ge=1, le=100_000)
     first_seed: int = Field(default=0, ge=0, lt=2**62)
     validation_seeds: int = Field(default=1, ge=0)
