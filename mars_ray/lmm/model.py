@@ -198,8 +198,9 @@ class CausalSelfAttention(nn.Module):
         when T <= block_size), the same window as the cached ``step``.
         """
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(qkv[:2], cos, sin).unbind(0)
+        v = qkv[2]
         p = self.dropout if self.training else 0.0
         if T <= self.block_size:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
