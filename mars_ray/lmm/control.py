@@ -1,0 +1,591 @@
+"""Controllable generation: steer the order model's flow toward a target mid path or volatility.
+
+The ensemble has two models at two time scales. The order model (model.py) writes each
+order (kind, price level, size, gap) and so carries the micro-structure; the order-batch
+model (batch_model.py) predicts the next interval's aggregate flow: how many orders of
+each kind, and the mid drift they usually make. The controller combines that expectation
+with the book's current distance from the target and tilts the order model's kind
+distribution, and nothing else, by exponential tilting:
+
+    p'(kind) ∝ p(kind) · exp(θ · φ_kind),   kind_bias = θ · φ  (added to the kind logits)
+
+where φ is the mean mid change per order of each kind (ticks, measured on the corpus:
+buys and cancelled sells push the mid up, sells and cancelled buys push it down). Each
+round, per book, with m the mid, T the target and H the look-ahead:
+
+    needed   D = gain · (T(t + H) - m)                (error now + the target's own slope)
+    expected n = orders in H,  d = model drift in H    (from the order-batch model)
+    θ solves n · (E_θ[φ] - E_0[φ]) = D - d            (E under the batch model's kind mix)
+
+bounded so that no kind's logit moves by more than ``max_bias``. Re-solving every round
+from the measured mid closes the loop: whatever the order model does in response (refill
+the book, revert), the next round sees it. Price levels, sizes and gaps stay the order
+model's own.
+
+Targets: ``MidPath`` (a mid price through (time, ticks) points, absolute or relative to
+the mid at the start) and ``Volatility`` (a std of the mid change per interval: below the
+measured one the book is thickened by a "depth" tilt toward new orders and away from
+cancels; above it the mid is steered along a random walk; see the class). Volume cannot
+be steered through the kind logits, since the gap component sets the rate; it would need
+a ``gap_bias`` (B, 16) argument to ``OrderModel.sample`` added to the gap logits, set to
+-log(s) * log(gap_values) to scale the rate by about s.
+
+The LMM agent steers with one call per round, before its generator draws the next orders:
+``bias = controller.kind_bias(times, rows, last, active)`` with the arrays it already
+builds there, passed on to ``OrderModel.sample(..., kind_bias=bias)``.
+
+``simulate`` is a minimal market for tests and benchmarks: independent books that only
+the order model trades, each a ``ShadowBook`` of the LMM agent, driven exactly as the
+agent drives its generator (``kind_bias`` is called with the same arrays).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from agents.lmm import ShadowBook
+from mars_ray.lmm.batch_model import (
+    MID,
+    N_CAT,
+    N_FEATURES,
+    BatchModel,
+    IntervalData,
+    aggregate_orders,
+    expected_counts,
+    interval_vectors,
+    order_categories,
+    time_of_day,
+)
+from mars_ray.lmm.model import OrderModel
+from mars_ray.lmm.tokenizer import (
+    CANCEL_KINDS,
+    N_KINDS,
+    OPEN_NS,
+    Kind,
+    Tokenizer,
+    book_features,
+    decode_price,
+    encode_price_level,
+)
+
+# categories (batch_model.CATEGORIES) -> kind: new buys, buy cancels, new sells, sell cancels
+_KIND_OF_CATEGORY = np.array([0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 3, 3, 3])
+DEPTH = np.array([1.0, 1.0, -1.0, -1.0])  # the depth tilt: new orders up, cancels down
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class MidPath:
+    """Target mid (ticks) through (time ns since midnight, ticks) points; linear between
+    them, flat before the first and after the last. ``relative``: ticks are offsets from
+    each book's mid when the controller first sees it."""
+
+    times_ns: Sequence[int]
+    ticks: Sequence[float]
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.times_ns, dtype=np.float64)
+        if t.ndim != 1 or len(t) == 0 or len(t) != len(self.ticks):
+            raise ValueError("MidPath needs as many times as ticks, at least one point")
+        if (np.diff(t) <= 0).any():
+            raise ValueError("MidPath times must be strictly increasing")
+
+    def at(self, t_ns: np.ndarray) -> np.ndarray:
+        return np.interp(
+            np.asarray(t_ns, dtype=np.float64),
+            np.asarray(self.times_ns, dtype=np.float64),
+            np.asarray(self.ticks, dtype=np.float64),
+        )
+
+    @classmethod
+    def ramp(cls, start_ns: int, seconds: float, ticks: float) -> MidPath:
+        """From the start mid, ``ticks`` up (or down) linearly over ``seconds``."""
+        return cls((start_ns, start_ns + round(seconds * 1e9)), (0.0, ticks), relative=True)
+
+
+@dataclass(frozen=True)
+class Volatility:
+    """Target std of the mid change over one interval of the batch model (ticks).
+
+    One integral state z per book, moved after every interval by ``rate`` times the log
+    ratio of the realised std (a moving average over ``window`` intervals) to the target,
+    drives two levers:
+
+    - too volatile (z > 0): the depth tilt z · (+1, +1, -1, -1), more new orders and
+      fewer cancels, which thickens the book (the flicker of the touch is what the
+      directional lever cannot calm); the reverse tilt, thinning, is never used: a few
+      tenths of it can empty a side and the mid then jumps by tens of ticks;
+    - too calm (z < 0): the mid is steered along a random walk whose steps have std
+      ``-z * 2 * sigma`` per interval (and lean back toward the mid by ``follow``), with
+      the same directional tilt as a ``MidPath``.
+    """
+
+    sigma: float
+    window: float = 6.0
+    rate: float = 0.15
+    follow: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (self.sigma > 0 and self.window >= 1 and self.rate > 0 and 0 <= self.follow <= 1):
+            raise ValueError(f"bad {self}")
+
+
+Target = MidPath | Volatility
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """How hard to steer. ``horizon_s``: look-ahead (the gap is closed over this long)."""
+
+    horizon_s: float = 10.0
+    gain: float = 1.0
+    max_bias: float = 2.0  # cap on any kind's logit shift: odds change at most e^(2 * cap)
+    skip_first: bool = True  # the agent's first ``last`` token is a made-up opening order
+
+    def __post_init__(self) -> None:
+        if not (self.horizon_s > 0 and self.gain >= 0 and self.max_bias >= 0):
+            raise ValueError(f"bad ControlConfig {self}")
+
+
+def tilt(p: np.ndarray, phi: np.ndarray, delta: np.ndarray, theta_max: float) -> np.ndarray:
+    """θ (B,) with E_θ[φ] - E_0[φ] = δ under p (B, K) tilted by exp(θ φ), |θ| <= theta_max.
+
+    The tilted mean rises monotonically with θ (its derivative is the tilted variance),
+    so bisection finds it; a δ beyond reach gets the bound.
+    """
+    p = np.maximum(p, 1e-12)
+    base = (p * phi).sum(-1)
+
+    def shift(theta: np.ndarray) -> np.ndarray:
+        w = p * np.exp(theta[:, None] * phi)
+        return (w * phi).sum(-1) / w.sum(-1) - base
+
+    lo = np.full(len(p), -theta_max)
+    hi = np.full(len(p), theta_max)
+    for _ in range(24):  # the bracket shrinks 2^24-fold: far finer than logits need
+        mid = 0.5 * (lo + hi)
+        above = shift(mid) > delta
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def mids_of(
+    depths: np.ndarray, last_spread: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mid, spread) in ticks of (B, levels, 4) snapshot rows.
+
+    A one-sided book's mid is its remaining quote moved half of ``last_spread`` (the
+    book's last two-sided spread, default 1 tick) toward the empty side, so that it still
+    moves with the flow where a stale mid would not; NaN when both sides are empty.
+    """
+    ask, bid = depths[:, 0, 0].astype(np.float64), depths[:, 0, 2].astype(np.float64)
+    last = np.ones(len(ask)) if last_spread is None else np.asarray(last_spread, np.float64)
+    two = (ask > 0) & (bid > 0)
+    mid = np.select(
+        [two, ask > 0, bid > 0], [(ask + bid) / 2, ask - last / 2, bid + last / 2], np.nan
+    )
+    return mid, np.where(two, ask - bid, last)
+
+
+# ----------------------------------------------------------------------------- controller
+
+
+class FlowController:
+    """Per-book kind biases toward per-book targets; call ``kind_bias`` every round.
+
+    ``targets``: one target for every book, or one per book (None: leave that book alone).
+    ``impact`` overrides the batch model's per-kind mid impact φ (ticks per order).
+    """
+
+    def __init__(
+        self,
+        batch_model: BatchModel,
+        tokenizer: Tokenizer,
+        targets: Target | Sequence[Target | None] | None,
+        books: int,
+        config: ControlConfig | None = None,
+        impact: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model = batch_model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or ControlConfig()
+        self.books = books
+        if targets is None or isinstance(targets, MidPath | Volatility):
+            targets = [targets] * books
+        if len(targets) != books:
+            raise ValueError(f"{len(targets)} targets for {books} books")
+        self.targets = list(targets)
+        phi = batch_model.impact.numpy() if impact is None else np.asarray(impact)
+        self.phi = np.asarray(phi, dtype=np.float64).reshape(N_KINDS)
+        if not np.abs(self.phi).max() > 0:
+            raise ValueError("the per-kind mid impact is all zero: nothing to steer with")
+        self.theta_max = self.config.max_bias / float(np.abs(self.phi).max())
+        self.interval_ns = self.model.config.interval_ns
+        k = self.model.config.context
+        B = books
+        # per-book state
+        self.seen = np.zeros(B, dtype=bool)
+        self.start_mid = np.full(B, np.nan)
+        self.mid = np.full(B, np.nan)
+        self.spread = np.ones(B)  # last two-sided spread (for a one-sided book's mid)
+        self.slot = np.full(B, -1, dtype=np.int64)  # current interval on the grid
+        self.slot_mid = np.full(B, np.nan)  # mid when the current interval began
+        self.counts = np.zeros((B, N_CAT))
+        self.volumes = np.zeros((B, N_CAT))
+        self.hist = np.zeros((B, k, N_FEATURES), dtype=np.float32)
+        self.hist_tod = np.zeros((B, k), dtype=np.float32)
+        self.hist_len = np.zeros(B, dtype=np.int64)
+        mean = self.model.mean.numpy().astype(np.float64)
+        std = self.model.std.numpy().astype(np.float64)
+        self.pred_mean = np.tile(mean, (B, 1))
+        self.pred_std = np.tile(std, (B, 1))
+        # volatility targets: integral state, moving average of squared mid changes, walk
+        self.z = np.zeros(B)
+        self.var = np.full(B, np.nan)
+        self.walk: dict[int, tuple[int, list[float]]] = {}  # book -> (first slot, knots)
+        self.rng = np.random.default_rng(seed)
+        self.last_bias = np.zeros((B, N_KINDS), dtype=np.float32)
+
+    # -------------------------------------------------------------- the round
+    def kind_bias(
+        self,
+        times_ns: np.ndarray,
+        depths: np.ndarray,
+        last_tokens: np.ndarray,
+        active: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(B, 4) float32 kind-logit biases for the next order of every book.
+
+        ``times_ns`` (B,): time of each book's latest order; ``depths`` (B, levels, 4): the
+        book after it (``OrderBook.snapshot`` layout); ``last_tokens`` (B, 4): that order
+        (the ``last`` the agent feeds its generator); ``active`` (B,): rows generating now.
+        Inactive rows are not observed (their last token was seen already) and get 0.
+        """
+        B = self.books
+        times = np.asarray(times_ns, dtype=np.int64).reshape(B)
+        active = np.ones(B, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        mids, spread = mids_of(np.asarray(depths), self.spread)
+        self.spread[active] = spread[active]
+        rows = np.flatnonzero(active)
+        first = rows[~self.seen[rows]]
+        self.seen[first] = True
+        self.start_mid[first] = mids[first]
+        self.slot[first] = times[first] // self.interval_ns
+        self.slot_mid[first] = mids[first]
+        observe = rows if not self.config.skip_first else np.setdiff1d(rows, first)
+        self._roll_intervals(observe, times)
+        self._count(observe, np.asarray(last_tokens, dtype=np.int64))
+        ok = rows[~np.isnan(mids[rows])]
+        self.mid[ok] = mids[ok]
+        fill = np.isnan(self.start_mid) & ~np.isnan(self.mid)
+        self.start_mid[fill] = self.mid[fill]
+        self.slot_mid[np.isnan(self.slot_mid)] = self.mid[np.isnan(self.slot_mid)]
+        bias = np.zeros((B, N_KINDS), dtype=np.float32)
+        steer = np.array(
+            [b for b in rows if self.targets[b] is not None and not np.isnan(self.mid[b])],
+            dtype=np.int64,
+        )
+        if len(steer):
+            bias[steer] = self._bias(steer, times[steer])
+        self.last_bias = bias
+        return bias
+
+    # -------------------------------------------------------------- flow bookkeeping
+    def _count(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        tok = tokens[rows]
+        cat = order_categories(tok[:, 0], tok[:, 1])
+        np.add.at(self.counts, (rows, cat), 1.0)
+        np.add.at(self.volumes, (rows, cat), self.tokenizer.size_values[tok[:, 2]])
+
+    def _roll_intervals(self, rows: np.ndarray, times: np.ndarray) -> None:
+        """Close the intervals that ended before each row's latest order; re-predict."""
+        slot = times // self.interval_ns
+        moved = rows[slot[rows] > self.slot[rows]]
+        empty = interval_vectors(np.zeros((1, N_CAT)), np.zeros((1, N_CAT)), np.zeros(1))[0]
+        for b in moved:
+            mid_end = self.mid[b]  # the mid before the order that opened the new interval
+            dmid = mid_end - self.slot_mid[b]
+            vec = interval_vectors(
+                self.counts[b : b + 1], self.volumes[b : b + 1], np.array([np.nan_to_num(dmid)])
+            )[0]
+            n_empty = min(int(slot[b] - self.slot[b]) - 1, self.hist.shape[1])
+            for j, v in enumerate([vec] + [empty] * n_empty):
+                self._push(b, v, time_of_day((self.slot[b] + j + 1) * self.interval_ns))
+            target = self.targets[b]
+            if isinstance(target, Volatility):
+                self._feedback(b, target, float(np.nan_to_num(dmid)))
+            self.counts[b] = 0.0
+            self.volumes[b] = 0.0
+            self.slot[b] = slot[b]
+            self.slot_mid[b] = mid_end
+        if len(moved):
+            # the last entry's "next interval" is the one now starting (also after a long gap)
+            self.hist_tod[moved, -1] = time_of_day(slot[moved] * self.interval_ns)
+            for n in np.unique(self.hist_len[moved]):  # one batch per history length
+                part = moved[self.hist_len[moved] == n]
+                mean, std = self.model.predict(self.hist[part, -n:], self.hist_tod[part, -n:])
+                self.pred_mean[part] = mean
+                self.pred_std[part] = std
+
+    def _push(self, b: int, vec: np.ndarray, tod_next: np.ndarray) -> None:
+        self.hist[b, :-1] = self.hist[b, 1:]
+        self.hist[b, -1] = vec
+        self.hist_tod[b, :-1] = self.hist_tod[b, 1:]
+        self.hist_tod[b, -1] = tod_next
+        self.hist_len[b] = min(self.hist_len[b] + 1, self.hist.shape[1])
+
+    def _feedback(self, b: int, target: Volatility, dmid: float) -> None:
+        """Integral control of the volatility levers from one more interval's mid change."""
+        sq = dmid * dmid
+        if np.isnan(self.var[b]):  # start on target: only measured intervals move z
+            self.var[b] = target.sigma**2
+        self.var[b] += (sq - self.var[b]) / target.window
+        floor = 0.05  # ticks: keeps the log finite through quiet intervals
+        error = math.log(math.sqrt(self.var[b]) + floor) - math.log(target.sigma + floor)
+        self.z[b] = min(max(self.z[b] + target.rate * error, -1.0), self.config.max_bias)
+
+    def _walk_aim(self, b: int, target: Volatility, ahead: int) -> float:
+        """The random-walk target at ``ahead``: knots on the interval grid, linear between."""
+        slot = ahead / self.interval_ns
+        first, knots = self.walk.setdefault(b, (int(slot), [float(self.mid[b])]))
+        step = max(-self.z[b], 0.0) * 2.0 * target.sigma
+        while first + len(knots) - 1 < slot + 1:
+            last = knots[-1]
+            lean = target.follow * (float(self.mid[b]) - last)
+            knots.append(last + lean + step * float(self.rng.standard_normal()))
+        i = min(int(slot) - first, len(knots) - 2)
+        frac = slot - first - i
+        return knots[i] + frac * (knots[i + 1] - knots[i])
+
+    # -------------------------------------------------------------- steering
+    def expected_flow(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: (orders per interval, kind mix (4,), mid drift per interval) expected
+        by the batch model for the current interval."""
+        counts = expected_counts(self.pred_mean[rows], self.pred_std[rows])
+        per_kind = np.zeros((len(rows), N_KINDS))
+        np.add.at(per_kind.T, _KIND_OF_CATEGORY, counts.T)
+        total = per_kind.sum(-1)
+        mix = per_kind / np.maximum(total, 1e-9)[:, None]
+        return total, mix, self.pred_mean[rows, MID]
+
+    def _bias(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        ahead = times + round(cfg.horizon_s * 1e9)
+        aim = np.empty(len(rows))
+        gain = np.full(len(rows), cfg.gain)
+        depth = np.zeros(len(rows))
+        for i, b in enumerate(rows):
+            target = self.targets[b]
+            if isinstance(target, MidPath):
+                base = self.start_mid[b] if target.relative else 0.0
+                aim[i] = base + float(target.at(ahead[i]))
+            else:
+                assert isinstance(target, Volatility)
+                depth[i] = max(self.z[b], 0.0)
+                aim[i] = self._walk_aim(int(b), target, int(ahead[i]))
+                gain[i] *= self.z[b] < 0  # steer along the walk only to add volatility
+        per_interval = cfg.horizon_s * 1e9 / self.interval_ns
+        total, mix, drift = self.expected_flow(rows)
+        needed = gain * (aim - self.mid[rows])
+        n = np.maximum(total * per_interval, 1.0)
+        delta = (needed - gain * drift * per_interval) / n
+        theta = tilt(mix, self.phi, delta, self.theta_max)
+        out = theta[:, None] * self.phi[None, :] + depth[:, None] * DEPTH
+        return out.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- a minimal market
+
+DEFAULT_SIZES = (2100, 8000, 8700, 5300, 4000, 3000, 2300, 1700, 1200, 900)  # synthetic median
+
+
+def ladder(bid: int = 10_000, spread: int = 1, sizes: Sequence[int] = DEFAULT_SIZES) -> np.ndarray:
+    """A (levels, 4) book: contiguous levels from the touch, the corpus's median shape."""
+    n = len(sizes)
+    out = np.zeros((n, 4), dtype=np.int64)
+    out[:, 0] = bid + spread + np.arange(n)
+    out[:, 1] = sizes
+    out[:, 2] = bid - np.arange(n)
+    out[:, 3] = sizes
+    return out
+
+
+@dataclass
+class SimResult:
+    """Mid paths on a time grid, and every order (flat, with its book row)."""
+
+    grid_ns: np.ndarray  # (n,) sample times
+    mids: np.ndarray  # (B, n) mid (ticks) at each sample time (last valid when one-sided)
+    orders: dict[str, np.ndarray] = field(default_factory=dict)  # row, time_ns, kind, ...
+    biases: np.ndarray | None = None  # (B, 4) mean kind bias applied per book
+
+    def intervals(self, interval_s: float, split: str = "train") -> IntervalData:
+        """The generated flow aggregated like the corpus, one unit per book."""
+        o = self.orders
+        order = np.lexsort((np.arange(len(o["row"])), o["row"]))
+        row = o["row"][order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(row)) + 1, [len(row)]])
+        x, tod, offset = aggregate_orders(
+            o["time_ns"][order],
+            o["kind"][order],
+            o["price_level"][order],
+            o["size"][order],
+            o["dmid"][order],
+            starts,
+            interval_s,
+        )
+        kind = o["kind"].astype(np.int64)
+        impact = np.bincount(kind, weights=o["dmid"], minlength=N_KINDS) / np.maximum(
+            np.bincount(kind, minlength=N_KINDS), 1
+        )
+        units = len(starts) - 1
+        return IntervalData(
+            x,
+            tod,
+            offset,
+            np.array([split] * units, dtype="<U10"),
+            impact.astype(np.float32),
+            interval_s,
+        )
+
+
+@torch.no_grad()
+def simulate(
+    model: OrderModel,
+    tokenizer: Tokenizer,
+    seconds: float,
+    books: int = 4,
+    seed: int = 0,
+    controller: FlowController | None = None,
+    start_ns: int = OPEN_NS + 30 * 60 * 10**9,
+    initial: np.ndarray | None = None,
+    sample_s: float = 1.0,
+    temperature: float = 1.0,
+) -> SimResult:
+    """Generate ``seconds`` of flow on ``books`` independent books only the model trades.
+
+    Each book starts from ``initial`` (default ``ladder()``); its liquidity is all the
+    model's, so a cancel token removes up to its size from the level nearest its price,
+    a marketable order takes what it can and the rest is dropped, and a limit order that
+    crosses takes first and rests the rest (the agent's rules, without other traders).
+    Book b's uniforms come from ``default_rng([seed, b])``, as the agent's per-book RNGs.
+    """
+    B = books
+    depth0 = ladder() if initial is None else np.asarray(initial)
+    shadows = [ShadowBook(depth0) for _ in range(B)]
+    mid0 = float(mids_of(depth0[None])[0][0])
+    spreads = np.ones(B)
+    reference = round(mid0)
+    rngs = [np.random.default_rng([seed, b]) for b in range(B)]
+    cache = model.new_cache(B)
+    size_bin = len(tokenizer.size_values) // 2
+    opening = np.array([int(Kind.BUY), encode_price_level(0), size_bin, 0], dtype=np.int64)
+    last = np.tile(opening, (B, 1))
+    times = np.full(B, start_ns, dtype=np.int64)
+    end = start_ns + round(seconds * 1e9)
+    step = round(sample_s * 1e9)
+    grid = np.arange(start_ns, end + 1, step, dtype=np.int64)
+    mids = np.full((B, len(grid)), mid0)
+    filled = np.zeros(B, dtype=np.int64)  # grid points written so far
+    current = np.full(B, mid0)
+    active = np.ones(B, dtype=bool)
+    log: dict[str, list] = {
+        k: [] for k in ("row", "time_ns", "kind", "price_level", "size", "dmid")
+    }
+    bias_sum = np.zeros((B, N_KINDS))
+    rounds = np.zeros(B)
+    gaps = tokenizer.gap_values
+    while active.any():
+        depth = np.stack([s.rows() for s in shadows])
+        feats = book_features(depth, times)
+        bias = None
+        if controller is not None:
+            bias = controller.kind_bias(times, depth, last, active)
+            bias_sum[active] += bias[active]
+            rounds[active] += 1
+        hidden = model.step(
+            torch.from_numpy(last), torch.from_numpy(feats), cache, torch.from_numpy(active)
+        )
+        u = np.stack([rngs[b].random(4) if active[b] else np.zeros(4) for b in range(B)])
+        kb = None if bias is None else torch.from_numpy(bias)
+        tokens = model.sample(hidden, torch.from_numpy(u), temperature, kb).numpy()
+        for b in np.flatnonzero(active):
+            tok = tokens[b]
+            t = int(times[b] + gaps[tok[3]])
+            last[b] = tok
+            if t >= end:
+                active[b] = False
+                continue
+            k = int(np.searchsorted(grid, t, side="right"))  # grid points before t
+            mids[b, filled[b] : k] = current[b]
+            filled[b] = max(filled[b], k)
+            size = _apply(shadows[b], tok, tokenizer, reference)
+            times[b] = t
+            new_mid, spread = mids_of(shadows[b].rows()[None], spreads[b : b + 1])
+            spreads[b] = spread[0]
+            dmid = 0.0
+            if not np.isnan(new_mid[0]):
+                dmid = float(new_mid[0] - current[b])
+                current[b] = new_mid[0]
+            for key, value in zip(
+                ("row", "time_ns", "kind", "price_level", "size", "dmid"),
+                (b, t, int(tok[0]), int(tok[1]), size, dmid),
+                strict=True,
+            ):
+                log[key].append(value)
+    for b in range(B):
+        mids[b, filled[b] :] = current[b]
+    orders = {k: np.asarray(v) for k, v in log.items()}
+    orders["dmid"] = orders["dmid"].astype(np.float64)
+    biases = bias_sum / np.maximum(rounds, 1)[:, None] if controller is not None else None
+    return SimResult(grid, mids, orders, biases)
+
+
+def _apply(book: ShadowBook, token: np.ndarray, tokenizer: Tokenizer, reference: int) -> int:
+    """Apply one token to a book that holds only the model's liquidity; returns its size."""
+    kind = int(token[0])
+    side = 1 if kind in (int(Kind.BUY), int(Kind.CANCEL_BUY)) else -1
+    cancel = kind in CANCEL_KINDS
+    price, marketable = decode_price(
+        int(token[1]), side, book.best_bid, book.best_ask, reference, cancel=cancel
+    )
+    size = int(tokenizer.size_values[token[2]])
+    if cancel:
+        levels = book.bids if side > 0 else book.asks
+        if levels:
+            px = min(levels, key=lambda p: (abs(p - price), p))
+            book.remove(side, px, min(size, levels[px]))
+        return size
+    if marketable:
+        book.take(side, size)
+        return size
+    left = book.take(side, size, limit=price)
+    if left > 0:
+        book.add(side, price, left)
+    return size
+
+
+def tracking(grid_ns: np.ndarray, mids: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Tracking error (RMS and final, ticks) and correlation of mid paths with the target."""
+    err = mids - target[None, :]
+    corr = [
+        float(np.corrcoef(m, target)[0, 1]) if np.std(m) > 0 and np.std(target) > 0 else 0.0
+        for m in mids
+    ]
+    return {
+        "rms_error": float(np.sqrt((err**2).mean())),
+        "final_abs_error": float(np.abs(err[:, -1]).mean()),
+        "correlation": float(np.mean(corr)),
+    }
