@@ -1,0 +1,234 @@
+"""LMM generation throughput: generated orders per second with the KV cache.
+
+    python benchmarks/generation.py [--json OUT] [--checkpoint PATH | --untrained]
+                                    [--device cpu|cuda] [--repeat N] [--seconds S] [--threads N]
+
+Each measured step is what a simulation does for every new order of a batch of books:
+``model.step`` (one order per row into the ring-buffer KV cache) followed by
+``model.sample`` with uniforms drawn by a numpy RNG (drawing included). Book features are
+held fixed, which costs the model the same as real ones. Every cache is first filled with
+block_size untimed steps, so the figures are the steady state at the full context, the
+state a simulated day spends nearly all its orders in.
+
+Reported (best repeat; the median is in the JSON as well, since shared machines are noisy):
+- orders/s at batch 1, 64 and 256 with the KV cache;
+- the KV-cache speed-up at the full context at batch 64: the uncached way re-runs the
+  transformer over the last block_size orders of every row for each new order;
+- the factorised head against the joint head (24,576-way softmax): orders/s at batch 256
+  on an equally sized trunk, both untrained.
+
+Without ``--checkpoint`` the shipped model (mars_ray/lmm/checkpoints/lmm-small.pt) is timed;
+where it is missing, or with ``--untrained``, an untrained model of the intended shipped
+shape (n_layer=4, n_head=4, n_embd=128, block_size=256). Weights do not change the cost.
+Torch runs with its default thread count (``torch.get_num_threads()``) unless ``--threads``
+says otherwise; the count is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mars_ray.lmm.model import KVCache, LMMConfig, OrderModel  # noqa: E402
+
+SHIPPED_SHAPE = LMMConfig(n_layer=4, n_head=4, n_embd=128, block_size=256)
+BATCHES = (1, 64, 256)
+UNCACHED_BATCH = 64
+TARGETS = {"orders_per_s_256": 20_000, "kv_cache_speedup": 10}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Generator:
+    """A batch of rows generating orders through the cache, as a simulation would."""
+
+    def __init__(self, model: OrderModel, batch: int, seed: int = 0) -> None:
+        self.model, self.batch = model, batch
+        self.device = model.device
+        self.rng = np.random.default_rng(seed)
+        cfg = model.config
+        book = torch.from_numpy(self.rng.standard_normal(cfg.n_book, dtype=np.float32))
+        self.book = book.to(self.device).expand(batch, cfg.n_book).contiguous()
+        self.cache: KVCache = model.new_cache(batch)
+        self.comp = torch.zeros(batch, 4, dtype=torch.long, device=self.device)
+
+    def uniforms(self) -> torch.Tensor:
+        return torch.from_numpy(self.rng.random((self.batch, 4), dtype=np.float32)).to(self.device)
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            hidden = self.model.step(self.comp, self.book, self.cache)
+            self.comp = self.model.sample(hidden, self.uniforms())
+        _sync(self.device)
+
+
+class Uncached(Generator):
+    """The same generation without a cache: each new order re-runs the last block_size."""
+
+    def __init__(self, model: OrderModel, batch: int, seed: int = 0) -> None:
+        super().__init__(model, batch, seed)
+        T = model.config.block_size
+        comp = [torch.randint(0, n, (batch, T)) for n in model.config.component_sizes]
+        self.window = torch.stack(comp, dim=-1).to(self.device)
+        self.books = self.book.unsqueeze(1).expand(batch, T, -1).contiguous()
+
+    @torch.no_grad()
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            hidden = self.model.hidden(self.window, self.books)[:, -1]
+            new = self.model.sample(hidden, self.uniforms())
+            self.window = torch.cat((self.window[:, 1:], new.unsqueeze(1)), dim=1)
+        _sync(self.device)
+
+
+def timed(run: Callable[[int], None], batch: int, seconds: float, repeat: int) -> dict:
+    """orders/s of ``run``: steps per repeat sized from a probe to last about ``seconds``."""
+    start = time.perf_counter()
+    run(1)
+    probe = time.perf_counter() - start
+    steps = max(2, int(seconds / max(probe, 1e-6)))
+    rates = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run(steps)
+        rates.append(batch * steps / (time.perf_counter() - start))
+    return {
+        "batch": batch,
+        "steps": steps,
+        "orders_per_s": max(rates),
+        "orders_per_s_median": statistics.median(rates),
+        "ms_per_step": 1e3 * batch / max(rates),
+    }
+
+
+def cached(model: OrderModel, batch: int, seconds: float, repeat: int) -> dict:
+    gen = Generator(model, batch)
+    gen.run(model.config.block_size)  # fill the window (untimed)
+    return timed(gen.run, batch, seconds, repeat)
+
+
+def build(args: argparse.Namespace) -> tuple[OrderModel, str]:
+    """The model to time: --checkpoint, else the shipped one, else an untrained one."""
+    from mars_ray.lmm.checkpoint import SHIPPED, load_model
+
+    torch.manual_seed(0)
+    path = args.checkpoint
+    if path is None and not args.untrained and SHIPPED.exists():
+        path = SHIPPED
+    if path is None:
+        model = OrderModel(SHIPPED_SHAPE)
+        why = "as asked" if args.untrained else f"no checkpoint given and no {SHIPPED.name}"
+        source = f"untrained model with the intended shipped shape ({why})"
+    else:
+        model = load_model(path, device=args.device).model
+        source = f"checkpoint {path}"
+    return model.to(args.device).eval(), source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="model checkpoint (default: the shipped lmm-small.pt)"
+    )
+    parser.add_argument(
+        "--untrained", action="store_true", help="time an untrained model of the shipped shape"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--repeat", type=int, default=7, help="timed repeats per figure")
+    parser.add_argument("--seconds", type=float, default=0.5, help="target length of a repeat")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model, source = build(args)
+    cfg = model.config
+    threads = torch.get_num_threads()
+    print(f"model: {source}")
+    print(
+        f"  n_layer={cfg.n_layer} n_head={cfg.n_head} n_embd={cfg.n_embd} "
+        f"block_size={cfg.block_size} head={cfg.head}, {model.num_params():,} parameters"
+    )
+    print(f"device: {args.device}, torch threads: {threads}, best of {args.repeat} repeats\n")
+
+    runs = {b: cached(model, b, args.seconds, args.repeat) for b in BATCHES}
+    print(f"{'batch':>6} {'orders/s':>11} {'median':>11} {'ms/step':>9}")
+    for b, r in runs.items():
+        print(
+            f"{b:>6} {r['orders_per_s']:>11,.0f} {r['orders_per_s_median']:>11,.0f} "
+            f"{r['ms_per_step']:>9.2f}"
+        )
+
+    unc = Uncached(model, UNCACHED_BATCH)
+    uncached = timed(unc.run, UNCACHED_BATCH, args.seconds, args.repeat)
+    speedup = runs[UNCACHED_BATCH]["orders_per_s"] / uncached["orders_per_s"]
+    print(
+        f"\nKV cache at the full context ({cfg.block_size} orders), batch {UNCACHED_BATCH}: "
+        f"{runs[UNCACHED_BATCH]['orders_per_s']:,.0f} vs uncached "
+        f"{uncached['orders_per_s']:,.0f} orders/s = {speedup:.1f}x"
+    )
+
+    heads = {}
+    for head in ("factorised", "joint"):
+        torch.manual_seed(0)
+        trunk = replace(cfg, head=head, dropout=0.0)
+        m = OrderModel(trunk).to(args.device).eval()
+        r = cached(m, 256, args.seconds, args.repeat)
+        heads[head] = {"params": m.num_params(), **r}
+    print(f"\n{'head (batch 256)':<18} {'params':>10} {'orders/s':>11} {'median':>11}")
+    for head, r in heads.items():
+        print(
+            f"{head:<18} {r['params']:>10,} {r['orders_per_s']:>11,.0f} "
+            f"{r['orders_per_s_median']:>11,.0f}"
+        )
+    ratio = heads["factorised"]["orders_per_s"] / heads["joint"]["orders_per_s"]
+    print(f"factorised / joint: {ratio:.2f}x")
+
+    result = {
+        "orders_per_s": {str(b): r["orders_per_s"] for b, r in runs.items()},
+        "kv_cache_speedup": speedup,
+        "kv_cache_speedup_batch": UNCACHED_BATCH,
+        "uncached_orders_per_s": uncached["orders_per_s"],
+        "heads_orders_per_s_256": {h: r["orders_per_s"] for h, r in heads.items()},
+        "runs": {"cached": list(runs.values()), "uncached": uncached, "heads": heads},
+        "targets": TARGETS,
+        "model": {
+            "source": source,
+            "untrained": source.startswith("untrained"),
+            "config": cfg.to_dict(),
+            "params": model.num_params(),
+        },
+        "machine": {
+            "device": args.device,
+            "torch": torch.__version__,
+            "torch_threads": threads,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "method": "best of repeats; steady state with a full window; step + sample per order",
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
