@@ -246,12 +246,12 @@ def test_tiny_corpus_file_and_counts(tiny):
         "validation": {"orders": counts["sources"]["lobster"]["validation"]["orders"], "units": 1}
     }
     syn = counts["sources"]["synthetic"]
-    assert syn["train"]["units"] == 3 and syn["test"]["units"] == 3  # 3 instruments per seed
+    assert syn["train"]["units"] == 4 and syn["test"]["units"] == 4  # 4 instruments per seed
     assert counts["orders"] == table.num_rows > 0
     assert sum(v["orders"] for v in counts["splits"].values()) == table.num_rows
     # one sequence per unit, in order; each unit's first order has gap 0
     seq = table["sequence"].to_numpy()
-    assert (np.diff(seq) >= 0).all() and sorted(set(seq.tolist())) == list(range(7))
+    assert (np.diff(seq) >= 0).all() and sorted(set(seq.tolist())) == list(range(9))
     first = np.r_[0, np.flatnonzero(np.diff(seq)) + 1]
     assert (table["gap_ns"].to_numpy()[first] == 0).all()
     days = set(zip(table["source"].to_pylist(), table["day"].to_pylist(), strict=True))
@@ -261,7 +261,7 @@ def test_tiny_corpus_file_and_counts(tiny):
 def test_tiny_corpus_has_no_split_leakage(tiny):
     table = tiny[1].table
     units = table.group_by(["sequence", "source", "day", "instrument", "split"]).aggregate([])
-    assert units.num_rows == len(set(table["sequence"].to_pylist())) == 7
+    assert units.num_rows == len(set(table["sequence"].to_pylist())) == 9
     keys = set(zip(*(units[c].to_pylist() for c in ("source", "day", "instrument")), strict=True))
     assert len(keys) == units.num_rows  # no (source, day, instrument) in two splits
     by_split = {
