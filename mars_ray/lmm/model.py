@@ -216,9 +216,10 @@ class CausalSelfAttention(nn.Module):
     ) -> Tensor:
         """One new position per row: x (B, C); the new key/value go into the ring in place.
 
-        Decoding is one query against the window, a memory-bound matrix-vector product:
-        written as two batched matmuls it runs about twice as fast on CPU as SDPA's kernel
-        for q_len = 1 (batch 256, full window), with the same maths.
+        Decoding is one query against the window, a memory-bound matrix-vector product,
+        written here as two batched matmuls: on the 2-core CPU a whole step at batch 256
+        and a full window ran about 7% faster than with SDPA (26.7 vs 28.6 ms), with the
+        same maths (tests hold it equal to ``forward``, which uses SDPA).
         """
         B, C = x.shape
         H, D = self.n_head, self.head_dim
