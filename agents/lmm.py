@@ -52,6 +52,7 @@ from mars_ray.lmm.tokenizer import (
 from mars_ray.schema import OrderType
 
 if TYPE_CHECKING:  # torch is imported only when a model is really loaded
+    from mars_ray.lmm.control import FlowController
     from mars_ray.lmm.generate import OrderGenerator
 
 LEVELS = 10
@@ -199,6 +200,7 @@ class LMMBackground:
         slots: list[BookSlot],
         generator: OrderGenerator | None = None,
         tokenizer: Tokenizer | None = None,
+        controller: FlowController | None = None,
     ) -> None:
         self.params = params
         self.slots = slots
@@ -215,6 +217,7 @@ class LMMBackground:
             generator = LocalGenerator(loaded, len(slots), params.temperature)
         self.generator = generator
         self.tokenizer = tokenizer
+        self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
         self.orders_generated = 0
         self.acted_until = -1  # end of the last step it acted in
 
@@ -258,7 +261,12 @@ class LMMBackground:
                     for s, a in zip(self.slots, active, strict=True)
                 ]
             )
-            tokens = self.generator.next(last, book, uniforms, active)
+            bias = (
+                None
+                if self.controller is None
+                else self.controller.kind_bias(times, rows, last, active)
+            )
+            tokens = self.generator.next(last, book, uniforms, active, bias)
             for b in np.flatnonzero(active):
                 slot = self.slots[b]
                 token = tokens[b]

@@ -187,3 +187,29 @@ def test_the_shipped_model_loads_and_drives_a_simulation() -> None:
         pc.is_in(events["agent_id"], value_set=pa.array(list(lmm_agent_ids(cfg)), pa.int64()))
     )
     assert mine.num_rows > 100
+
+
+class AlwaysBuy:
+    """A stand-in controller: a bias no sampled kind but BUY survives."""
+
+    def kind_bias(self, times_ns, depths, last_tokens, active) -> np.ndarray:
+        bias = np.full((len(times_ns), 4), -1e4, dtype=np.float32)
+        bias[:, 0] = 0.0
+        return bias
+
+
+def test_a_controller_steers_the_kinds_the_agent_sends(tiny_checkpoint: Path) -> None:
+    cfg = config(tiny_checkpoint)
+    sim = Simulation(cfg, local=True)
+    agent = next(iter(sim.shards[0].spanning.values()))
+    agent.controller = AlwaysBuy()
+    sim.run(until=cfg.session.open + 60 * 10**9)
+    events, _ = sim.collect()
+    mine = events.filter(
+        pc.and_(
+            pc.is_in(events["agent_id"], value_set=pa.array(list(lmm_agent_ids(cfg)), pa.int64())),
+            pc.equal(events["event_type"], int(EventType.SUBMIT)),
+        )
+    )
+    assert mine.num_rows > 20
+    assert set(mine["side"].to_pylist()) == {1}

@@ -25,10 +25,16 @@ class OrderGenerator(Protocol):
     rows: int
 
     def next(
-        self, components: np.ndarray, book: np.ndarray, uniforms: np.ndarray, active: np.ndarray
+        self,
+        components: np.ndarray,
+        book: np.ndarray,
+        uniforms: np.ndarray,
+        active: np.ndarray,
+        kind_bias: np.ndarray | None = None,
     ) -> np.ndarray:
         """(rows, 4) latest orders, (rows, 24) books after them, (rows, 4) uniforms and
-        (rows,) active mask -> (rows, 4) next-order components (inactive rows: ignore)."""
+        (rows,) active mask -> (rows, 4) next-order components (inactive rows: ignore).
+        ``kind_bias`` (rows, 4) tilts the kind distribution (controlled generation)."""
         ...
 
 
@@ -43,9 +49,15 @@ class LocalGenerator:
         self.cache = self.model.new_cache(rows, self.device)
 
     def next(
-        self, components: np.ndarray, book: np.ndarray, uniforms: np.ndarray, active: np.ndarray
+        self,
+        components: np.ndarray,
+        book: np.ndarray,
+        uniforms: np.ndarray,
+        active: np.ndarray,
+        kind_bias: np.ndarray | None = None,
     ) -> np.ndarray:
         dev = self.device
+        bias = None if kind_bias is None else torch.from_numpy(kind_bias).to(dev)
         with torch.inference_mode():
             hidden = self.model.step(
                 torch.from_numpy(np.ascontiguousarray(components, dtype=np.int64)).to(dev),
@@ -54,6 +66,6 @@ class LocalGenerator:
                 torch.from_numpy(np.ascontiguousarray(active, dtype=bool)).to(dev),
             )
             out = self.model.sample(
-                hidden, torch.from_numpy(uniforms).to(dev), temperature=self.temperature
+                hidden, torch.from_numpy(uniforms).to(dev), self.temperature, bias
             )
         return out.cpu().numpy()
