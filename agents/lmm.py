@@ -42,7 +42,6 @@ from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.tokenizer import (
     CANCEL_KINDS,
-    N_BOOK,
     Kind,
     Tokenizer,
     book_features,
@@ -244,7 +243,7 @@ class LMMBackground:
                 slot.held_time = max(slot.held_time, start)
             if slot.held is not None:  # an order generated last step, due now or later
                 if slot.held_time < until:
-                    self._emit(b, slot, slot.held, slot.held_time, shadows[b], out[b])
+                    self._emit(slot, slot.held, slot.held_time, shadows[b], out[b])
                     slot.held = None
                 else:
                     active[b] = False
@@ -252,8 +251,7 @@ class LMMBackground:
         while active.any():
             rows = np.stack([s.rows() for s in shadows])
             times = np.array([s.last_time for s in self.slots], dtype=np.int64)
-            book = np.zeros((n, N_BOOK), dtype=np.float32)
-            book[:] = book_features(rows, times)
+            book = book_features(rows, times)
             last = np.stack([s.last_token for s in self.slots])
             uniforms = np.stack(
                 [
@@ -277,7 +275,7 @@ class LMMBackground:
                     slot.held, slot.held_time = token, t
                     active[b] = False
                     continue
-                self._emit(b, slot, token, t, shadows[b], out[b])
+                self._emit(slot, token, t, shadows[b], out[b])
                 if count[b] >= p.max_orders_per_step:
                     active[b] = False
         rows_all = [r for per_book in out for r in per_book]
@@ -303,7 +301,7 @@ class LMMBackground:
         return np.array([int(Kind.BUY), encode_price_level(0), size_bin, 0], dtype=np.int64)
 
     def _emit(
-        self, b: int, slot: BookSlot, token: np.ndarray, t: int, shadow: ShadowBook, out: list
+        self, slot: BookSlot, token: np.ndarray, t: int, shadow: ShadowBook, out: list
     ) -> None:
         """Turn one token into an order (or a cancel of our own order) on this book at ``t``."""
         slot.last_time = t
