@@ -21,9 +21,14 @@ How a step [t0, t1) works, per book:
 
 It generates only in continuous trading (between ``start`` and ``end``, and
 not in a step that contains a session action such as the closing call).
-Sampling uses per-book seeded generators; a model batch of different size can
-round the logits differently, so runs are reproducible for a given shard
-layout (tested), and nearly always, but not provably, across layouts.
+Sampling uses per-book seeded generators, and every forward pass covers at
+least ``BATCH_FLOOR`` rows (see ``mars_ray/lmm/generate.py``), so a book's
+orders are the same whatever the shard layout or the other simulations that
+share a served model's batch (tested).
+
+The model runs in the shard (``backend: local``) or in the Ray Serve deployment
+of ``mars-ray serve`` (``backend: serve``), which batches many simulations'
+steps into one forward pass; both give the same orders.
 """
 
 from __future__ import annotations
@@ -70,6 +75,17 @@ class LMMParams(AgentParams):
     max_orders_per_step: int = Field(
         default=1000, ge=1, le=1_000_000, description="cap per book and step (runaway guard)"
     )
+    max_orders: int | None = Field(
+        default=None, ge=1, description="stop after this many orders per book (a horizon)"
+    )
+    backend: Literal["local", "serve"] = Field(
+        default="local",
+        description="local: the model runs in the shard; serve: ask the Ray Serve deployment "
+        "started by `mars-ray serve` (one batched forward pass for many simulations)",
+    )
+    serve_app: str = Field(
+        default="mars-ray", min_length=1, description="Serve application name (backend: serve)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(
         default=1,
@@ -102,6 +118,7 @@ class BookSlot:
     held: np.ndarray | None = None  # a generated token due in a later step
     held_time: int = 0
     counter: int = 0
+    generated: int = 0  # tokens sampled so far (the ``max_orders`` horizon counts these)
     live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
     # the same orders by side and price (oldest first), to find a cancel's target quickly
     by_price: dict[int, SortedDict] = field(
@@ -203,7 +220,14 @@ class LMMBackground:
     ) -> None:
         self.params = params
         self.slots = slots
-        if generator is None or tokenizer is None:
+        if (generator is None or tokenizer is None) and params.backend == "serve":
+            from mars_ray.serve.generator import ServedGenerator
+
+            served = ServedGenerator(
+                params.serve_app, len(slots), params.temperature, params.checkpoint
+            )
+            generator, tokenizer = served, served.tokenizer
+        elif generator is None or tokenizer is None:
             import torch
 
             from mars_ray.lmm.checkpoint import load_model
@@ -247,6 +271,9 @@ class LMMBackground:
                     slot.held = None
                 else:
                     active[b] = False
+        limit = p.max_orders
+        if limit is not None:
+            active &= np.array([s.generated < limit for s in self.slots], dtype=bool)
         count = np.zeros(n, dtype=np.int64)
         while active.any():
             rows = np.stack([s.rows() for s in shadows])
@@ -271,6 +298,9 @@ class LMMBackground:
                 t = slot.last_time + int(self.tokenizer.gap_values[token[3]])
                 slot.last_token = token
                 count[b] += 1
+                slot.generated += 1
+                if limit is not None and slot.generated >= limit:
+                    active[b] = False
                 if t >= until:
                     slot.held, slot.held_time = token, t
                     active[b] = False
@@ -278,21 +308,21 @@ class LMMBackground:
                 self._emit(slot, token, t, shadows[b], out[b])
                 if count[b] >= p.max_orders_per_step:
                     active[b] = False
-        rows_all = [r for per_book in out for r in per_book]
         self.orders_generated += int(count.sum())
-        if not rows_all:
-            return NO_ORDERS
-        cols = list(zip(*rows_all, strict=True))
-        return OrderBatch.build(
-            time_ns=np.array(cols[0], dtype=np.int64),
-            trajectory_id=np.array(cols[1], dtype=np.int64),
-            instrument=np.array(cols[2], dtype=np.int64),
-            order_type=np.array(cols[3], dtype=np.int8),
-            order_id=np.array(cols[4], dtype=np.int64),
-            side=np.array(cols[5], dtype=np.int8),
-            price=np.array(cols[6], dtype=np.float64),
-            size=np.array(cols[7], dtype=np.float64),
-            agent_id=np.array(cols[8], dtype=np.int64),
+        return OrderBatch.from_rows([r for per_book in out for r in per_book])
+
+    def close(self) -> None:
+        """Release what the generator holds elsewhere (a served session's cache rows)."""
+        close = getattr(self.generator, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def finished(self) -> bool:
+        """Every book has sent its ``max_orders`` (never, without that horizon)."""
+        limit = self.params.max_orders
+        return limit is not None and all(
+            s.generated >= limit and s.held is None for s in self.slots
         )
 
     def _opening_token(self) -> np.ndarray:

@@ -6,6 +6,7 @@ import click
 
 from mars_ray.commands.data import data
 from mars_ray.commands.report import report
+from mars_ray.commands.serve import serve
 from mars_ray.commands.simulate import simulate
 from mars_ray.commands.train import train
 
@@ -20,6 +21,7 @@ cli.add_command(simulate)
 cli.add_command(data)
 cli.add_command(train)
 cli.add_command(report)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -213,3 +213,25 @@ def test_a_controller_steers_the_kinds_the_agent_sends(tiny_checkpoint: Path) ->
     )
     assert mine.num_rows > 20
     assert set(mine["side"].to_pylist()) == {1}
+
+
+def test_lmm_flow_is_the_same_for_any_shard_layout(tiny_checkpoint: Path) -> None:
+    """Two books on one shard (one 2-book forward) or on two (two 1-book forwards): every
+    forward covers BATCH_FLOOR rows, so each book's orders come out bit for bit the same."""
+    one = run_simulation(config(tiny_checkpoint, shards=1), local=True).events
+    two = run_simulation(config(tiny_checkpoint, shards=2), local=True).events
+    assert one.num_rows > 1000
+    assert one.equals(two)
+
+
+def test_max_orders_is_a_horizon_per_book(tiny_checkpoint: Path) -> None:
+    cfg = config(tiny_checkpoint, max_orders=25)
+    sim = Simulation(cfg, local=True)
+    try:
+        sim.run()
+        agent = sim.shards[0].spanning[2]
+        assert agent.finished
+        assert [s.generated for s in agent.slots] == [25, 25]
+        assert agent.orders_generated == 50
+    finally:
+        sim.close()

@@ -107,6 +107,20 @@ class OrderBatch:
         return cls(**columns)
 
     @classmethod
+    def from_rows(cls, rows: list[tuple]) -> OrderBatch:
+        """Orders as tuples in column order (time, trajectory, instrument, type, id, side,
+        price, size, agent), for code that decides one order at a time."""
+        if not rows:
+            return cls.empty()
+        columns = zip(*rows, strict=True)
+        return cls(
+            **{
+                name: np.array(col, dtype=dt)
+                for (name, dt), col in zip(_DTYPE_ITEMS, list(columns), strict=True)
+            }
+        )
+
+    @classmethod
     def concat(cls, batches: list[OrderBatch]) -> OrderBatch:
         batches = [b for b in batches if len(b)]
         if not batches:

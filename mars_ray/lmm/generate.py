@@ -3,9 +3,17 @@
 A row is one book of one trajectory. Each call feeds every active row its
 latest order and the book after it, and returns every row's next order
 components: one batched forward pass with the KV cache, whatever the number of
-rows. The LMM background agent talks to an ``OrderGenerator``; the local one
-below runs the model in-process, and a served one (Ray Serve) can stand in for
-it with the same arrays in and out.
+rows. The LMM background agent talks to an ``OrderGenerator``: ``LocalGenerator``
+runs the model in-process, ``mars_ray.serve.ServedGenerator`` asks a Ray Serve
+deployment that batches many simulations, with the same arrays in and out.
+
+Both sit on a ``RowPool``: KV-cache rows handed out to callers and stepped
+together. Every forward covers at least ``BATCH_FLOOR`` rows (idle rows pad
+smaller pools) because a row's logits are then bitwise the same whatever else
+is in the batch: on the CPUs we measured, batches of 1-8 rows take other matrix
+kernels than batches of 16 or more, whose results agree to the last bit
+(``tests/test_generate.py`` checks it). So a book's orders do not depend on how
+many other books, shards or concurrent simulations share its forward pass.
 
 Sampling is driven by uniforms the caller draws from its own per-book seeded
 generators, so a row's orders do not depend on torch's global RNG.
@@ -13,12 +21,16 @@ generators, so a row's orders do not depend on torch's global RNG.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from mars_ray.lmm.checkpoint import LoadedModel
+from mars_ray.lmm.model import KVCache
+
+BATCH_FLOOR = 16
 
 
 class OrderGenerator(Protocol):
@@ -38,15 +50,142 @@ class OrderGenerator(Protocol):
         ...
 
 
+@dataclass
+class StepInput:
+    """One caller's part of a pooled step: its pool rows and the arrays of ``next``."""
+
+    rows: np.ndarray  # (n,) pool row indices
+    components: np.ndarray  # (n, 4)
+    book: np.ndarray  # (n, n_book)
+    uniforms: np.ndarray  # (n, 4)
+    active: np.ndarray  # (n,) bool
+    kind_bias: np.ndarray | None = None  # (n, 4)
+    temperature: float = 1.0
+
+    def check(self, n_book: int) -> None:
+        """Shapes and values a caller can get wrong, named (a served request comes from afar)."""
+        n = len(self.rows)
+        expected = {
+            "components": (n, 4),
+            "book": (n, n_book),
+            "uniforms": (n, 4),
+            "active": (n,),
+            "kind_bias": (n, 4),
+        }
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None and np.shape(value) != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {np.shape(value)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+class RowPool:
+    """KV-cache rows for many callers, stepped together in one forward pass."""
+
+    def __init__(self, loaded: LoadedModel, capacity: int = BATCH_FLOOR) -> None:
+        self.model = loaded.model
+        self.device = loaded.device
+        self.n_book = self.model.config.n_book
+        self.cache = self.model.new_cache(max(capacity, BATCH_FLOOR), self.device)
+        self.free = list(range(self.cache.batch))
+
+    @property
+    def capacity(self) -> int:
+        return self.cache.batch
+
+    @property
+    def in_use(self) -> int:
+        return self.capacity - len(self.free)
+
+    def allocate(self, n: int) -> np.ndarray:
+        """``n`` fresh rows (empty context), growing the cache when none are free."""
+        if n < 1:
+            raise ValueError(f"rows must be >= 1, got {n}")
+        if n > len(self.free):
+            self._grow(max(2 * self.capacity, self.in_use + n))
+        self.free.sort()
+        rows, self.free = self.free[:n], self.free[n:]
+        picked = torch.tensor(rows, dtype=torch.long, device=self.cache.pos.device)
+        self.cache.pos[picked] = 0
+        return np.array(rows, dtype=np.int64)
+
+    def release(self, rows: np.ndarray) -> None:
+        self.free.extend(int(r) for r in rows)
+
+    def _grow(self, capacity: int) -> None:
+        old, new = self.cache, self.model.new_cache(capacity, self.device)
+        n = old.batch
+        for dst, src in zip(new.k + new.v, old.k + old.v, strict=True):
+            dst[:n] = src
+        new.pos[:n] = old.pos
+        self.cache = new
+        self.free.extend(range(n, capacity))
+
+    def window(self, parts: list[StepInput]) -> tuple[int, int]:
+        """The contiguous pool rows [lo, hi) a step computes: every part's rows, widened to
+        BATCH_FLOOR. A slice of the cache is a view, so a step never copies the cache, and a
+        lone small caller costs a 16-row forward however many rows the pool holds."""
+        lo = min(int(p.rows.min()) for p in parts)
+        hi = max(int(p.rows.max()) for p in parts) + 1
+        if hi - lo < BATCH_FLOOR:
+            hi = min(lo + BATCH_FLOOR, self.capacity)
+            lo = hi - BATCH_FLOOR
+        return lo, hi
+
+    def step(self, parts: list[StepInput]) -> list[np.ndarray]:
+        """One forward pass for every part; returns each part's (n, 4) next components."""
+        if not parts:
+            return []
+        lo, hi = self.window(parts)
+        B = hi - lo
+        components = np.zeros((B, 4), dtype=np.int64)
+        book = np.zeros((B, self.n_book), dtype=np.float32)
+        uniforms = np.zeros((B, 4), dtype=np.float64)
+        active = np.zeros(B, dtype=bool)
+        temperature = np.ones(B, dtype=np.float32)
+        bias = None
+        if any(p.kind_bias is not None for p in parts):
+            bias = np.zeros((B, 4), dtype=np.float32)
+        for p in parts:
+            at = p.rows - lo
+            components[at] = p.components
+            book[at] = p.book
+            uniforms[at] = p.uniforms
+            active[at] = p.active
+            temperature[at] = p.temperature
+            if bias is not None and p.kind_bias is not None:
+                bias[at] = p.kind_bias
+        cache = self.cache
+        view = KVCache(
+            k=[k[lo:hi] for k in cache.k], v=[v[lo:hi] for v in cache.v], pos=cache.pos[lo:hi]
+        )
+        dev = self.device
+        with torch.inference_mode():
+            hidden = self.model.step(
+                torch.from_numpy(components).to(dev),
+                torch.from_numpy(book).to(dev),
+                view,
+                torch.from_numpy(active).to(dev),
+            )
+            out = self.model.sample(
+                hidden,
+                torch.from_numpy(uniforms).to(dev),
+                torch.from_numpy(temperature).to(dev),
+                None if bias is None else torch.from_numpy(bias).to(dev),
+            )
+        out = out.cpu().numpy()
+        return [out[p.rows - lo] for p in parts]
+
+
 class LocalGenerator:
-    """The model in this process, one KV cache row per book."""
+    """The model in this process: a pool with this caller's rows only."""
 
     def __init__(self, loaded: LoadedModel, rows: int, temperature: float = 1.0) -> None:
-        self.model = loaded.model
+        self.pool = RowPool(loaded, rows)
         self.rows = rows
         self.temperature = temperature
-        self.device = loaded.device
-        self.cache = self.model.new_cache(rows, self.device)
+        self.mine = self.pool.allocate(rows)
 
     def next(
         self,
@@ -56,16 +195,5 @@ class LocalGenerator:
         active: np.ndarray,
         kind_bias: np.ndarray | None = None,
     ) -> np.ndarray:
-        dev = self.device
-        bias = None if kind_bias is None else torch.from_numpy(kind_bias).to(dev)
-        with torch.inference_mode():
-            hidden = self.model.step(
-                torch.from_numpy(np.ascontiguousarray(components, dtype=np.int64)).to(dev),
-                torch.from_numpy(np.ascontiguousarray(book, dtype=np.float32)).to(dev),
-                self.cache,
-                torch.from_numpy(np.ascontiguousarray(active, dtype=bool)).to(dev),
-            )
-            out = self.model.sample(
-                hidden, torch.from_numpy(uniforms).to(dev), self.temperature, bias
-            )
-        return out.cpu().numpy()
+        part = StepInput(self.mine, components, book, uniforms, active, kind_bias, self.temperature)
+        return self.pool.step([part])[0]

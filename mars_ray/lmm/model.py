@@ -489,19 +489,25 @@ class OrderModel(nn.Module):
         self,
         hidden: Tensor,
         uniforms: Tensor,
-        temperature: float = 1.0,
+        temperature: float | Tensor = 1.0,
         kind_bias: Tensor | None = None,
     ) -> Tensor:
         """Draw the next order's components (B, 4) by inverse CDF of the given uniforms.
+
+        ``temperature`` is one value or one per row (B,), for batches that mix callers.
 
         The factorised head uses uniforms[:, c] for component c in turn; the joint head uses
         uniforms[:, 0] for its single draw. ``kind_bias`` (B, 4) is added to the kind logits
         after the temperature (for the joint head: to every id of that kind), so it tilts the
         kind marginal without changing the rest given the kind.
         """
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
         B = hidden.shape[0]
+        if isinstance(temperature, Tensor):
+            if temperature.shape != (B,) or not bool((temperature > 0).all()):
+                raise ValueError(f"temperature must be (B,)={(B,)} values > 0, got {temperature}")
+            temperature = temperature.to(hidden.device, torch.float32).unsqueeze(1)
+        elif temperature <= 0:
+            raise ValueError(f"temperature={temperature} must be > 0")
         sizes = self.config.component_sizes
         uniforms = torch.as_tensor(uniforms, device=hidden.device, dtype=torch.float32)
         if uniforms.shape != (B, 4):
@@ -516,7 +522,7 @@ class OrderModel(nn.Module):
                 )
         if self.config.head == "joint":
             logits = self.joint_head(hidden).float()
-            if temperature != 1.0:
+            if isinstance(temperature, Tensor) or temperature != 1.0:
                 logits = logits / temperature
             if kind_bias is not None:
                 logits = (logits.view(B, sizes[0], -1) + kind_bias.unsqueeze(-1)).view(B, -1)
@@ -529,7 +535,7 @@ class OrderModel(nn.Module):
         out = torch.empty(B, 4, dtype=torch.long, device=hidden.device)
         for c, head in enumerate(self.heads):
             logits = head(hidden, out[:, :c]).float()
-            if temperature != 1.0:
+            if isinstance(temperature, Tensor) or temperature != 1.0:
                 logits = logits / temperature
             if c == 0 and kind_bias is not None:
                 logits = logits + kind_bias

@@ -114,6 +114,10 @@ class Simulation:
         return events, snapshots
 
     def close(self) -> None:
+        try:
+            self._call("close")
+        except ray.exceptions.RayError:
+            pass  # a shard that died holds nothing to release; the run's own error is reported
         if not self.local:
             for s in self.shards:
                 ray.kill(s)

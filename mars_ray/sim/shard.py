@@ -270,6 +270,11 @@ class ShardRuntime:
         tables.extend(self.exchange.drain_tables())
         return tables, self.snapshots.table(self.exchange.instruments)
 
+    def close(self) -> None:
+        """Release what agents hold outside this process (served model sessions)."""
+        for agent in self.spanning.values():
+            agent.close()
+
     # ---------------------------------------------------------------- the step
     def _step(self, t0: int, t1: int) -> None:
         record = self.steps_done % self.snapshot_every == 0

@@ -1,0 +1,160 @@
+"""Serve load: many concurrent simulations against the model deployment, batched vs not.
+
+Each simulated client is one generation session of ``--rows`` books (a
+simulation's LMM agent, minus its clearing house): it sends one step at a time,
+feeds the sampled orders back as the next step's input, and measures each
+request's latency. ``--sims`` clients run concurrently (asyncio tasks on one
+DeploymentHandle), first against a deployment with ``max_batch_size`` from
+``--max-batch-size`` (batched), then with ``max_batch_size=1`` (unbatched).
+The clearing house is left out on purpose: this measures what batching buys the
+model deployment; `POST /v1/trajectories` adds matching on top.
+
+    python benchmarks/serve_load.py [--sims 64] [--rows 4] [--steps 100] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+from ray import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mars_ray.lmm.tokenizer import book_features  # noqa: E402
+from mars_ray.serve.app import build_model  # noqa: E402
+from mars_ray.serve.settings import MODEL_DEPLOYMENT, parse_settings  # noqa: E402
+
+APP = "mars-ray-load"
+
+
+def start_book(rows: int) -> np.ndarray:
+    """The balanced preset's top 10 levels, as book features for every row."""
+    levels = np.zeros((rows, 10, 4), dtype=np.int64)
+    k = np.arange(10)
+    levels[:, :, 0], levels[:, :, 1] = 10_001 + k, 200 + 100 * k
+    levels[:, :, 2], levels[:, :, 3] = 10_000 - k, 200 + 100 * k
+    return book_features(levels, np.full(rows, 36_000 * 10**9))
+
+
+async def client(handle, rows: int, steps: int, seed: int, latencies: list[float]) -> int:
+    rng = np.random.default_rng(seed)
+    session = await handle.open.remote(rows)
+    book = start_book(rows)
+    last = np.zeros((rows, 4), dtype=np.int64)
+    active = np.ones(rows, dtype=bool)
+    try:
+        for _ in range(steps):
+            request = {
+                "session": session,
+                "components": last,
+                "book": book,
+                "uniforms": rng.random((rows, 4)),
+                "active": active,
+            }
+            t = time.perf_counter()
+            last = await handle.step.remote(request)
+            latencies.append(time.perf_counter() - t)
+    finally:
+        await handle.close.remote(session)
+    return rows * steps
+
+
+async def drive(handle, sims: int, rows: int, steps: int) -> dict:
+    await client(handle, rows, 3, 0, [])  # warm-up: first forward, allocation
+    latencies: list[float] = []
+    start = time.perf_counter()
+    orders = await asyncio.gather(
+        *(client(handle, rows, steps, s + 1, latencies) for s in range(sims))
+    )
+    seconds = time.perf_counter() - start
+    stats = await handle.stats.remote()
+    ms = np.array(latencies) * 1e3
+    return {
+        "orders_per_s": sum(orders) / seconds,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "orders": int(sum(orders)),
+        "seconds": seconds,
+        "mean_batch": stats["steps"] / max(stats["batches"], 1),
+    }
+
+
+def measure(max_batch_size: int, args: argparse.Namespace) -> dict:
+    settings = parse_settings(
+        {
+            "app_name": APP,
+            "model": {
+                "max_batch_size": max_batch_size,
+                "batch_wait_timeout_s": args.wait,
+                "threads": args.threads,
+                "max_ongoing_requests": max(args.sims, max_batch_size) + 8,
+            },
+        },
+        "serve_load",
+    )
+    serve.run(build_model(settings), name=APP, route_prefix=None)
+    handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=APP)
+    try:
+        return asyncio.run(drive(handle, args.sims, args.rows, args.steps))
+    finally:
+        serve.delete(APP)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sims", type=int, default=64, help="concurrent simulations")
+    parser.add_argument("--rows", type=int, default=4, help="books per simulation")
+    parser.add_argument("--steps", type=int, default=100, help="steps per simulation")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--wait", type=float, default=0.002, help="batch_wait_timeout_s")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the replica")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(proxy_location="Disabled")
+    try:
+        batched = measure(args.max_batch_size, args)
+        unbatched = measure(1, args)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    print(f"{args.sims} simulations x {args.rows} books x {args.steps} steps")
+    print(f"{'mode':>10} {'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>11}")
+    for name, r in (("batched", batched), ("unbatched", unbatched)):
+        print(
+            f"{name:>10} {r['orders_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+            f"{r['mean_batch']:>11.1f}"
+        )
+    speedup = batched["orders_per_s"] / unbatched["orders_per_s"]
+    print(f"batched / unbatched: {speedup:.1f}x")
+    if args.json:
+        result = {
+            "batched": batched,
+            "unbatched": unbatched,
+            "speedup": speedup,
+            "sims": args.sims,
+            "rows_per_sim": args.rows,
+            "steps_per_sim": args.steps,
+            "max_batch_size": args.max_batch_size,
+            "batch_wait_timeout_s": args.wait,
+            "torch_threads": args.threads,
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

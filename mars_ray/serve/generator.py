@@ -1,0 +1,88 @@
+"""``OrderGenerator`` over the Serve model deployment: what ``backend: serve`` plugs in.
+
+The LMM agent hands it the same arrays as ``LocalGenerator``; each step is one
+handle call carrying all of this simulation's rows, which the deployment
+batches with other simulations' steps into one forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mars_ray.lmm.tokenizer import Tokenizer
+from mars_ray.serve.settings import MODEL_DEPLOYMENT
+
+
+class ServedModelError(RuntimeError):
+    """The served model is missing, different from the one asked for, or refused a step."""
+
+
+def model_handle(app_name: str) -> Any:
+    """The model deployment's handle, with a clear error when nothing is serving it."""
+    from ray import serve
+
+    try:
+        return serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=app_name)
+    except Exception as exc:  # Serve raises several kinds here, none of them telling
+        raise ServedModelError(
+            f"no served model in Serve application {app_name!r} ({exc}); start one with "
+            "`mars-ray serve` or `serve run configs/serve.yaml`, or set backend: local"
+        ) from exc
+
+
+class ServedGenerator:
+    """One generation session (``rows`` KV-cache rows) in the served model."""
+
+    def __init__(
+        self,
+        app_name: str,
+        rows: int,
+        temperature: float = 1.0,
+        checkpoint: str | None = None,
+        handle: Any = None,
+    ) -> None:
+        self.handle = handle if handle is not None else model_handle(app_name)
+        self.info: dict[str, Any] = self.handle.info.remote().result()
+        if checkpoint is not None:
+            wanted = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+            if wanted != self.info["sha256"]:
+                raise ServedModelError(
+                    f"checkpoint {checkpoint} is not the served model "
+                    f"({self.info['path']}, sha256 {self.info['sha256'][:12]}...)"
+                )
+        self.tokenizer = Tokenizer.from_state(self.info["tokenizer"])
+        self.rows = rows
+        self.session: str | None = self.handle.open.remote(rows, temperature).result()
+
+    def next(
+        self,
+        components: np.ndarray,
+        book: np.ndarray,
+        uniforms: np.ndarray,
+        active: np.ndarray,
+        kind_bias: np.ndarray | None = None,
+    ) -> np.ndarray:
+        if self.session is None:
+            raise ServedModelError("this generator's session is closed")
+        request = {
+            "session": self.session,
+            "components": np.ascontiguousarray(components, dtype=np.int64),
+            "book": np.ascontiguousarray(book, dtype=np.float32),
+            "uniforms": np.ascontiguousarray(uniforms, dtype=np.float64),
+            "active": np.ascontiguousarray(active, dtype=bool),
+            "kind_bias": None if kind_bias is None else np.asarray(kind_bias, dtype=np.float32),
+        }
+        out = self.handle.step.remote(request).result()
+        if isinstance(out, dict):
+            raise ServedModelError(f"served model refused the step: {out['error']}")
+        return out
+
+    def close(self) -> None:
+        """Give the rows back (the deployment also reclaims sessions idle for too long)."""
+        if self.session is not None:
+            session, self.session = self.session, None
+            self.handle.close.remote(session).result()

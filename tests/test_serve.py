@@ -1,0 +1,264 @@
+"""The Serve deployment and HTTP API, on the shared local Ray, with the shipped model.
+
+One application serves the module (Serve starts once: ~10 s); its API deployment
+takes one request at a time and queues one more, so that the 503 path is easy to
+reach. Requests are small: a few trajectories of a few dozen orders.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from mars_ray.config import ConfigError
+from mars_ray.schema import EVENT_SCHEMA, EventType
+from mars_ray.serve.api import EXAMPLE_REQUEST
+from mars_ray.serve.client import read_arrow, read_json
+from mars_ray.serve.settings import load_settings, parse_settings
+from mars_ray.serve.trajectories import ARROW_MEDIA_TYPE, USER_AGENT
+
+APP = "mars-ray-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(ray_session):
+    from ray import serve
+
+    from mars_ray.serve.app import build
+
+    settings = parse_settings(
+        {
+            "app_name": APP,
+            "api": {"max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2},
+            "limits": {"max_trajectories": 8, "max_horizon_orders": 500},
+        }
+    )
+    port = free_port()
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build(settings), name=APP, route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def call(
+    url: str, body: Any = None, accept: str | None = None, raw: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    headers = {"content-type": "application/json"}
+    if accept:
+        headers["accept"] = accept
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    return {
+        "start": {"preset": "balanced"},
+        "horizon": {"orders": 40},
+        "trajectories": 3,
+        "seed": 11,
+        "inject": [{"at_s": 0.5, "side": "sell", "type": "limit", "price": 100.01, "size": 700}],
+        **changes,
+    }
+
+
+def test_health_and_models(service: str) -> None:
+    status, _, data = call(f"{service}/v1/health")
+    assert status == 200 and json.loads(data)["status"] == "ok"
+    status, _, data = call(f"{service}/v1/models")
+    models = json.loads(data)
+    assert status == 200
+    assert models["models"][0]["name"] == "lmm-small"
+    assert len(models["models"][0]["sha256"]) == 64
+    assert "balanced" in models["presets"]
+
+
+def test_json_trajectories_follow_the_event_schema(service: str) -> None:
+    status, _, data = call(f"{service}/v1/trajectories", body())
+    assert status == 200, data
+    answer = json.loads(data)
+    assert [t["trajectory_id"] for t in answer["trajectories"]] == [0, 1, 2]
+    assert answer["lmm_orders"] == 3 * 40
+    events, snapshots = read_json(answer)
+    assert events.column_names == EVENT_SCHEMA.names
+    assert snapshots.num_rows > 0
+    for traj in answer["trajectories"]:
+        ev = pa.table(traj["events"])
+        assert set(ev["trajectory_id"].to_pylist()) == {traj["trajectory_id"]}
+        submits = ev.filter(pc.equal(ev["event_type"], int(EventType.SUBMIT)))
+        start_book = submits.filter(pc.equal(submits["agent_id"], 0))
+        assert start_book.num_rows == 20  # the preset's 10 + 10 levels
+        assert min(start_book["time_ns"].to_pylist()) == 10 * 3600 * 10**9 - 10**9
+        mine = ev.filter(pc.equal(ev["agent_id"], USER_AGENT))
+        submit = mine.filter(pc.equal(mine["event_type"], int(EventType.SUBMIT)))
+        assert submit["price"].to_pylist() == [10001] and submit["size"].to_pylist() == [700]
+        lmm = ev.filter(pc.equal(ev["agent_id"], 1))
+        assert lmm.num_rows > 0
+
+
+def test_arrow_answer_carries_the_same_tables(service: str) -> None:
+    _, _, as_json = call(f"{service}/v1/trajectories", body())
+    status, headers, data = call(f"{service}/v1/trajectories", body(), accept=ARROW_MEDIA_TYPE)
+    assert status == 200 and headers["content-type"] == ARROW_MEDIA_TYPE
+    events, snapshots, meta = read_arrow(data)
+    j_events, j_snapshots = read_json(json.loads(as_json))
+    assert events.cast(j_events.schema).equals(j_events)
+    assert snapshots.to_pydict() == j_snapshots.to_pydict()
+    assert json.loads(meta["mars_ray.request"])["seed"] == 11
+    # the body field asks for Arrow as well as the Accept header does
+    _, _, by_field = call(f"{service}/v1/trajectories", body(format="arrow"))
+    assert read_arrow(by_field)[0].equals(events)
+
+
+def test_same_seed_same_answer_even_beside_other_requests(service: str) -> None:
+    first = call(f"{service}/v1/trajectories", body())[2]
+    assert call(f"{service}/v1/trajectories", body())[2] == first
+    other_seed = call(f"{service}/v1/trajectories", body(seed=12))[2]
+    assert json.loads(other_seed)["trajectories"] != json.loads(first)["trajectories"]
+
+
+def test_injected_orders_change_the_flow(service: str) -> None:
+    hit = [{"at_s": 0.2, "side": "buy", "type": "market", "size": 3000}]
+    plain = json.loads(call(f"{service}/v1/trajectories", body(inject=[], seed=1))[2])
+    hit_answer = json.loads(call(f"{service}/v1/trajectories", body(inject=hit, seed=1))[2])
+    for before, after in zip(plain["trajectories"], hit_answer["trajectories"], strict=True):
+        a, b = pa.table(before["events"]), pa.table(after["events"])
+        trades = b.filter(pc.equal(b["event_type"], int(EventType.TRADE)))
+        assert pc.sum(trades["size"]).as_py() >= 3000
+        lmm_a = a.filter(pc.equal(a["agent_id"], 1))["price"].to_pylist()
+        lmm_b = b.filter(pc.equal(b["agent_id"], 1))["price"].to_pylist()
+        assert lmm_a != lmm_b  # the model saw a different book
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"trajectories": 0}, ["body", "trajectories"]),
+        ({"trajectories": 9}, ["body", "trajectories"]),  # over the server limit of 8
+        ({"horizon": {"orders": 501}}, ["body", "horizon", "orders"]),
+        ({"horizon": {"orders": 5, "seconds": 1}}, ["body", "horizon"]),
+        ({"start": {"preset": "nope"}}, ["body", "start"]),
+        ({"start": {"book": {"bids": [[10.0, 100]], "asks": [[9.99, 100]]}}}, None),
+        ({"tick_size": -1}, ["body", "tick_size"]),
+        ({"start_time": "25:00"}, ["body", "start_time"]),
+        ({"inject": [{"at_s": 1, "side": "buy", "size": 100}]}, ["body", "inject", 0]),
+        ({"inject": [{"at_s": 1, "side": "up", "size": 1}]}, ["body", "inject", 0, "side"]),
+        ({"surprise": 1}, ["body", "surprise"]),
+    ],
+)
+def test_bad_values_get_422_naming_the_field(service: str, change: dict, loc: list | None) -> None:
+    status, _, data = call(f"{service}/v1/trajectories", body(**change))
+    assert status == 422, data
+    locs = [d["loc"] for d in json.loads(data)["detail"]]
+    if loc is None:  # the crossed book: named by where the book came from
+        assert ["body", "start", "book"] in locs
+    else:
+        assert loc in locs, locs
+
+
+def test_malformed_json_gets_422(service: str) -> None:
+    status, _, data = call(f"{service}/v1/trajectories", raw=b"{not json")
+    assert status == 422
+    assert json.loads(data)["detail"][0]["type"] == "json_invalid"
+
+
+def test_full_queues_get_503_with_retry_after_and_the_service_survives(service: str) -> None:
+    slow = body(horizon={"orders": 400}, trajectories=4, inject=[])
+    with cf.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: call(f"{service}/v1/trajectories", slow), range(4)))
+    codes = sorted(status for status, _, _ in answers)
+    assert 200 in codes and 503 in codes, codes
+    for status, headers, _ in answers:
+        if status == 503:
+            assert int(headers["retry-after"]) >= 1
+    assert call(f"{service}/v1/health")[0] == 200
+    assert call(f"{service}/v1/trajectories", body())[0] == 200
+
+
+def test_openapi_carries_a_working_example(service: str) -> None:
+    status, _, data = call(f"{service}/openapi.json")
+    spec = json.loads(data)
+    schema = spec["components"]["schemas"]["TrajectoryRequest"]
+    example = schema["examples"][0]
+    assert example == EXAMPLE_REQUEST
+    status, _, answer = call(f"{service}/v1/trajectories", example)
+    assert status == 200, answer
+    assert len(json.loads(answer)["trajectories"]) == example["trajectories"]
+
+
+def test_a_simulation_gets_the_same_flow_from_the_served_model(service: str) -> None:
+    """``backend: serve`` and ``backend: local`` are the same generator behind one interface."""
+    from mars_ray.config import parse_config
+    from mars_ray.sim.kernel import run_simulation
+
+    def run(backend: str) -> pa.Table:
+        cfg = parse_config(
+            {
+                "seed": 3,
+                "session": {
+                    "pre_open": "09:29",
+                    "open": "09:30",
+                    "closing_call": "09:30:20",
+                    "close": "09:31",
+                },
+                "kernel": {"step_ms": 1000, "sync_ms": 10000, "trajectories": 2},
+                "instruments": [{"name": "AAA", "reference_price": 100.0}],
+                "agents": [
+                    {"kind": "noise", "count": 10},
+                    {
+                        "kind": "lmm",
+                        "count": 1,
+                        "params": {"backend": backend, "serve_app": APP, "device": "cpu"},
+                    },
+                ],
+            }
+        )
+        return run_simulation(cfg, local=True).events
+
+    served = run("serve")
+    assert pc.sum(pc.equal(served["agent_id"], 11)).as_py() > 50  # the LMM's orders
+    assert served.equals(run("local"))
+
+
+def test_model_deployment_refuses_bad_steps_alone(service: str) -> None:
+    from ray import serve
+
+    from mars_ray.serve.generator import ServedGenerator, ServedModelError
+    from mars_ray.serve.settings import MODEL_DEPLOYMENT
+
+    handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=APP)
+    assert "unknown or expired session" in handle.step.remote({"session": "nope"}).result()["error"]
+    gen = ServedGenerator(APP, 2)
+    with pytest.raises(ServedModelError, match=r"book must have shape \(2, 24\)"):
+        gen.next(np.zeros((2, 4)), np.zeros((2, 3)), np.zeros((2, 4)), np.ones(2, bool))
+    out = gen.next(np.zeros((2, 4)), np.zeros((2, 24)), np.full((2, 4), 0.5), np.ones(2, bool))
+    assert out.shape == (2, 4)
+    gen.close()
+    with pytest.raises(ServedModelError, match="no served model in Serve application 'absent'"):
+        ServedGenerator("absent", 1)
+
+
+def test_settings_files() -> None:
+    settings = load_settings("configs/serve.yaml", {"http.port": 8123})
+    assert settings.http.port == 8123 and settings.model.max_batch_size == 64
+    with pytest.raises(ConfigError, match=r"model\.max_batch_size"):
+        parse_settings({"model": {"max_batch_size": 0}})
