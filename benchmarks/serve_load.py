@@ -7,7 +7,9 @@ request's latency. ``--sims`` clients run concurrently (asyncio tasks on one
 DeploymentHandle), first against a deployment with ``max_batch_size`` from
 ``--max-batch-size`` (batched), then with ``max_batch_size=1`` (unbatched).
 The clearing house is left out on purpose: this measures what batching buys the
-model deployment; `POST /v1/trajectories` adds matching on top.
+model deployment; `POST /v1/trajectories` adds matching on top. A third run
+("no model") answers the same requests from a batched deployment that does no
+work: Serve's own cost per request, the ceiling of the batched figure here.
 
     python benchmarks/serve_load.py [--sims 64] [--rows 4] [--steps 100] [--json OUT]
 """
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from mars_ray.lmm.tokenizer import book_features  # noqa: E402
 from mars_ray.serve.app import build_model  # noqa: E402
 from mars_ray.serve.settings import MODEL_DEPLOYMENT, parse_settings  # noqa: E402
+from mars_ray.serve.wire import pack_step  # noqa: E402
 
 APP = "mars-ray-load"
 
@@ -54,13 +57,7 @@ async def client(handle, rows: int, steps: int, seed: int, latencies: list[float
     active = np.ones(rows, dtype=bool)
     try:
         for _ in range(steps):
-            request = {
-                "session": session,
-                "components": last,
-                "book": book,
-                "uniforms": rng.random((rows, 4)),
-                "active": active,
-            }
+            request = (session, pack_step(last, book, rng.random((rows, 4)), active))
             t = time.perf_counter()
             last = await handle.step.remote(request)
             latencies.append(time.perf_counter() - t)
@@ -86,7 +83,43 @@ async def drive(handle, sims: int, rows: int, steps: int) -> dict:
         "orders": int(sum(orders)),
         "seconds": seconds,
         "mean_batch": stats["steps"] / max(stats["batches"], 1),
+        # the model's own compute per order, apart from request handling
+        "forward_us_per_order": stats["forward_s"] / max(stats["orders"], 1) * 1e6,
     }
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, logging_config={"enable_access_log": False})
+class NoModel:
+    """The model deployment's request path with no model: what Serve alone costs per step."""
+
+    def __init__(self) -> None:
+        self.steps = self.batches = self.orders = 0
+
+    async def open(self, rows: int) -> str:
+        return "session"
+
+    async def close(self, session: str) -> bool:
+        return True
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def step(self, requests: list) -> list:
+        self.batches += 1
+        self.steps += len(requests)
+        self.orders += sum(len(packed) for _, packed in requests)
+        return [np.zeros((len(packed), 4), dtype=np.int64) for _, packed in requests]
+
+    async def stats(self) -> dict:
+        return {"steps": self.steps, "batches": self.batches, "orders": self.orders, "forward_s": 0}
+
+
+def measure_floor(args: argparse.Namespace) -> dict:
+    app = NoModel.options(max_ongoing_requests=args.sims + 8)
+    serve.run(app.bind(), name=APP, route_prefix=None)
+    handle = serve.get_deployment_handle("NoModel", app_name=APP)
+    try:
+        return asyncio.run(drive(handle, args.sims, args.rows, args.steps))
+    finally:
+        serve.delete(APP)
 
 
 def measure(max_batch_size: int, args: argparse.Namespace) -> dict:
@@ -126,16 +159,20 @@ def main() -> None:
     try:
         batched = measure(args.max_batch_size, args)
         unbatched = measure(1, args)
+        floor = measure_floor(args)
     finally:
         serve.shutdown()
         ray.shutdown()
 
     print(f"{args.sims} simulations x {args.rows} books x {args.steps} steps")
-    print(f"{'mode':>10} {'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>11}")
-    for name, r in (("batched", batched), ("unbatched", unbatched)):
+    print(
+        f"{'mode':>10} {'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>11} "
+        f"{'forward us/order':>17}"
+    )
+    for name, r in (("batched", batched), ("unbatched", unbatched), ("no model", floor)):
         print(
             f"{name:>10} {r['orders_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-            f"{r['mean_batch']:>11.1f}"
+            f"{r['mean_batch']:>11.1f} {r['forward_us_per_order']:>17.0f}"
         )
     speedup = batched["orders_per_s"] / unbatched["orders_per_s"]
     print(f"batched / unbatched: {speedup:.1f}x")
@@ -143,6 +180,7 @@ def main() -> None:
         result = {
             "batched": batched,
             "unbatched": unbatched,
+            "no_model": floor,
             "speedup": speedup,
             "sims": args.sims,
             "rows_per_sim": args.rows,

@@ -106,14 +106,29 @@ def test_the_pool_grows_without_disturbing_open_rows(loaded) -> None:
     assert pool.capacity >= 104
 
 
-def test_step_inputs_are_checked_by_name(loaded) -> None:
-    pool = RowPool(loaded)
-    rows = pool.allocate(2)
-    bad = StepInput(rows, np.zeros((2, 4)), np.zeros((2, 5)), np.zeros((2, 4)), np.ones(2, bool))
-    with pytest.raises(ValueError, match=r"book must have shape \(2, 24\)"):
-        bad.check(pool.n_book)
-    with pytest.raises(ValueError, match="rows must be >= 1"):
-        pool.allocate(0)
+def test_a_served_step_packs_into_one_matrix_and_back(loaded) -> None:
+    from mars_ray.serve.wire import pack_step, unpack_step
+
+    rng = np.random.default_rng(0)
+    comps = rng.integers(0, 16, (3, 4))
+    book = rng.normal(size=(3, 24)).astype(np.float32)
+    u = rng.random((3, 4)).astype(np.float32)
+    active = np.array([True, False, True])
+    bias = rng.normal(size=(3, 4)).astype(np.float32)
+    rows = np.array([5, 6, 7])
+    for kind_bias in (None, bias):
+        part = unpack_step(pack_step(comps, book, u, active, kind_bias), rows, 24, 0.5)
+        np.testing.assert_array_equal(part.components, comps)
+        np.testing.assert_array_equal(part.book, book)
+        np.testing.assert_array_equal(part.uniforms, u)
+        np.testing.assert_array_equal(part.active, active)
+        assert (part.kind_bias is None) == (kind_bias is None)
+    with pytest.raises(ValueError, match=r"a step must be \(rows, 33\) or \(rows, 37\)"):
+        unpack_step(np.zeros((3, 30), np.float32), rows, 24, 1.0)
+    with pytest.raises(ValueError, match="the session has 3 rows, the step 2"):
+        unpack_step(pack_step(comps[:2], book[:2], u[:2], active[:2]), rows, 24, 1.0)
+    with pytest.raises(ValueError, match="one row per book"):
+        pack_step(comps, book[:2], u, active)
 
 
 def test_local_generator_is_a_pool_of_its_own(loaded) -> None:

@@ -45,6 +45,7 @@ def service(ray_session):
         {
             "app_name": APP,
             "api": {"max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2},
+            "model": {"max_rows": 16},
             "limits": {"max_trajectories": 8, "max_horizon_orders": 500},
         }
     )
@@ -194,6 +195,21 @@ def test_full_queues_get_503_with_retry_after_and_the_service_survives(service: 
     assert call(f"{service}/v1/trajectories", body())[0] == 200
 
 
+def test_a_full_model_gets_503_with_retry_after(service: str) -> None:
+    from mars_ray.serve.generator import ModelBusyError, ServedGenerator
+
+    holder = ServedGenerator(APP, 12)  # 12 of the model's 16 rows
+    try:
+        with pytest.raises(ModelBusyError, match="model is full"):
+            ServedGenerator(APP, 5)
+        status, headers, data = call(f"{service}/v1/trajectories", body(trajectories=5))
+        assert status == 503 and int(headers["retry-after"]) >= 1, data
+        assert "model is full" in json.loads(data)["detail"]
+    finally:
+        holder.close()
+    assert call(f"{service}/v1/trajectories", body(trajectories=5))[0] == 200
+
+
 def test_openapi_carries_a_working_example(service: str) -> None:
     status, _, data = call(f"{service}/openapi.json")
     spec = json.loads(data)
@@ -246,9 +262,10 @@ def test_model_deployment_refuses_bad_steps_alone(service: str) -> None:
     from mars_ray.serve.settings import MODEL_DEPLOYMENT
 
     handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=APP)
-    assert "unknown or expired session" in handle.step.remote({"session": "nope"}).result()["error"]
+    refused = handle.step.remote(("nope", np.zeros((1, 33)))).result()
+    assert "unknown or expired session" in refused["error"]
     gen = ServedGenerator(APP, 2)
-    with pytest.raises(ServedModelError, match=r"book must have shape \(2, 24\)"):
+    with pytest.raises(ServedModelError, match=r"a step must be \(rows, 33\)"):
         gen.next(np.zeros((2, 4)), np.zeros((2, 3)), np.zeros((2, 4)), np.ones(2, bool))
     out = gen.next(np.zeros((2, 4)), np.zeros((2, 24)), np.full((2, 4), 0.5), np.ones(2, bool))
     assert out.shape == (2, 4)
@@ -262,3 +279,81 @@ def test_settings_files() -> None:
     assert settings.http.port == 8123 and settings.model.max_batch_size == 64
     with pytest.raises(ConfigError, match=r"model\.max_batch_size"):
         parse_settings({"model": {"max_batch_size": 0}})
+    with pytest.raises(ConfigError, match=r"max_trajectories \(64\) exceeds model.max_rows"):
+        parse_settings({"model": {"max_rows": 32}})
+    with pytest.raises(ConfigError, match=r"api\.max_queued_requests: must be -1"):
+        parse_settings({"api": {"max_queued_requests": 0}})
+
+
+@pytest.mark.parametrize("where", ["configs/serve.yaml", "cluster/rayservice.yaml"])
+def test_serve_config_files_validate_for_ray_and_for_us(where: str) -> None:
+    """configs/serve.yaml (serve run) and the RayService's serveConfigV2: Ray's schema accepts
+    them, and their args are valid ServeSettings."""
+    import yaml
+    from conftest import PROJECT_ROOT
+    from ray.serve.schema import ServeDeploySchema
+
+    raw = yaml.safe_load((PROJECT_ROOT / where).read_text())
+    if raw.get("kind") == "RayService":
+        assert raw["apiVersion"] == "ray.io/v1"
+        raw = yaml.safe_load(raw["spec"]["serveConfigV2"])
+    config = ServeDeploySchema.model_validate(raw)
+    (app,) = config.applications
+    assert app.import_path == "mars_ray.serve.app:build_app"
+    parse_settings(app.args)
+    names = {d.name for d in app.deployments}
+    assert names <= {"LMMModel", "TrajectoryAPI"}
+
+
+def test_cli_rejects_a_bad_config_by_name(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from mars_ray.cli import cli
+
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("model: {max_batch_size: -3}\n")
+    result = CliRunner().invoke(cli, ["serve", str(bad)])
+    assert result.exit_code != 0
+    assert "model.max_batch_size" in result.output and "-3" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_mars_ray_serve_answers_on_its_port() -> None:
+    """The command as a user runs it: its own embedded Ray, HTTP on --port, Ctrl-C stops."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from conftest import PROJECT_ROOT
+
+    port = free_port()
+    exe = PROJECT_ROOT / ".venv" / "bin" / "mars-ray"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mars_ray.cli"]
+    proc = subprocess.Popen(
+        [*command, "serve", "configs/serve.yaml", "--port", str(port), "--num-cpus", "1"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 180
+        while not any(line.startswith("serving") for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.5)
+        status, _, data = call(f"http://127.0.0.1:{port}/v1/health")
+        assert status == 200 and json.loads(data)["model"] == "lmm-small"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    out = "".join(lines)
+    assert f"http://127.0.0.1:{port}/v1/trajectories" in out
+    assert proc.returncode == 0, out[-2000:]

@@ -54,15 +54,17 @@ def serve(
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     http = settings.http
-    ray_serve.start(proxy_location="HeadOnly", http_options={"host": http.host, "port": http.port})
-    started = time.perf_counter()
-    ray_serve.run(build(settings), name=settings.app_name, route_prefix=settings.route_prefix)
-    base = f"http://{http.host}:{http.port}{settings.route_prefix.rstrip('/')}"
-    click.echo(
-        f"serving {settings.app_name} in {time.perf_counter() - started:.1f} s: "
-        f"{base}/v1/trajectories (docs: {base}/docs); Ctrl-C stops"
-    )
     try:
+        ray_serve.start(
+            proxy_location="HeadOnly", http_options={"host": http.host, "port": http.port}
+        )
+        started = time.perf_counter()
+        ray_serve.run(build(settings), name=settings.app_name, route_prefix=settings.route_prefix)
+        base = f"http://{http.host}:{http.port}{settings.route_prefix.rstrip('/')}"
+        click.echo(
+            f"serving {settings.app_name} in {time.perf_counter() - started:.1f} s: "
+            f"{base}/v1/trajectories (docs: {base}/docs); Ctrl-C stops"
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

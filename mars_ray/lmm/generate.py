@@ -62,23 +62,6 @@ class StepInput:
     kind_bias: np.ndarray | None = None  # (n, 4)
     temperature: float = 1.0
 
-    def check(self, n_book: int) -> None:
-        """Shapes and values a caller can get wrong, named (a served request comes from afar)."""
-        n = len(self.rows)
-        expected = {
-            "components": (n, 4),
-            "book": (n, n_book),
-            "uniforms": (n, 4),
-            "active": (n,),
-            "kind_bias": (n, 4),
-        }
-        for name, shape in expected.items():
-            value = getattr(self, name)
-            if value is not None and np.shape(value) != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {np.shape(value)}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-
 
 class RowPool:
     """KV-cache rows for many callers, stepped together in one forward pass."""

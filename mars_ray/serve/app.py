@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from mars_ray import __version__
 from mars_ray.serve.api import PRESETS, TrajectoryRequest
+from mars_ray.serve.generator import ModelBusyError
 from mars_ray.serve.model_server import LMMModel
 from mars_ray.serve.settings import (
     API_DEPLOYMENT,
@@ -105,6 +106,8 @@ class TrajectoryAPI:
             ) from None
         except BackPressureError as exc:
             return self._busy(exc.message, exc.retry_after_s)
+        except ModelBusyError as exc:
+            return self._busy(str(exc), None)
         wants_arrow = body.format == "arrow" or ARROW_MEDIA_TYPE in request.headers.get(
             "accept", ""
         )

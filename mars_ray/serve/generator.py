@@ -15,10 +15,15 @@ import numpy as np
 
 from mars_ray.lmm.tokenizer import Tokenizer
 from mars_ray.serve.settings import MODEL_DEPLOYMENT
+from mars_ray.serve.wire import pack_step
 
 
 class ServedModelError(RuntimeError):
     """The served model is missing, different from the one asked for, or refused a step."""
+
+
+class ModelBusyError(ServedModelError):
+    """The served model has no room now (all its cache rows are in use): retry later."""
 
 
 def model_handle(app_name: str) -> Any:
@@ -56,7 +61,11 @@ class ServedGenerator:
                 )
         self.tokenizer = Tokenizer.from_state(self.info["tokenizer"])
         self.rows = rows
-        self.session: str | None = self.handle.open.remote(rows, temperature).result()
+        opened = self.handle.open.remote(rows, temperature).result()
+        if isinstance(opened, dict):
+            error = ModelBusyError if "busy" in opened else ServedModelError
+            raise error(f"served model refused a session: {next(iter(opened.values()))}")
+        self.session: str | None = opened
 
     def next(
         self,
@@ -68,14 +77,7 @@ class ServedGenerator:
     ) -> np.ndarray:
         if self.session is None:
             raise ServedModelError("this generator's session is closed")
-        request = {
-            "session": self.session,
-            "components": np.ascontiguousarray(components, dtype=np.int64),
-            "book": np.ascontiguousarray(book, dtype=np.float32),
-            "uniforms": np.ascontiguousarray(uniforms, dtype=np.float64),
-            "active": np.ascontiguousarray(active, dtype=bool),
-            "kind_bias": None if kind_bias is None else np.asarray(kind_bias, dtype=np.float32),
-        }
+        request = (self.session, pack_step(components, book, uniforms, active, kind_bias))
         out = self.handle.step.remote(request).result()
         if isinstance(out, dict):
             raise ServedModelError(f"served model refused the step: {out['error']}")
@@ -85,4 +87,7 @@ class ServedGenerator:
         """Give the rows back (the deployment also reclaims sessions idle for too long)."""
         if self.session is not None:
             session, self.session = self.session, None
-            self.handle.close.remote(session).result()
+            try:
+                self.handle.close.remote(session).result()
+            except Exception:  # best effort: the model expires sessions left open
+                pass

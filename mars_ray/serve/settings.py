@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mars_ray.config import ConfigError, _Strict, apply_overrides, read_yaml, validate_model
 
@@ -83,6 +83,15 @@ class ServeSettings(_Strict):
     api: ApiSettings = ApiSettings()
     limits: Limits = Limits()
     http: HttpSettings = HttpSettings()
+
+    @model_validator(mode="after")
+    def _fits(self) -> ServeSettings:
+        if self.limits.max_trajectories > self.model.max_rows:
+            raise ValueError(
+                f"limits.max_trajectories ({self.limits.max_trajectories}) exceeds "
+                f"model.max_rows ({self.model.max_rows}): such a request could never run"
+            )
+        return self
 
 
 def parse_settings(raw: dict[str, Any] | None, source: str = "<dict>") -> ServeSettings:
