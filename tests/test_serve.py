@@ -357,3 +357,44 @@ def test_mars_ray_serve_answers_on_its_port() -> None:
     out = "".join(lines)
     assert f"http://127.0.0.1:{port}/v1/trajectories" in out
     assert proc.returncode == 0, out[-2000:]
+
+
+def test_a_lobster_row_starts_the_book_and_seconds_bound_the_horizon(service: str) -> None:
+    """The first row of the real GOOG orderbook file (10 levels, prices x 10,000) as the start
+    book; a 2-second horizon; an order injected into trajectory 1 only."""
+    import gzip
+
+    from conftest import data_dir
+
+    path = data_dir() / "lobster" / "GOOG_2012-06-21_34200000_57600000_orderbook_10.csv.gz"
+    with gzip.open(path, "rt") as f:
+        row = [int(v) for v in f.readline().split(",")]
+    request = body(
+        start={"lobster": {"row": row}},
+        horizon={"seconds": 2},
+        trajectories=2,
+        inject=[
+            {
+                "at_s": 1,
+                "side": "buy",
+                "type": "ioc",
+                "price": row[0] / 10_000,
+                "size": 1,
+                "trajectories": [1],
+            }
+        ],
+    )
+    status, _, data = call(f"{service}/v1/trajectories", request)
+    assert status == 200, data
+    t0 = 10 * 3600 * 10**9
+    for traj in json.loads(data)["trajectories"]:
+        ev = pa.table(traj["events"])
+        times = np.array(ev["time_ns"].to_pylist())
+        assert times.min() == t0 - 10**9 and times.max() < t0 + 2 * 10**9
+        submits = ev.filter(pc.equal(ev["event_type"], int(EventType.SUBMIT)))
+        start = submits.filter(pc.equal(submits["agent_id"], 0))
+        got = sorted(zip(start["price"].to_pylist(), start["size"].to_pylist(), strict=True))
+        levels = [(row[k] // 100, row[k + 1]) for k in range(0, 40, 2)]  # ticks of 0.01
+        assert got == sorted(levels)  # all 10 ask and 10 bid levels, as in the file
+        users = ev.filter(pc.equal(ev["agent_id"], USER_AGENT)).num_rows
+        assert (users > 0) == (traj["trajectory_id"] == 1)
