@@ -34,10 +34,11 @@ steps into one forward pass; both give the same orders.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from sortedcontainers import SortedDict
 
 from agents.base import NO_ORDERS, AgentParams, Fills
@@ -65,6 +66,74 @@ _MARKET = int(OrderType.MARKET)
 _CANCEL = int(OrderType.CANCEL)
 
 
+class MidPathParams(AgentParams):
+    """A target mid through (time of day, ticks) points, linear between them."""
+
+    at: list[int] = Field(min_length=1, description="times of day, e.g. ['10:00', '10:05']")
+    ticks: list[float] = Field(min_length=1, description="target mid at each time (ticks)")
+    relative: bool = Field(default=True, description="ticks are offsets from the first mid")
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _clocks(cls, value: object) -> list[int]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of times of day, got {value!r}")
+        return [_parse_clock(v) for v in value]
+
+    @model_validator(mode="after")
+    def _points(self) -> MidPathParams:
+        if len(self.at) != len(self.ticks):
+            raise ValueError(f"{len(self.at)} times but {len(self.ticks)} ticks")
+        if any(b <= a for a, b in zip(self.at, self.at[1:], strict=False)):
+            raise ValueError("times must be strictly increasing")
+        return self
+
+
+class VolatilityParams(AgentParams):
+    sigma: float = Field(gt=0, description="target std of the mid change per 10 s (ticks)")
+
+
+class ControlParams(AgentParams):
+    """Steer the generated flow (mars_ray/lmm/control.py): give mid_path or volatility."""
+
+    mid_path: MidPathParams | None = None
+    volatility: VolatilityParams | None = None
+    batch_model: str | None = Field(
+        default=None, description="order-batch model (default: the shipped one)"
+    )
+    horizon_s: float = Field(default=10.0, gt=0, description="look-ahead to close the gap")
+    gain: float = Field(default=1.0, ge=0)
+    max_bias: float = Field(default=2.0, ge=0, description="cap on a kind's logit shift")
+    seed: int = Field(default=0, ge=0, description="the volatility target's random walk")
+
+    @field_validator("batch_model")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ControlParams:
+        if (self.mid_path is None) == (self.volatility is None):
+            raise ValueError("give exactly one of mid_path, volatility")
+        return self
+
+    def controller(self, tokenizer: Tokenizer, books: int) -> FlowController:
+        from mars_ray.lmm.batch_model import load_batch_model
+        from mars_ray.lmm.control import ControlConfig, FlowController, MidPath, Volatility
+
+        batch_model, _ = load_batch_model(self.batch_model)
+        target: MidPath | Volatility
+        if self.mid_path is not None:
+            target = MidPath(self.mid_path.at, self.mid_path.ticks, self.mid_path.relative)
+        else:
+            assert self.volatility is not None
+            target = Volatility(self.volatility.sigma)
+        config = ControlConfig(self.horizon_s, self.gain, self.max_bias)
+        return FlowController(batch_model, tokenizer, target, books, config, seed=self.seed)
+
+
 class LMMParams(AgentParams):
     checkpoint: str | None = Field(
         default=None, description="model checkpoint (default: the shipped model)"
@@ -85,6 +154,9 @@ class LMMParams(AgentParams):
     )
     serve_app: str = Field(
         default="mars-ray", min_length=1, description="Serve application name (backend: serve)"
+    )
+    control: ControlParams | None = Field(
+        default=None, description="steer every book toward a mid path or a volatility"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(
@@ -240,6 +312,8 @@ class LMMBackground:
             generator = LocalGenerator(loaded, len(slots), params.temperature)
         self.generator = generator
         self.tokenizer = tokenizer
+        if controller is None and params.control is not None:
+            controller = params.control.controller(tokenizer, len(slots))
         self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
         self.orders_generated = 0
         self.acted_until = -1  # end of the last step it acted in

@@ -8,7 +8,7 @@ from mars_ray.commands.data import data
 from mars_ray.commands.report import report
 from mars_ray.commands.serve import serve
 from mars_ray.commands.simulate import simulate
-from mars_ray.commands.train import train
+from mars_ray.commands.train import train, train_batch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +20,7 @@ def cli() -> None:
 cli.add_command(simulate)
 cli.add_command(data)
 cli.add_command(train)
+cli.add_command(train_batch)
 cli.add_command(report)
 cli.add_command(serve)
 

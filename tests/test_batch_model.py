@@ -163,3 +163,26 @@ def test_rollout_and_save_load(tmp_path: Path) -> None:
     b = loaded.predict(x[None, :8], data.tod[None, 1:9])
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_train_batch_command_names_a_missing_corpus(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from mars_ray.cli import cli
+
+    missing = tmp_path / "none.parquet"
+    result = CliRunner().invoke(cli, ["train-batch", "--corpus", str(missing)])
+    assert result.exit_code != 0
+    assert f"corpus not found: {missing}" in result.output
+
+
+def test_the_shipped_batch_model_loads() -> None:
+    from mars_ray.lmm.batch_model import SHIPPED_BATCH, load_batch_model
+
+    model, history = load_batch_model()
+    assert not model.training
+    assert SHIPPED_BATCH.stat().st_size < 1 << 20
+    assert history[-1]["validation_nll"] < history[-1]["validation_moving_baseline_nll"]
+    with pytest.raises(FileNotFoundError, match="order-batch model not found"):
+        load_batch_model(tmp := SHIPPED_BATCH.with_name("absent.pt"))
+    assert not tmp.exists()

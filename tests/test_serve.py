@@ -164,6 +164,7 @@ def test_injected_orders_change_the_flow(service: str) -> None:
         ({"inject": [{"at_s": 1, "side": "buy", "size": 100}]}, ["body", "inject", 0]),
         ({"inject": [{"at_s": 1, "side": "up", "size": 1}]}, ["body", "inject", 0, "side"]),
         ({"surprise": 1}, ["body", "surprise"]),
+        ({"control": {"volatility": {"sigma": -1}}}, ["body", "control", "volatility", "sigma"]),
     ],
 )
 def test_bad_values_get_422_naming_the_field(service: str, change: dict, loc: list | None) -> None:

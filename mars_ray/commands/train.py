@@ -91,3 +91,46 @@ def loss_table(last: dict[str, float], baselines: dict[str, dict[str, float]]) -
         model_s = f"{model:>10.3f}" if model is not None else f"{'-':>10}"
         lines.append(f"{split:<12}{model_s}{base['markov']:>10.3f}{base['unigram']:>10.3f}")
     return "\n".join(lines)
+
+
+@click.command("train-batch")
+@click.option(
+    "--corpus",
+    type=click.Path(dir_okay=False),
+    default="corpus/default/corpus.parquet",
+    show_default=True,
+    help="corpus.parquet from `mars-ray data build-corpus`.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="runs/batch-small.pt",
+    show_default=True,
+    help="Where to write the model.",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def train_batch(corpus: str, out: str, steps: int, seed: int) -> None:
+    """Train the order-batch model (the next 10 s of aggregate flow) used for control.
+
+    The shipped mars_ray/lmm/checkpoints/batch-small.pt is this command's output with the
+    defaults, on the default corpus.
+    """
+    if not Path(corpus).is_file():
+        raise click.ClickException(
+            f"corpus not found: {corpus} (build it with `mars-ray data build-corpus "
+            "configs/corpus.yaml`)"
+        )
+    import torch
+
+    from mars_ray.lmm.batch_model import BatchConfig, save_batch_model, train_batch_model
+
+    torch.set_num_threads(1)  # a GRU this small: more threads only add overhead on 2 cores
+    try:
+        model, history = train_batch_model(corpus, BatchConfig(), steps, seed)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    save_batch_model(out, model, history)
+    last = history[-1]
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("nll"))
+    click.echo(f"wrote {out} after {steps} steps in {last['seconds']:.0f} s: {scores}")

@@ -68,6 +68,7 @@ MID = 2 * N_CAT  # mid change column (ticks)
 N_FEATURES = 2 * N_CAT + 1  # 29
 LOT = 100.0  # volumes are modelled in round lots
 FORMAT = "mars-ray-batch/1"
+SHIPPED_BATCH = Path(__file__).resolve().parent / "checkpoints" / "batch-small.pt"
 
 _SPREAD, _ASK1, _BID1 = 2 * BOOK_LEVELS, 0, BOOK_LEVELS  # book feature columns used here
 
@@ -520,8 +521,12 @@ def save_batch_model(
     tmp.replace(path)
 
 
-def load_batch_model(path: str | Path) -> tuple[BatchModel, list[dict[str, Any]]]:
-    raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+def load_batch_model(path: str | Path | None = None) -> tuple[BatchModel, list[dict[str, Any]]]:
+    """A saved model and its training history; ``None``: the shipped one."""
+    path = SHIPPED_BATCH if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"order-batch model not found: {path}")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} file")
     model = BatchModel(BatchConfig(**raw["config"]))

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agents.lmm import ControlParams
 from mars_ray.config import _parse_clock
 
 # Named start books, laid out on the request's tick grid from the best bid outwards.
@@ -180,6 +181,11 @@ class TrajectoryRequest(_Body):
     seed: int = Field(default=0, ge=0, lt=2**63)
     temperature: float = Field(default=1.0, gt=0, le=10)
     inject: list[InjectedOrder] = Field(default_factory=list)
+    control: ControlParams | None = Field(
+        default=None,
+        description="steer every trajectory toward a mid path (times of day, ticks) or a "
+        "volatility, as the LMM agent's `control` param",
+    )
     snapshot_levels: int = Field(default=5, ge=1)
     snapshot_every_s: float = Field(default=1.0, ge=0.01, le=3600)
     format: Literal["json", "arrow"] = Field(

@@ -142,6 +142,7 @@ def simulation_config(
         "end": t_end / NS_PER_S,
         "temperature": req.temperature,
         "max_orders": req.horizon.orders,
+        "control": req.control,  # validated already: passed on as the model itself
         **lmm,
     }
     raw = {
