@@ -93,11 +93,17 @@ class VolatilityParams(AgentParams):
     sigma: float = Field(gt=0, description="target std of the mid change per 10 s (ticks)")
 
 
+class VolumeParams(AgentParams):
+    orders_per_s: float = Field(gt=0, description="target order rate per book (all kinds)")
+
+
 class ControlParams(AgentParams):
-    """Steer the generated flow (mars_ray/lmm/control.py): give mid_path or volatility."""
+    """Steer the generated flow (mars_ray/lmm/control.py): give one of mid_path, volatility,
+    volume."""
 
     mid_path: MidPathParams | None = None
     volatility: VolatilityParams | None = None
+    volume: VolumeParams | None = None
     batch_model: str | None = Field(
         default=None, description="order-batch model (default: the shipped one)"
     )
@@ -115,21 +121,31 @@ class ControlParams(AgentParams):
 
     @model_validator(mode="after")
     def _one_target(self) -> ControlParams:
-        if (self.mid_path is None) == (self.volatility is None):
-            raise ValueError("give exactly one of mid_path, volatility")
+        given = [k for k in ("mid_path", "volatility", "volume") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of mid_path, volatility, volume; got {given}")
         return self
 
     def controller(self, tokenizer: Tokenizer, books: int) -> FlowController:
         from mars_ray.lmm.batch_model import load_batch_model
-        from mars_ray.lmm.control import ControlConfig, FlowController, MidPath, Volatility
+        from mars_ray.lmm.control import (
+            ControlConfig,
+            FlowController,
+            MidPath,
+            Target,
+            Volatility,
+            Volume,
+        )
 
         batch_model, _ = load_batch_model(self.batch_model)
-        target: MidPath | Volatility
+        target: Target
         if self.mid_path is not None:
             target = MidPath(self.mid_path.at, self.mid_path.ticks, self.mid_path.relative)
-        else:
-            assert self.volatility is not None
+        elif self.volatility is not None:
             target = Volatility(self.volatility.sigma)
+        else:
+            assert self.volume is not None
+            target = Volume(self.volume.orders_per_s)
         config = ControlConfig(self.horizon_s, self.gain, self.max_bias)
         return FlowController(batch_model, tokenizer, target, books, config, seed=self.seed)
 
@@ -360,12 +376,10 @@ class LMMBackground:
                     for s, a in zip(self.slots, active, strict=True)
                 ]
             )
-            bias = (
-                None
-                if self.controller is None
-                else self.controller.kind_bias(times, rows, last, active)
-            )
-            tokens = self.generator.next(last, book, uniforms, active, bias)
+            bias = gap = None
+            if self.controller is not None:
+                bias, gap = self.controller.biases(times, rows, last, active)
+            tokens = self.generator.next(last, book, uniforms, active, bias, gap)
             for b in np.flatnonzero(active):
                 slot = self.slots[b]
                 token = tokens[b]

@@ -21,6 +21,7 @@ from mars_ray.lmm.control import (
     MidPath,
     SimResult,
     Volatility,
+    Volume,
     ladder,
     simulate,
     tilt,
@@ -146,6 +147,29 @@ def test_volatility_target_moves_the_realised_volatility(
     assert got[0.3] < 0.6 * natural and got[3.0] > 1.5 * natural, (natural, got)
 
 
+def order_rate(result: SimResult, skip_s: int = 60) -> float:
+    """Orders per second per book after a settling period."""
+    times = result.orders["time_ns"]
+    late = times >= result.grid_ns[0] + skip_s * 10**9
+    return float(late.sum()) / (SECONDS - skip_s) / BOOKS
+
+
+def test_volume_target_moves_the_order_rate(
+    tiny: tuple[OrderModel, Tokenizer], free_run: SimResult, batch_model: BatchModel
+) -> None:
+    """Only the gap logits move: the rate follows a target at half and at twice its own."""
+    model, tokenizer = tiny
+    natural = order_rate(free_run)
+    got = {}
+    for factor in (0.5, 2.0):
+        ctl = FlowController(batch_model, tokenizer, Volume(factor * natural), BOOKS)
+        result = simulate(model, tokenizer, SECONDS, books=BOOKS, seed=1, controller=ctl)
+        got[factor] = order_rate(result)
+        assert np.allclose(ctl.last_bias, 0.0)  # the kinds are left alone
+    assert 0.35 * natural < got[0.5] < 0.7 * natural, (natural, got)
+    assert 1.5 * natural < got[2.0] < 2.6 * natural, (natural, got)
+
+
 def test_config_and_target_validation(
     tiny: tuple[OrderModel, Tokenizer], batch_model: BatchModel
 ) -> None:
@@ -158,3 +182,5 @@ def test_config_and_target_validation(
         ControlConfig(horizon_s=0)
     with pytest.raises(ValueError):
         Volatility(0.0)
+    with pytest.raises(ValueError):
+        Volume(0.0)

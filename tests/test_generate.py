@@ -114,19 +114,24 @@ def test_a_served_step_packs_into_one_matrix_and_back(loaded) -> None:
     book = rng.normal(size=(3, 24)).astype(np.float32)
     u = rng.random((3, 4)).astype(np.float32)
     active = np.array([True, False, True])
-    bias = rng.normal(size=(3, 4)).astype(np.float32)
+    kind = rng.normal(size=(3, 4)).astype(np.float32)
+    gap = rng.normal(size=(3, 16)).astype(np.float32)
     rows = np.array([5, 6, 7])
-    for kind_bias in (None, bias):
-        part = unpack_step(pack_step(comps, book, u, active, kind_bias), rows, 24, 0.5)
+    for kind_bias, gap_bias in ((None, None), (kind, None), (None, gap), (kind, gap)):
+        packed = pack_step(comps, book, u, active, kind_bias, gap_bias)
+        part = unpack_step(packed, rows, 24, 16, 0.5)
         np.testing.assert_array_equal(part.components, comps)
         np.testing.assert_array_equal(part.book, book)
         np.testing.assert_array_equal(part.uniforms, u)
         np.testing.assert_array_equal(part.active, active)
-        assert (part.kind_bias is None) == (kind_bias is None)
-    with pytest.raises(ValueError, match=r"a step must be \(rows, 33\) or \(rows, 37\)"):
-        unpack_step(np.zeros((3, 30), np.float32), rows, 24, 1.0)
+        for got, sent in ((part.kind_bias, kind_bias), (part.gap_bias, gap_bias)):
+            assert (got is None) == (sent is None)
+            if sent is not None:
+                np.testing.assert_array_equal(got, sent)
+    with pytest.raises(ValueError, match=r"a step must be \(rows, 53\)"):
+        unpack_step(np.zeros((3, 30), np.float32), rows, 24, 16, 1.0)
     with pytest.raises(ValueError, match="the session has 3 rows, the step 2"):
-        unpack_step(pack_step(comps[:2], book[:2], u[:2], active[:2]), rows, 24, 1.0)
+        unpack_step(pack_step(comps[:2], book[:2], u[:2], active[:2]), rows, 24, 16, 1.0)
     with pytest.raises(ValueError, match="one row per book"):
         pack_step(comps, book[:2], u, active)
 

@@ -192,10 +192,10 @@ def test_the_shipped_model_loads_and_drives_a_simulation() -> None:
 class AlwaysBuy:
     """A stand-in controller: a bias no sampled kind but BUY survives."""
 
-    def kind_bias(self, times_ns, depths, last_tokens, active) -> np.ndarray:
+    def biases(self, times_ns, depths, last_tokens, active) -> tuple[np.ndarray, None]:
         bias = np.full((len(times_ns), 4), -1e4, dtype=np.float32)
         bias[:, 0] = 0.0
-        return bias
+        return bias, None
 
 
 def test_a_controller_steers_the_kinds_the_agent_sends(tiny_checkpoint: Path) -> None:
@@ -240,7 +240,7 @@ def test_max_orders_is_a_horizon_per_book(tiny_checkpoint: Path) -> None:
 @pytest.mark.parametrize(
     ("control", "message"),
     [
-        ({}, "exactly one of mid_path, volatility"),
+        ({}, "exactly one of mid_path, volatility, volume"),
         ({"mid_path": {"at": ["10:00"], "ticks": [0]}, "volatility": {"sigma": 1}}, "exactly one"),
         ({"mid_path": {"at": ["10:05", "10:00"], "ticks": [0, 5]}}, "strictly increasing"),
         ({"mid_path": {"at": ["10:00"], "ticks": [0, 5]}}, "1 times but 2 ticks"),

@@ -284,6 +284,24 @@ def test_huge_kind_bias_forces_the_kind(head: str) -> None:
 
 
 @pytest.mark.parametrize("head", HEADS)
+def test_huge_gap_bias_forces_the_gap_and_leaves_the_kind(head: str) -> None:
+    model = tiny(head)
+    comp, book = random_stream(model, 256, 3)
+    hidden = model.hidden(comp, book)[:, -1]
+    u = torch.rand(256, 4, generator=torch.Generator().manual_seed(1))
+    n_gap = model.config.component_sizes[3]
+    gaps = torch.arange(256) % n_gap
+    bias = torch.full((256, n_gap), -1e9)
+    bias[torch.arange(256), gaps] = 0.0
+    forced = model.sample(hidden, u, gap_bias=bias)
+    assert torch.equal(forced[:, 3], gaps)
+    if head == "factorised":  # the gap is drawn last: kind, level and size are untouched
+        assert torch.equal(forced[:, :3], model.sample(hidden, u)[:, :3])
+    with pytest.raises(ValueError, match="gap_bias must have shape"):
+        model.sample(hidden, u, gap_bias=torch.zeros(256, 3))
+
+
+@pytest.mark.parametrize("head", HEADS)
 def test_sample_frequencies_follow_log_probs(head: str) -> None:
     """Inverse CDF draws reproduce the model's joint distribution (one row, many draws)."""
     model = tiny(head)

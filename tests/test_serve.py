@@ -263,10 +263,10 @@ def test_model_deployment_refuses_bad_steps_alone(service: str) -> None:
     from mars_ray.serve.settings import MODEL_DEPLOYMENT
 
     handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=APP)
-    refused = handle.step.remote(("nope", np.zeros((1, 33)))).result()
+    refused = handle.step.remote(("nope", np.zeros((1, 53)))).result()
     assert "unknown or expired session" in refused["error"]
     gen = ServedGenerator(APP, 2)
-    with pytest.raises(ServedModelError, match=r"a step must be \(rows, 33\)"):
+    with pytest.raises(ServedModelError, match=r"a step must be \(rows, 53\)"):
         gen.next(np.zeros((2, 4)), np.zeros((2, 3)), np.zeros((2, 4)), np.ones(2, bool))
     out = gen.next(np.zeros((2, 4)), np.zeros((2, 24)), np.full((2, 4), 0.5), np.ones(2, bool))
     assert out.shape == (2, 4)

@@ -23,20 +23,20 @@ the book, revert), the next round sees it. Price levels, sizes and gaps stay the
 model's own.
 
 Targets: ``MidPath`` (a mid price through (time, ticks) points, absolute or relative to
-the mid at the start) and ``Volatility`` (a std of the mid change per interval: below the
+the mid at the start), ``Volatility`` (a std of the mid change per interval: below the
 measured one the book is thickened by a "depth" tilt toward new orders and away from
-cancels; above it the mid is steered along a random walk; see the class). Volume cannot
-be steered through the kind logits, since the gap component sets the rate; it would need
-a ``gap_bias`` (B, 16) argument to ``OrderModel.sample`` added to the gap logits, set to
--log(s) * log(gap_values) to scale the rate by about s.
+cancels; above it the mid is steered along a random walk; see the class) and ``Volume``
+(an order rate). Volume cannot be steered through the kind logits, since the gap
+component sets the rate: its lever is a bias on the gap logits (``OrderModel.sample``'s
+``gap_bias``), moved by integral control on the realised count per interval.
 
 The LMM agent steers with one call per round, before its generator draws the next orders:
-``bias = controller.kind_bias(times, rows, last, active)`` with the arrays it already
-builds there, passed on to ``OrderModel.sample(..., kind_bias=bias)``.
+``kind, gap = controller.biases(times, rows, last, active)`` with the arrays it already
+builds there, passed on to ``OrderModel.sample(..., kind_bias=kind, gap_bias=gap)``.
 
 ``simulate`` is a minimal market for tests and benchmarks: independent books that only
 the order model trades, each a ``ShadowBook`` of the LMM agent, driven exactly as the
-agent drives its generator (``kind_bias`` is called with the same arrays).
+agent drives its generator (``biases`` is called with the same arrays).
 """
 
 from __future__ import annotations
@@ -138,7 +138,25 @@ class Volatility:
             raise ValueError(f"bad {self}")
 
 
-Target = MidPath | Volatility
+@dataclass(frozen=True)
+class Volume:
+    """Target order rate per book (orders per second, all kinds), steered through the gaps.
+
+    One integral state z per book moves after every interval by ``rate`` times the log
+    ratio of the target count to the realised one; the gap bias is z · ψ, with ψ the
+    standardised negative log gap of each inter-arrival bin, so z > 0 favours short gaps (a
+    faster flow) and z < 0 long ones. Kinds, prices and sizes stay the model's own.
+    """
+
+    orders_per_s: float
+    rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (self.orders_per_s > 0 and self.rate > 0):
+            raise ValueError(f"bad {self}")
+
+
+Target = MidPath | Volatility | Volume
 
 
 @dataclass(frozen=True)
@@ -220,7 +238,7 @@ class FlowController:
         self.tokenizer = tokenizer
         self.config = config or ControlConfig()
         self.books = books
-        if targets is None or isinstance(targets, MidPath | Volatility):
+        if targets is None or isinstance(targets, MidPath | Volatility | Volume):
             targets = [targets] * books
         if len(targets) != books:
             raise ValueError(f"{len(targets)} targets for {books} books")
@@ -255,6 +273,12 @@ class FlowController:
         self.walk: dict[int, tuple[int, list[float]]] = {}  # book -> (first slot, knots)
         self.rng = np.random.default_rng(seed)
         self.last_bias = np.zeros((B, N_KINDS), dtype=np.float32)
+        # volume targets: integral state on the gap bias, over standardised -log(gap)
+        neg_log_gap = -np.log(np.maximum(tokenizer.gap_values, 1_000).astype(np.float64))
+        self.psi = (neg_log_gap - neg_log_gap.mean()) / max(neg_log_gap.std(), 1e-9)
+        self.zv = np.zeros(B)
+        self.closed = np.zeros(B, dtype=np.int64)  # intervals closed per book
+        self.volume_rows = np.array([isinstance(t, Volume) for t in self.targets], dtype=bool)
 
     # -------------------------------------------------------------- the round
     def kind_bias(
@@ -264,7 +288,18 @@ class FlowController:
         last_tokens: np.ndarray,
         active: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(B, 4) float32 kind-logit biases for the next order of every book.
+        """The kind half of ``biases`` (for targets that only steer kinds)."""
+        return self.biases(times_ns, depths, last_tokens, active)[0]
+
+    def biases(
+        self,
+        times_ns: np.ndarray,
+        depths: np.ndarray,
+        last_tokens: np.ndarray,
+        active: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, 4) float32 kind-logit biases for the next order of every book, and (B, n_gap)
+        gap-logit biases (None when no book has a ``Volume`` target).
 
         ``times_ns`` (B,): time of each book's latest order; ``depths`` (B, levels, 4): the
         book after it (``OrderBook.snapshot`` layout); ``last_tokens`` (B, 4): that order
@@ -292,13 +327,22 @@ class FlowController:
         self.slot_mid[np.isnan(self.slot_mid)] = self.mid[np.isnan(self.slot_mid)]
         bias = np.zeros((B, N_KINDS), dtype=np.float32)
         steer = np.array(
-            [b for b in rows if self.targets[b] is not None and not np.isnan(self.mid[b])],
+            [
+                b
+                for b in rows
+                if isinstance(self.targets[b], MidPath | Volatility) and not np.isnan(self.mid[b])
+            ],
             dtype=np.int64,
         )
         if len(steer):
             bias[steer] = self._bias(steer, times[steer])
         self.last_bias = bias
-        return bias
+        if not self.volume_rows.any():
+            return bias, None
+        gap = np.zeros((B, len(self.psi)), dtype=np.float32)
+        paced = rows[self.volume_rows[rows]]
+        gap[paced] = self.zv[paced, None] * self.psi[None, :]
+        return bias, gap
 
     # -------------------------------------------------------------- flow bookkeeping
     def _count(self, rows: np.ndarray, tokens: np.ndarray) -> None:
@@ -326,6 +370,9 @@ class FlowController:
             target = self.targets[b]
             if isinstance(target, Volatility):
                 self._feedback(b, target, float(np.nan_to_num(dmid)))
+            elif isinstance(target, Volume):
+                counts = [float(self.counts[b].sum())] + [0.0] * n_empty
+                self._pace(b, target, counts)
             self.counts[b] = 0.0
             self.volumes[b] = 0.0
             self.slot[b] = slot[b]
@@ -355,6 +402,17 @@ class FlowController:
         floor = 0.05  # ticks: keeps the log finite through quiet intervals
         error = math.log(math.sqrt(self.var[b]) + floor) - math.log(target.sigma + floor)
         self.z[b] = min(max(self.z[b] + target.rate * error, -1.0), self.config.max_bias)
+
+    def _pace(self, b: int, target: Volume, counts: list[float]) -> None:
+        """Integral control of the gap bias from closed intervals' order counts. The first
+        interval a book is seen in started before the controller did: it is not counted."""
+        want = math.log(target.orders_per_s * self.interval_ns / 1e9 + 1.0)
+        cap = self.config.max_bias
+        for count in counts:
+            if self.closed[b] > 0:
+                step = target.rate * (want - math.log(count + 1.0))
+                self.zv[b] = min(max(self.zv[b] + step, -cap), cap)
+            self.closed[b] += 1
 
     def _walk_aim(self, b: int, target: Volatility, ahead: int) -> float:
         """The random-walk target at ``ahead``: knots on the interval grid, linear between."""
@@ -510,9 +568,9 @@ def simulate(
     while active.any():
         depth = np.stack([s.rows() for s in shadows])
         feats = book_features(depth, times)
-        bias = None
+        bias = gap_bias = None
         if controller is not None:
-            bias = controller.kind_bias(times, depth, last, active)
+            bias, gap_bias = controller.biases(times, depth, last, active)
             bias_sum[active] += bias[active]
             rounds[active] += 1
         hidden = model.step(
@@ -520,7 +578,8 @@ def simulate(
         )
         u = np.stack([rngs[b].random(4) if active[b] else np.zeros(4) for b in range(B)])
         kb = None if bias is None else torch.from_numpy(bias)
-        tokens = model.sample(hidden, torch.from_numpy(u), temperature, kb).numpy()
+        gb = None if gap_bias is None else torch.from_numpy(gap_bias)
+        tokens = model.sample(hidden, torch.from_numpy(u), temperature, kb, gb).numpy()
         for b in np.flatnonzero(active):
             tok = tokens[b]
             t = int(times[b] + gaps[tok[3]])

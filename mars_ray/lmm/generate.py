@@ -43,10 +43,12 @@ class OrderGenerator(Protocol):
         uniforms: np.ndarray,
         active: np.ndarray,
         kind_bias: np.ndarray | None = None,
+        gap_bias: np.ndarray | None = None,
     ) -> np.ndarray:
         """(rows, 4) latest orders, (rows, 24) books after them, (rows, 4) uniforms and
         (rows,) active mask -> (rows, 4) next-order components (inactive rows: ignore).
-        ``kind_bias`` (rows, 4) tilts the kind distribution (controlled generation)."""
+        ``kind_bias`` (rows, 4) and ``gap_bias`` (rows, n_gap) tilt the kind and the
+        inter-arrival distributions (controlled generation)."""
         ...
 
 
@@ -61,6 +63,7 @@ class StepInput:
     active: np.ndarray  # (n,) bool
     kind_bias: np.ndarray | None = None  # (n, 4)
     temperature: float = 1.0
+    gap_bias: np.ndarray | None = None  # (n, n_gap)
 
 
 class RowPool:
@@ -127,9 +130,11 @@ class RowPool:
         uniforms = np.zeros((B, 4), dtype=np.float64)
         active = np.zeros(B, dtype=bool)
         temperature = np.ones(B, dtype=np.float32)
-        bias = None
+        bias = gap = None
         if any(p.kind_bias is not None for p in parts):
             bias = np.zeros((B, 4), dtype=np.float32)
+        if any(p.gap_bias is not None for p in parts):
+            gap = np.zeros((B, self.model.config.component_sizes[3]), dtype=np.float32)
         for p in parts:
             at = p.rows - lo
             components[at] = p.components
@@ -139,6 +144,8 @@ class RowPool:
             temperature[at] = p.temperature
             if bias is not None and p.kind_bias is not None:
                 bias[at] = p.kind_bias
+            if gap is not None and p.gap_bias is not None:
+                gap[at] = p.gap_bias
         cache = self.cache
         view = KVCache(
             k=[k[lo:hi] for k in cache.k], v=[v[lo:hi] for v in cache.v], pos=cache.pos[lo:hi]
@@ -156,6 +163,7 @@ class RowPool:
                 torch.from_numpy(uniforms).to(dev),
                 torch.from_numpy(temperature).to(dev),
                 None if bias is None else torch.from_numpy(bias).to(dev),
+                None if gap is None else torch.from_numpy(gap).to(dev),
             )
         out = out.cpu().numpy()
         return [out[p.rows - lo] for p in parts]
@@ -177,6 +185,9 @@ class LocalGenerator:
         uniforms: np.ndarray,
         active: np.ndarray,
         kind_bias: np.ndarray | None = None,
+        gap_bias: np.ndarray | None = None,
     ) -> np.ndarray:
-        part = StepInput(self.mine, components, book, uniforms, active, kind_bias, self.temperature)
+        part = StepInput(
+            self.mine, components, book, uniforms, active, kind_bias, self.temperature, gap_bias
+        )
         return self.pool.step([part])[0]

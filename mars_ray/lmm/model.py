@@ -491,6 +491,7 @@ class OrderModel(nn.Module):
         uniforms: Tensor,
         temperature: float | Tensor = 1.0,
         kind_bias: Tensor | None = None,
+        gap_bias: Tensor | None = None,
     ) -> Tensor:
         """Draw the next order's components (B, 4) by inverse CDF of the given uniforms.
 
@@ -499,7 +500,8 @@ class OrderModel(nn.Module):
         The factorised head uses uniforms[:, c] for component c in turn; the joint head uses
         uniforms[:, 0] for its single draw. ``kind_bias`` (B, 4) is added to the kind logits
         after the temperature (for the joint head: to every id of that kind), so it tilts the
-        kind marginal without changing the rest given the kind.
+        kind marginal without changing the rest given the kind. ``gap_bias`` (B, n_gap) does
+        the same for the inter-arrival bins: the order rate (volume control).
         """
         B = hidden.shape[0]
         if isinstance(temperature, Tensor):
@@ -520,12 +522,20 @@ class OrderModel(nn.Module):
                 raise ValueError(
                     f"kind_bias must have shape {(B, sizes[0])}, got {tuple(kind_bias.shape)}"
                 )
+        if gap_bias is not None:
+            gap_bias = torch.as_tensor(gap_bias, device=hidden.device, dtype=torch.float32)
+            if gap_bias.shape != (B, sizes[3]):
+                raise ValueError(
+                    f"gap_bias must have shape {(B, sizes[3])}, got {tuple(gap_bias.shape)}"
+                )
         if self.config.head == "joint":
             logits = self.joint_head(hidden).float()
             if isinstance(temperature, Tensor) or temperature != 1.0:
                 logits = logits / temperature
             if kind_bias is not None:
                 logits = (logits.view(B, sizes[0], -1) + kind_bias.unsqueeze(-1)).view(B, -1)
+            if gap_bias is not None:  # the gap is the fastest-varying part of a joint id
+                logits = (logits.view(B, -1, sizes[3]) + gap_bias.unsqueeze(1)).view(B, -1)
             ids = _inverse_cdf(logits, uniforms[:, 0])
             out = torch.empty(B, 4, dtype=torch.long, device=hidden.device)
             for c in range(3, -1, -1):
@@ -539,6 +549,8 @@ class OrderModel(nn.Module):
                 logits = logits / temperature
             if c == 0 and kind_bias is not None:
                 logits = logits + kind_bias
+            if c == 3 and gap_bias is not None:
+                logits = logits + gap_bias
             out[:, c] = _inverse_cdf(logits, uniforms[:, c])
         return out
 

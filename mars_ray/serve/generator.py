@@ -60,6 +60,7 @@ class ServedGenerator:
                     f"({self.info['path']}, sha256 {self.info['sha256'][:12]}...)"
                 )
         self.tokenizer = Tokenizer.from_state(self.info["tokenizer"])
+        self.n_gap = int(self.info["config"]["component_sizes"][3])
         self.rows = rows
         opened = self.handle.open.remote(rows, temperature).result()
         if isinstance(opened, dict):
@@ -74,10 +75,12 @@ class ServedGenerator:
         uniforms: np.ndarray,
         active: np.ndarray,
         kind_bias: np.ndarray | None = None,
+        gap_bias: np.ndarray | None = None,
     ) -> np.ndarray:
         if self.session is None:
             raise ServedModelError("this generator's session is closed")
-        request = (self.session, pack_step(components, book, uniforms, active, kind_bias))
+        packed = pack_step(components, book, uniforms, active, kind_bias, gap_bias, self.n_gap)
+        request = (self.session, packed)
         out = self.handle.step.remote(request).result()
         if isinstance(out, dict):
             raise ServedModelError(f"served model refused the step: {out['error']}")

@@ -156,8 +156,8 @@ class LMMModel:
             raise ValueError(f"session {session!r} sent two steps at once")
         seen.add(session)
         state.last_used = time.monotonic()
-        part = unpack_step(packed, state.rows, self.pool.n_book, state.temperature)
         sizes = np.array(self.loaded.model.config.component_sizes)
+        part = unpack_step(packed, state.rows, self.pool.n_book, int(sizes[3]), state.temperature)
         if ((part.components < 0) | (part.components >= sizes)).any():
             raise ValueError(f"components must lie in [0, {sizes.tolist()}) per column")
         return part
