@@ -73,9 +73,10 @@ class Generator:
         return torch.from_numpy(self.rng.random((self.batch, 4), dtype=np.float32)).to(self.device)
 
     def run(self, steps: int) -> None:
-        for _ in range(steps):
-            hidden = self.model.step(self.comp, self.book, self.cache)
-            self.comp = self.model.sample(hidden, self.uniforms())
+        with torch.inference_mode():  # as the simulations' generators run it (lmm/generate.py)
+            for _ in range(steps):
+                hidden = self.model.step(self.comp, self.book, self.cache)
+                self.comp = self.model.sample(hidden, self.uniforms())
         _sync(self.device)
 
 
@@ -89,12 +90,12 @@ class Uncached(Generator):
         self.window = torch.stack(comp, dim=-1).to(self.device)
         self.books = self.book.unsqueeze(1).expand(batch, T, -1).contiguous()
 
-    @torch.no_grad()
     def run(self, steps: int) -> None:
-        for _ in range(steps):
-            hidden = self.model.hidden(self.window, self.books)[:, -1]
-            new = self.model.sample(hidden, self.uniforms())
-            self.window = torch.cat((self.window[:, 1:], new.unsqueeze(1)), dim=1)
+        with torch.inference_mode():
+            for _ in range(steps):
+                hidden = self.model.hidden(self.window, self.books)[:, -1]
+                new = self.model.sample(hidden, self.uniforms())
+                self.window = torch.cat((self.window[:, 1:], new.unsqueeze(1)), dim=1)
         _sync(self.device)
 
 
@@ -155,6 +156,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="timed repeats per figure")
     parser.add_argument("--seconds", type=float, default=0.5, help="target length of a repeat")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument(
+        "--versus",
+        type=Path,
+        help="also time this checkpoint at batch 256, interleaved with the model's own repeats "
+        "(this machine's speed drifts between runs; interleaving keeps the comparison fair)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -202,8 +209,32 @@ def main() -> None:
     ratio = heads["factorised"]["orders_per_s"] / heads["joint"]["orders_per_s"]
     print(f"factorised / joint: {ratio:.2f}x")
 
+    versus = None
+    if args.versus:
+        from mars_ray.lmm.checkpoint import load_model
+
+        other = load_model(args.versus, device=args.device).model.eval()
+        gens = {"model": Generator(model, 256), "versus": Generator(other, 256)}
+        for gen in gens.values():
+            gen.run(cfg.block_size)
+        best = dict.fromkeys(gens, 0.0)
+        for _ in range(args.repeat):
+            for name, gen in gens.items():
+                start = time.perf_counter()
+                gen.run(30)
+                best[name] = max(best[name], 256 * 30 / (time.perf_counter() - start))
+        ratio = best["versus"] / best["model"]
+        oc = other.config
+        print(
+            f"\nbatch 256, interleaved: this model {best['model']:,.0f} orders/s, {args.versus} "
+            f"(kv heads {oc.kv_heads} of {oc.n_head}, {other.num_params():,} params) "
+            f"{best['versus']:,.0f}: {ratio:.2f}x"
+        )
+        versus = {"checkpoint": str(args.versus), "orders_per_s_256": best, "ratio": ratio}
+
     result = {
         "orders_per_s": {str(b): r["orders_per_s"] for b, r in runs.items()},
+        "versus": versus,
         "kv_cache_speedup": speedup,
         "kv_cache_speedup_batch": UNCACHED_BATCH,
         "uncached_orders_per_s": uncached["orders_per_s"],

@@ -106,6 +106,28 @@ def test_cached_equals_uncached_shorter_than_block(head: str) -> None:
     assert cache.pos.tolist() == [comp.shape[1]] * 3
 
 
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_grouped_query_attention_cached_equals_banded_forward(kv_heads: int) -> None:
+    """Fewer key/value heads than query heads: the cache still equals the forward pass,
+    within and past block_size, and holds only the kv heads."""
+    model = tiny("factorised", n_layer=2, n_head=4, n_embd=32, n_kv_head=kv_heads)
+    bs = model.config.block_size
+    comp, book = random_stream(model, 3, 3 * bs + 2)
+    full = model.hidden(comp, book)
+    cache = model.new_cache(3)
+    assert cache.k[0].shape == (3, kv_heads, bs + 1, 8)
+    for t in range(comp.shape[1]):
+        h = model.step(comp[:, t], book[:, t], cache)
+        torch.testing.assert_close(h, full[:, t], atol=ATOL, rtol=0)
+    mha = tiny("factorised", n_layer=2, n_head=4, n_embd=32)
+    assert model.num_params() < mha.num_params()
+
+
+def test_kv_heads_must_divide_the_heads() -> None:
+    with pytest.raises(ValueError, match="n_kv_head=3 must be a positive divisor of n_head=4"):
+        LMMConfig(n_head=4, n_kv_head=3)
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_one_layer_sliding_window_equals_uncached_last_block(head: str) -> None:
     """With one layer, the window is the whole receptive field: equal to re-encoding."""

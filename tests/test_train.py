@@ -142,3 +142,15 @@ def test_train_command_reports_losses_and_config_errors(corpus: Path, tmp_path: 
     assert result.exit_code != 0
     assert "model" in result.output and "30" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_mqa_config_validates_and_builds_one_kv_head() -> None:
+    from conftest import PROJECT_ROOT
+
+    from mars_ray.config import ConfigError
+    from mars_ray.lmm.train import load_train_config
+
+    cfg = load_train_config(PROJECT_ROOT / "configs" / "lmm_mqa.yaml")
+    assert cfg.model_config_().kv_heads == 1
+    with pytest.raises(ConfigError, match="n_kv_head must divide n_head"):
+        load_train_config(PROJECT_ROOT / "configs" / "lmm_mqa.yaml", {"model.n_kv_head": 3})

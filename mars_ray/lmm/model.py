@@ -45,6 +45,9 @@ class LMMConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    # key/value heads (grouped-query attention): None = n_head. Fewer shrink the KV cache,
+    # which generation reads in full for every new order.
+    n_kv_head: int | None = None
     block_size: int = 256
     dropout: float = 0.0
     component_sizes: tuple[int, ...] = (4, 24, 16, 16)
@@ -61,6 +64,13 @@ class LMMConfig:
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"LMMConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}"
+            )
+        kv = self.n_kv_head
+        if kv is not None and (
+            not isinstance(kv, int) or isinstance(kv, bool) or kv < 1 or self.n_head % kv
+        ):
+            raise ValueError(
+                f"LMMConfig.n_kv_head={kv!r} must be a positive divisor of n_head={self.n_head}"
             )
         if (self.n_embd // self.n_head) % 2:
             raise ValueError(
@@ -85,6 +95,10 @@ class LMMConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
 
     @property
     def vocab_size(self) -> int:
@@ -151,7 +165,7 @@ class KVCache:
     so that they attend to their new order without committing it.
     """
 
-    k: list[Tensor]  # n_layer x (B, n_head, block_size + 1, head_dim), keys already rotated
+    k: list[Tensor]  # n_layer x (B, kv_heads, block_size + 1, head_dim), keys already rotated
     v: list[Tensor]
     pos: Tensor  # (B,) int64
 
@@ -175,8 +189,8 @@ class KVCache:
 class _StepCtx:
     """Where one step writes and what it may see, shared by all layers."""
 
-    flat: Tensor  # (B * n_head,) row of the new key/value in a cache viewed as (-1, head_dim)
-    bias: Tensor  # (B * n_head, 1, block_size + 1) 0 for slots in the window, -inf outside
+    flat: Tensor  # (B * kv_heads,) row of the new key/value in a cache viewed as (-1, head_dim)
+    bias: Tensor  # (B * kv_heads, 1, block_size + 1) 0 for slots in the window, -inf outside
 
 
 # ----------------------------------------------------------------------------- trunk
@@ -185,8 +199,11 @@ class _StepCtx:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: LMMConfig) -> None:
         super().__init__()
-        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        # columns: queries (n_head heads), then keys and values (kv_heads each); with
+        # kv_heads = n_head this is the plain 3 * n_embd projection
+        self.split = (cfg.n_embd, self.n_kv * cfg.head_dim, self.n_kv * cfg.head_dim)
+        self.qkv = nn.Linear(cfg.n_embd, sum(self.split), bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
         self.dropout = cfg.dropout
         self.block_size = cfg.block_size
@@ -198,17 +215,20 @@ class CausalSelfAttention(nn.Module):
         when T <= block_size), the same window as the cached ``step``.
         """
         B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(qkv[:2], cos, sin).unbind(0)
-        v = qkv[2]
+        H, G, D = self.n_head, self.n_kv, self.head_dim
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = apply_rope(q.view(B, T, H, D).transpose(1, 2), cos, sin)
+        k = apply_rope(k.view(B, T, G, D).transpose(1, 2), cos, sin)
+        v = v.view(B, T, G, D).transpose(1, 2)
         p = self.dropout if self.training else 0.0
+        gqa = G != H  # each key/value head serves H / G consecutive query heads
         if T <= self.block_size:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, enable_gqa=gqa)
         else:
             i = torch.arange(T, device=x.device)
             lag = i.unsqueeze(1) - i.unsqueeze(0)
             band = (lag >= 0) & (lag < self.block_size)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=band, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=band, dropout_p=p, enable_gqa=gqa)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
     def step(
@@ -222,19 +242,19 @@ class CausalSelfAttention(nn.Module):
         same maths (tests hold it equal to ``forward``, which uses SDPA).
         """
         B, C = x.shape
-        H, D = self.n_head, self.head_dim
+        H, G, D = self.n_head, self.n_kv, self.head_dim
         S = k_cache.shape[2]
-        qkv = self.qkv(x).view(B, 3, H, D)
-        q, k = apply_rope(qkv[:, :2], cos, sin).unbind(1)
-        v = qkv[:, 2]
-        # Scatter the new key/value into their slots: one row of D per (row, head).
-        k_cache.view(B * H * S, D).index_copy_(0, ctx.flat, k.reshape(B * H, D).to(k_cache))
-        v_cache.view(B * H * S, D).index_copy_(0, ctx.flat, v.reshape(B * H, D).to(v_cache))
-        q = q.reshape(B * H, 1, D)
-        keys = k_cache.view(B * H, S, D).transpose(1, 2)
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = apply_rope(q.view(B, H, D), cos, sin)
+        k = apply_rope(k.view(B, G, D), cos, sin)
+        # Scatter the new key/value into their slots: one row of D per (row, kv head).
+        k_cache.view(B * G * S, D).index_copy_(0, ctx.flat, k.reshape(B * G, D).to(k_cache))
+        v_cache.view(B * G * S, D).index_copy_(0, ctx.flat, v.reshape(B * G, D).to(v_cache))
+        q = q.reshape(B * G, H // G, D)  # the query heads that share each kv head
+        keys = k_cache.view(B * G, S, D).transpose(1, 2)
         # bias (0 or -inf) hides slots outside the window; baddbmm fuses it with the scores.
         scores = torch.baddbmm(ctx.bias, q, keys, alpha=D**-0.5)
-        y = torch.bmm(torch.softmax(scores, dim=-1), v_cache.view(B * H, S, D))
+        y = torch.bmm(torch.softmax(scores, dim=-1), v_cache.view(B * G, S, D))
         return self.proj(y.view(B, C))
 
 
@@ -430,7 +450,7 @@ class OrderModel(nn.Module):
         p = self.book_proj.weight
         device = p.device if device is None else torch.device(device)
         cfg = self.config
-        shape = (batch, cfg.n_head, cfg.block_size + 1, cfg.head_dim)
+        shape = (batch, cfg.kv_heads, cfg.block_size + 1, cfg.head_dim)
         return KVCache(
             k=[torch.zeros(shape, dtype=p.dtype, device=device) for _ in self.blocks],
             v=[torch.zeros(shape, dtype=p.dtype, device=device) for _ in self.blocks],
@@ -471,14 +491,14 @@ class OrderModel(nn.Module):
         j = torch.arange(bs + 1, device=x.device)
         previous = (j < pos.clamp(max=bs).unsqueeze(1)) & (j != slot.unsqueeze(1))
         visible = previous | (j == write.unsqueeze(1))
-        H, S = self.config.n_head, bs + 1
-        heads = torch.arange(B * H, device=x.device).view(B, H)
+        G, S = self.config.kv_heads, bs + 1
+        heads = torch.arange(B * G, device=x.device).view(B, G)
         flat = (heads * S + write.unsqueeze(1)).view(-1)
-        bias = torch.zeros(B, H, 1, S, dtype=x.dtype, device=x.device)
+        bias = torch.zeros(B, G, 1, S, dtype=x.dtype, device=x.device)
         bias.masked_fill_(~visible.view(B, 1, 1, S), float("-inf"))
-        ctx = _StepCtx(flat, bias.view(B * H, 1, S))
+        ctx = _StepCtx(flat, bias.view(B * G, 1, S))
         cos, sin = rope_angles(pos, self.config.head_dim, x.dtype)  # (B, head_dim/2)
-        cos, sin = cos.view(B, 1, 1, -1), sin.view(B, 1, 1, -1)  # over q/k and heads
+        cos, sin = cos.view(B, 1, -1), sin.view(B, 1, -1)  # over the heads
         for i, block in enumerate(self.blocks):
             x = block.step(x, cos, sin, cache.k[i], cache.v[i], ctx)
         pos += 1 if active is None else active.long()

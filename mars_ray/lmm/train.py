@@ -46,6 +46,9 @@ class ModelSection(_Strict):
     n_layer: int = Field(default=4, ge=1, le=48)
     n_head: int = Field(default=4, ge=1, le=64)
     n_embd: int = Field(default=128, ge=8, le=4096)
+    n_kv_head: int | None = Field(
+        default=None, ge=1, description="key/value heads (grouped-query attention); null: n_head"
+    )
     block_size: int = Field(default=256, ge=2, le=8192, description="context (sliding window)")
     dropout: float = Field(default=0.0, ge=0, lt=1)
     head: Literal["factorised", "joint"] = "factorised"
@@ -55,6 +58,10 @@ class ModelSection(_Strict):
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"n_embd must be divisible by n_head, got {self.n_embd} and {self.n_head}"
+            )
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
+            raise ValueError(
+                f"n_kv_head must divide n_head, got {self.n_kv_head} and {self.n_head}"
             )
         return self
 
