@@ -131,8 +131,34 @@ def test_arrow_answer_carries_the_same_tables(service: str) -> None:
 
 
 def test_same_seed_same_answer_even_beside_other_requests(service: str) -> None:
+    """The second answer is computed while another simulation steps the same model (its
+    steps share the forward passes): it must not change a bit."""
+    import threading
+
+    from mars_ray.serve.generator import ServedGenerator
+
     first = call(f"{service}/v1/trajectories", body())[2]
-    assert call(f"{service}/v1/trajectories", body())[2] == first
+    other = ServedGenerator(APP, 5)
+    done = threading.Event()
+    steps = []
+
+    def busy() -> None:
+        rng = np.random.default_rng(0)
+        last = np.zeros((5, 4), dtype=np.int64)
+        while not done.is_set():
+            last = other.next(last, rng.normal(size=(5, 24)), rng.random((5, 4)), np.ones(5, bool))
+            steps.append(1)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        second = call(f"{service}/v1/trajectories", body())[2]
+    finally:
+        done.set()
+        thread.join()
+        other.close()
+    assert len(steps) > 10  # the other simulation really ran alongside
+    assert second == first
     other_seed = call(f"{service}/v1/trajectories", body(seed=12))[2]
     assert json.loads(other_seed)["trajectories"] != json.loads(first)["trajectories"]
 

@@ -15,6 +15,7 @@ this deployment, our handler for the model's); any other failure of a request
 is a 500 for that request alone.
 """
 
+import asyncio
 import math
 from typing import Any
 
@@ -89,8 +90,6 @@ class TrajectoryAPI:
         },
     )
     async def trajectories(self, body: TrajectoryRequest, request: Request) -> Response:
-        import asyncio
-
         info = await self.model_info()
         lmm = {"backend": "serve", "serve_app": self.app_name}
         try:
