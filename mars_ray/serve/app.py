@@ -92,10 +92,20 @@ class TrajectoryAPI:
     async def trajectories(self, body: TrajectoryRequest, request: Request) -> Response:
         info = await self.model_info()
         lmm = {"backend": "serve", "serve_app": self.app_name}
+        wants_arrow = body.format == "arrow" or ARROW_MEDIA_TYPE in request.headers.get(
+            "accept", ""
+        )
+
+        def run_and_encode() -> Response:
+            result = run_request(body, self.settings.limits, lmm, info)
+            if wants_arrow:
+                return Response(to_arrow(result), media_type=ARROW_MEDIA_TYPE)
+            return JSONResponse(to_json(result))
+
         try:
-            # the simulation is synchronous work (and calls the model through its handle
-            # synchronously): a worker thread keeps this replica's event loop serving
-            result = await asyncio.to_thread(run_request, body, self.settings.limits, lmm, info)
+            # simulating and encoding are synchronous work (the model is called through its
+            # handle synchronously): a worker thread keeps this replica's event loop serving
+            return await asyncio.to_thread(run_and_encode)
         except RequestProblem as exc:
             raise RequestValidationError(
                 [
@@ -107,12 +117,6 @@ class TrajectoryAPI:
             return self._busy(exc.message, exc.retry_after_s)
         except ModelBusyError as exc:
             return self._busy(str(exc), None)
-        wants_arrow = body.format == "arrow" or ARROW_MEDIA_TYPE in request.headers.get(
-            "accept", ""
-        )
-        if wants_arrow:
-            return Response(to_arrow(result), media_type=ARROW_MEDIA_TYPE)
-        return JSONResponse(to_json(result))
 
     def _busy(self, message: str, retry_after_s: float | None) -> JSONResponse:
         wait = retry_after_s if retry_after_s is not None else self.settings.api.retry_after_s
