@@ -37,7 +37,7 @@ class _Session:
 
 
 class LMMModel:
-    """Serve deployment class (wrapped by ``serve.deployment`` in ``app.build``)."""
+    """Serve deployment class (wrapped by ``serve.deployment`` in ``app.build_model``)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         import torch
