@@ -99,13 +99,14 @@ def test_kind_bias_rows_and_bookkeeping(
     depth = np.stack([ladder()] * 3)
     token = np.array([[int(Kind.BUY), 4, 3, 2]] * 3)
     times = np.full(3, START)
-    bias = ctl.kind_bias(times, depth, token, np.array([True, True, False]))
+    bias, gap = ctl.biases(times, depth, token, np.array([True, True, False]))
+    assert gap is None  # no volume target: the gaps are left alone
     assert bias.shape == (3, 4) and bias.dtype == np.float32
     assert (bias[1] == 0).all() and (bias[2] == 0).all()  # no target / inactive
     assert bias[0, Kind.BUY] > 0 > bias[0, Kind.SELL]  # a rising target favours buys
     assert ctl.counts.sum() == 0  # the opening token is not flow
     for i in range(1, 30):  # one order per second: three intervals close
-        ctl.kind_bias(times + i * 10**9, depth, token, np.ones(3, dtype=bool))
+        ctl.biases(times + i * 10**9, depth, token, np.ones(3, dtype=bool))
     assert ctl.hist_len.tolist() == [2, 2, 2]
     assert ctl.counts.sum() == 3 * 10  # orders at 20..29 s, in the third interval, per book
     assert np.abs(ctl.pred_mean - batch_model.mean.numpy()).max() > 0  # predictions made

@@ -556,17 +556,7 @@ class OrderBook:
             levels[price] = queue = OrderedDict()
             queue[oid] = size
             depth[price] = size
-            # list the price (as _add_level, inlined)
-            if side == _BUY:
-                self._bids.add(price)
-                top = self._bid_top
-                if top is None or price > top:
-                    self._bid_top = price
-            else:
-                self._asks.add(price)
-                top = self._ask_top
-                if top is None or price < top:
-                    self._ask_top = price
+            self._add_level(side, price)
         else:
             queue[oid] = size
             depth[price] += size

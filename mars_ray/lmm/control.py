@@ -218,7 +218,7 @@ def mids_of(
 
 
 class FlowController:
-    """Per-book kind biases toward per-book targets; call ``kind_bias`` every round.
+    """Per-book kind (and gap) biases toward per-book targets; call ``biases`` every round.
 
     ``targets``: one target for every book, or one per book (None: leave that book alone).
     ``impact`` overrides the batch model's per-kind mid impact φ (ticks per order).
@@ -281,16 +281,6 @@ class FlowController:
         self.volume_rows = np.array([isinstance(t, Volume) for t in self.targets], dtype=bool)
 
     # -------------------------------------------------------------- the round
-    def kind_bias(
-        self,
-        times_ns: np.ndarray,
-        depths: np.ndarray,
-        last_tokens: np.ndarray,
-        active: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The kind half of ``biases`` (for targets that only steer kinds)."""
-        return self.biases(times_ns, depths, last_tokens, active)[0]
-
     def biases(
         self,
         times_ns: np.ndarray,

@@ -49,6 +49,7 @@ class LMMModel:
         device = None if self.settings.device == "auto" else self.settings.device
         self.loaded = load_model(self.settings.checkpoint, device=device)
         self.pool = RowPool(self.loaded)
+        self.component_sizes = np.array(self.loaded.model.config.component_sizes)
         self.sessions: dict[str, _Session] = {}
         self.steps = 0
         self.orders = 0
@@ -156,7 +157,7 @@ class LMMModel:
             raise ValueError(f"session {session!r} sent two steps at once")
         seen.add(session)
         state.last_used = time.monotonic()
-        sizes = np.array(self.loaded.model.config.component_sizes)
+        sizes = self.component_sizes
         part = unpack_step(packed, state.rows, self.pool.n_book, int(sizes[3]), state.temperature)
         if ((part.components < 0) | (part.components >= sizes)).any():
             raise ValueError(f"components must lie in [0, {sizes.tolist()}) per column")
