@@ -26,11 +26,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import ray
-from ray import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from mars_ray.serve.fast_path import FAST_PATH_ENV, enable_fast_path  # noqa: E402
+
+enable_fast_path()  # as `mars-ray serve` runs it, before Ray Serve is imported
+
+import ray  # noqa: E402
+from ray import serve  # noqa: E402
 
 from mars_ray.lmm.tokenizer import book_features  # noqa: E402
 from mars_ray.serve.app import build_model  # noqa: E402
@@ -101,7 +106,7 @@ class NoModel:
     async def close(self, session: str) -> bool:
         return True
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.03)
     async def step(self, requests: list) -> list:
         self.batches += 1
         self.steps += len(requests)
@@ -112,17 +117,23 @@ class NoModel:
         return {"steps": self.steps, "batches": self.batches, "orders": self.orders, "forward_s": 0}
 
 
-def measure_floor(args: argparse.Namespace) -> dict:
+async def measure_floor(args: argparse.Namespace) -> dict:
     app = NoModel.options(max_ongoing_requests=args.sims + 8)
-    serve.run(app.bind(), name=APP, route_prefix=None)
-    handle = serve.get_deployment_handle("NoModel", app_name=APP)
+    return await run_app(app.bind(), "NoModel", args)
+
+
+async def run_app(app, deployment: str, args: argparse.Namespace) -> dict:
+    """Deploy ``app``, drive it, delete it. Every run shares the one event loop: with
+    RAY_SERVE_THROUGHPUT_OPTIMIZED the handles' router lives on the caller's loop."""
+    await asyncio.to_thread(serve.run, app, name=APP, route_prefix=None)
+    handle = serve.get_deployment_handle(deployment, app_name=APP)
     try:
-        return asyncio.run(drive(handle, args.sims, args.rows, args.steps))
+        return await drive(handle, args.sims, args.rows, args.steps)
     finally:
-        serve.delete(APP)
+        await asyncio.to_thread(serve.delete, APP)
 
 
-def measure(max_batch_size: int, args: argparse.Namespace) -> dict:
+async def measure(max_batch_size: int, args: argparse.Namespace) -> dict:
     settings = parse_settings(
         {
             "app_name": APP,
@@ -135,12 +146,15 @@ def measure(max_batch_size: int, args: argparse.Namespace) -> dict:
         },
         "serve_load",
     )
-    serve.run(build_model(settings), name=APP, route_prefix=None)
-    handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=APP)
-    try:
-        return asyncio.run(drive(handle, args.sims, args.rows, args.steps))
-    finally:
-        serve.delete(APP)
+    return await run_app(build_model(settings), MODEL_DEPLOYMENT, args)
+
+
+async def measure_all(args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    batched = await measure(args.max_batch_size, args)
+    unbatched = await measure(1, args)
+    floor = await measure_floor(args)
+    await asyncio.to_thread(serve.shutdown)  # while the loop the routers live on still runs
+    return batched, unbatched, floor
 
 
 def main() -> None:
@@ -149,7 +163,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4, help="books per simulation")
     parser.add_argument("--steps", type=int, default=100, help="steps per simulation")
     parser.add_argument("--max-batch-size", type=int, default=64)
-    parser.add_argument("--wait", type=float, default=0.002, help="batch_wait_timeout_s")
+    parser.add_argument("--wait", type=float, default=0.03, help="batch_wait_timeout_s")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the replica")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -157,11 +171,8 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     serve.start(proxy_location="Disabled")
     try:
-        batched = measure(args.max_batch_size, args)
-        unbatched = measure(1, args)
-        floor = measure_floor(args)
+        batched, unbatched, floor = asyncio.run(measure_all(args))
     finally:
-        serve.shutdown()
         ray.shutdown()
 
     print(f"{args.sims} simulations x {args.rows} books x {args.steps} steps")
@@ -188,6 +199,7 @@ def main() -> None:
             "max_batch_size": args.max_batch_size,
             "batch_wait_timeout_s": args.wait,
             "torch_threads": args.threads,
+            "serve_env": {name: os.environ[name] for name in FAST_PATH_ENV},
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

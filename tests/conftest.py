@@ -9,6 +9,11 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+# The tests' Ray runs Serve as `mars-ray serve` does (set before anything imports Ray).
+from mars_ray.serve.fast_path import enable_fast_path  # noqa: E402
+
+enable_fast_path()
+
 
 def data_dir() -> Path:
     """../shared/data beside the project (MARS_RAY_DATA overrides). Missing data fails loudly."""

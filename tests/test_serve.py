@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -301,6 +302,38 @@ def test_model_deployment_refuses_bad_steps_alone(service: str) -> None:
         ServedGenerator("absent", 1)
 
 
+def test_a_batch_is_capped_at_the_sessions_that_are_stepping(service: str) -> None:
+    """A batch closes once every active session has stepped, so a lone simulation never
+    waits out batch_wait_timeout_s; a session idle for ACTIVE_S stops counting."""
+    from ray import serve
+
+    from mars_ray.serve.generator import ServedGenerator
+    from mars_ray.serve.model_server import ACTIVE_S
+    from mars_ray.serve.settings import MODEL_DEPLOYMENT
+
+    handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=APP)
+
+    def cap() -> int:
+        return handle.stats.remote().result()["batch_cap"]
+
+    def step(gen: ServedGenerator) -> None:
+        gen.next(np.zeros((1, 4)), np.zeros((1, 24)), np.full((1, 4), 0.5), np.ones(1, bool))
+
+    time.sleep(ACTIVE_S)  # sessions of earlier tests no longer count
+    first, second = ServedGenerator(APP, 1), ServedGenerator(APP, 1)
+    try:
+        assert cap() == 2
+        time.sleep(ACTIVE_S * 1.2)
+        step(first)  # the idle second session no longer holds this batch open
+        assert cap() == 1
+        step(second)
+        assert cap() == 2
+    finally:
+        first.close()
+    assert cap() == 1
+    second.close()
+
+
 def test_settings_files() -> None:
     settings = load_settings("configs/serve.yaml", {"http.port": 8123})
     assert settings.http.port == 8123 and settings.model.max_batch_size == 64
@@ -320,9 +353,17 @@ def test_serve_config_files_validate_for_ray_and_for_us(where: str) -> None:
     from conftest import PROJECT_ROOT
     from ray.serve.schema import ServeDeploySchema
 
+    from mars_ray.serve.fast_path import FAST_PATH_ENV
+
     raw = yaml.safe_load((PROJECT_ROOT / where).read_text())
     if raw.get("kind") == "RayService":
         assert raw["apiVersion"] == "ray.io/v1"
+        cluster = raw["spec"]["rayClusterConfig"]
+        groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+        for group in groups:  # every Ray process starts with Serve's fast request path
+            (container,) = group["template"]["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert {k: env.get(k) for k in FAST_PATH_ENV} == FAST_PATH_ENV, container["name"]
         raw = yaml.safe_load(raw["spec"]["serveConfigV2"])
     config = ServeDeploySchema.model_validate(raw)
     (app,) = config.applications

@@ -31,6 +31,11 @@ def serve(
     CONFIG is configs/serve.yaml (the Serve config file `serve run` takes) or a
     plain ServeSettings file; without it, the shipped model with default limits.
     """
+    from mars_ray.serve.fast_path import enable_fast_path
+
+    # Before anything imports Ray Serve: an embedded Ray inherits it (a cluster needs it
+    # in the environment of `ray start`).
+    enable_fast_path()
     from mars_ray.serve.settings import load_settings
 
     overrides = {}

@@ -28,6 +28,8 @@ from mars_ray.lmm.generate import RowPool, StepInput
 from mars_ray.serve.settings import ModelSettings
 from mars_ray.serve.wire import unpack_step
 
+ACTIVE_S = 1.0  # a session that has not stepped for this long no longer holds batches open
+
 
 @dataclass
 class _Session:
@@ -55,14 +57,28 @@ class LMMModel:
         self.orders = 0
         self.batches = 0
         self.forward_s = 0.0  # time in forward passes: the model's share of the work
+        self.max_batch_size = self.settings.max_batch_size
+        self.batch_cap = 1  # steps per batch now: see _fit_batch
         self._info = self._describe()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Batch size and wait from the deployment's ``user_config`` (changeable live)."""
         size = int(user_config.get("max_batch_size", self.settings.max_batch_size))
         wait = float(user_config.get("batch_wait_timeout_s", self.settings.batch_wait_timeout_s))
-        self.step.set_max_batch_size(size)
+        self.max_batch_size = size
+        self._fit_batch()
         self.step.set_batch_wait_timeout_s(wait)
+
+    def _fit_batch(self) -> None:
+        """Cap a batch at the number of active sessions (a step within ``ACTIVE_S``), so that
+        it closes as soon as each of them has sent its step instead of waiting out
+        ``batch_wait_timeout_s`` for steps that cannot come: a session sends one step at a
+        time. The timeout then only bounds the wait for sessions busy between steps, a lone
+        simulation never waits, and an idle session does not hold the others back."""
+        cutoff = time.monotonic() - ACTIVE_S
+        active = sum(1 for state in self.sessions.values() if state.last_used >= cutoff)
+        self.batch_cap = max(1, min(self.max_batch_size, active))
+        self.step.set_max_batch_size(self.batch_cap)
 
     def _describe(self) -> dict[str, Any]:
         path = self.loaded.path
@@ -91,6 +107,7 @@ class LMMModel:
             "orders": self.orders,
             "batches": self.batches,
             "forward_s": self.forward_s,
+            "batch_cap": self.batch_cap,
         }
 
     async def open(self, rows: int, temperature: float = 1.0) -> str | dict[str, Any]:
@@ -109,21 +126,24 @@ class LMMModel:
         session = uuid.uuid4().hex
         rows_at = self.pool.allocate(rows)
         self.sessions[session] = _Session(rows_at, temperature, time.monotonic())
+        self._fit_batch()
         return session
 
     async def close(self, session: str) -> bool:
         state = self.sessions.pop(session, None)
         if state is not None:
             self.pool.release(state.rows)
+            self._fit_batch()
         return state is not None
 
     def _expire(self) -> None:
         cutoff = time.monotonic() - self.settings.session_ttl_s
         for session in [s for s, st in self.sessions.items() if st.last_used < cutoff]:
             self.pool.release(self.sessions.pop(session).rows)
+        self._fit_batch()
 
     # ------------------------------------------------------------------ steps
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.03)
     async def step(self, requests: list[Any]) -> list[Any]:
         """One forward pass for every session's step in the batch."""
         parts: list[StepInput] = []
@@ -143,6 +163,7 @@ class LMMModel:
         self.batches += 1
         self.steps += len(parts)
         self.orders += sum(int(np.count_nonzero(p.active)) for p in parts)
+        self._fit_batch()
         return [outputs[s] if isinstance(s, int) else {"error": s} for s in slots]
 
     def _part(self, request: Any, seen: set[str]) -> StepInput:

@@ -33,7 +33,10 @@ class ModelSettings(_Strict):
         default=64, ge=1, le=4096, description="requests (simulation steps) per forward pass"
     )
     batch_wait_timeout_s: float = Field(
-        default=0.002, ge=0, le=10, description="how long a batch waits to fill"
+        default=0.03,
+        ge=0,
+        le=10,
+        description="how long a batch waits for steps of open sessions that have not sent one",
     )
     max_rows: int = Field(
         default=8192, ge=16, le=1_000_000, description="KV-cache rows (books) open at once"

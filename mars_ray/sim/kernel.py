@@ -20,6 +20,7 @@ import ray
 from mars_ray.config import SimulationConfig
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import concat_books
+from mars_ray.serve.fast_path import enable_fast_path
 from mars_ray.sim.shard import ExchangeShard, ShardRuntime, shard_instruments
 
 
@@ -44,6 +45,7 @@ def ensure_ray(config: SimulationConfig) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     cpus = config.ray.num_cpus or max(os.cpu_count() or 1, config.kernel.shards)
+    enable_fast_path()  # for an LMM agent with backend: serve
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
