@@ -17,7 +17,7 @@ differs only in the model shape and the data prefix.
 
 Two things are shared across runs instead of redone by every ``Trainer``:
 - the corpus is read once, and each split / prefix is cut and tokenized once
-  (``_shared_data`` patches the loaders that ``mars_ray.lmm.train`` imported);
+  (``SharedCorpus`` hands each ``Trainer`` its ``TrainingData``);
 - the tokenizer is fitted once on the *whole* training split, so every run predicts the same
   token vocabulary and the losses of different data sizes are comparable (a ``Trainer`` on
   its own fits the size / gap bins on its data prefix).
@@ -33,32 +33,29 @@ data size; loss against training orders, one line per model size). See docs/scal
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import mars_ray.lmm.train as train_module  # noqa: E402
 from mars_ray.lmm.corpus import load_corpus  # noqa: E402
-from mars_ray.lmm.dataset import (  # noqa: E402
-    TokenSplit,
-    fit_tokenizer,
-    split_table,
-    tokenize,
+from mars_ray.lmm.dataset import fit_tokenizer, split_table, tokenize  # noqa: E402
+from mars_ray.lmm.train import (  # noqa: E402
+    ModelSection,
+    OptimSection,
+    TrainConfig,
+    Trainer,
+    TrainingData,
+    corpus_description,
 )
-from mars_ray.lmm.tokenizer import Tokenizer  # noqa: E402
-from mars_ray.lmm.train import ModelSection, OptimSection, TrainConfig, Trainer  # noqa: E402
 
 # (n_layer, n_head, n_embd): about 8k to 0.9M parameters (two orders of magnitude).
 MODEL_SIZES: tuple[tuple[int, int, int], ...] = ((1, 2, 16), (2, 2, 32), (2, 4, 64), (4, 4, 128))
@@ -67,66 +64,35 @@ BLOCK_SIZE = 64
 SEED = 1
 
 
-@contextlib.contextmanager
-def _shared_data(corpus: Path) -> Iterator[Tokenizer]:
-    """Serve every ``Trainer`` built inside this block from one in-memory copy of the corpus.
+class SharedCorpus:
+    """Every run's ``TrainingData`` from one in-memory copy of the corpus.
 
-    ``Trainer.__init__`` calls ``load_corpus``, ``split_table``, ``fit_tokenizer``,
-    ``tokenize`` and ``_corpus_description`` (seconds each on 8.4M rows) through the names
-    ``mars_ray.lmm.train`` imported; they are swapped for cached versions here and restored
-    on exit. The tokenizer is the one fitted on the whole training split (yielded), whatever
-    prefix a run trains on.
+    Reading the corpus and tokenizing a split take seconds each on 8.4M rows, so the
+    corpus is read once, the validation and test splits are tokenized once, and each
+    training prefix once per data size. The tokenizer is the one fitted on the *whole*
+    training split, whatever prefix a run trains on.
     """
-    describe_corpus = train_module._corpus_description
-    table = load_corpus(corpus)
-    tokenizer = fit_tokenizer(split_table(table, "train"))
-    tables: dict[tuple[str, int | None], pa.Table] = {}
-    tokens: dict[int, tuple[pa.Table, TokenSplit]] = {}
 
-    def cached_load(path: str | Path) -> pa.Table:
-        if Path(path) != Path(corpus):
-            raise ValueError(f"scaling: corpus {path} is not the loaded {corpus}")
-        return table
+    def __init__(self, corpus: Path) -> None:
+        self.table = load_corpus(corpus)
+        self.tokenizer = fit_tokenizer(split_table(self.table, "train"))
+        self.held_out = {
+            name: tokenize(part, self.tokenizer)
+            for name in ("validation", "test")
+            if (part := split_table(self.table, name)).num_rows
+        }
+        self._by_size: dict[int | None, TrainingData] = {}
 
-    def cached_split(tab: pa.Table, split: str, max_orders: int | None = None) -> pa.Table:
-        key = (split, max_orders)
-        if key not in tables:
-            tables[key] = split_table(tab, split, max_orders)
-        return tables[key]
-
-    def shared_tokenizer(_rows: pa.Table) -> Tokenizer:
-        return tokenizer
-
-    def cached_tokenize(tab: pa.Table, tok: Tokenizer) -> TokenSplit:
-        if tok is not tokenizer:
-            return tokenize(tab, tok)
-        if id(tab) not in tokens:  # the table is kept alive in the entry, so ids stay unique
-            tokens[id(tab)] = (tab, tokenize(tab, tok))
-        return tokens[id(tab)][1]
-
-    descriptions: dict[int | None, dict[str, Any]] = {}
-
-    def cached_description(tab: pa.Table, config: TrainConfig) -> dict[str, Any]:
-        key = config.optim.max_train_orders
-        if key not in descriptions:
-            descriptions[key] = describe_corpus(tab, config)
-        return descriptions[key]
-
-    patched = {
-        "load_corpus": cached_load,
-        "_corpus_description": cached_description,
-        "split_table": cached_split,
-        "fit_tokenizer": shared_tokenizer,
-        "tokenize": cached_tokenize,
-    }
-    saved = {name: getattr(train_module, name) for name in patched}
-    for name, fn in patched.items():
-        setattr(train_module, name, fn)
-    try:
-        yield tokenizer
-    finally:
-        for name, fn in saved.items():
-            setattr(train_module, name, fn)
+    def data(self, config: TrainConfig) -> TrainingData:
+        orders = config.optim.max_train_orders
+        if orders not in self._by_size:
+            train = tokenize(split_table(self.table, "train", orders), self.tokenizer)
+            self._by_size[orders] = TrainingData(
+                self.tokenizer,
+                {"train": train, **self.held_out},
+                corpus_description(self.table, config),
+            )
+        return self._by_size[orders]
 
 
 def run_config(
@@ -167,7 +133,8 @@ def run_grid(
     baselines: dict[int, dict[str, dict[str, float]]] = {}
     total = len(model_sizes) * len(data_sizes)
     begin = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mars-ray-scaling-") as tmp, _shared_data(corpus):
+    shared = SharedCorpus(corpus)
+    with tempfile.TemporaryDirectory(prefix="mars-ray-scaling-") as tmp:
         print(f"corpus loaded and tokenized in {time.perf_counter() - begin:.1f} s", flush=True)
         for orders in data_sizes:
             for shape in model_sizes:
@@ -176,7 +143,7 @@ def run_grid(
                     corpus, Path(tmp) / f"d{n_embd}-n{orders}", shape, orders, steps, batch
                 )
                 t0 = time.perf_counter()
-                trainer = Trainer(config)
+                trainer = Trainer(config, data=shared.data(config))
                 if orders in baselines:
                     trainer.baselines = baselines[orders]
                 result = trainer.run()

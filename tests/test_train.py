@@ -12,7 +12,7 @@ from conftest import data_dir
 from mars_ray.cli import cli
 from mars_ray.lmm.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from mars_ray.lmm.corpus import Unit, corpus_table, lobster_orders, write_corpus
-from mars_ray.lmm.train import TrainConfig, Trainer
+from mars_ray.lmm.train import TrainConfig, Trainer, TrainingData, load_training_data
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,28 @@ def test_an_interrupted_run_resumes_to_the_same_weights(corpus: Path, tmp_path: 
     assert [h["validation_loss"] for h in straight.history] == [
         h["validation_loss"] for h in resumed.history
     ]
+
+
+def test_given_training_data_trains_as_the_config_would(corpus: Path, tmp_path: Path):
+    """Trainer(data=...) (what the scaling experiment uses to share one corpus between runs)
+    gives the same weights as reading the corpus itself; resuming with data tokenized by
+    another tokenizer is refused."""
+    config = train_config(corpus, tmp_path / "a", steps=10, max_train_orders=600)
+    data = load_training_data(config)
+    assert data.splits["train"].orders == 600 and "validation" in data.splits
+    given = Trainer(config, data=data)
+    given.run()
+    own = Trainer(train_config(corpus, tmp_path / "b", steps=10, max_train_orders=600))
+    own.run()
+    a, b = given.model.state_dict(), own.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert given.corpus_meta == own.corpus_meta
+
+    other = load_training_data(train_config(corpus, tmp_path, max_train_orders=200))
+    assert other.tokenizer.to_state() != data.tokenizer.to_state()
+    mismatched = TrainingData(other.tokenizer, data.splits, data.corpus_meta)
+    with pytest.raises(CheckpointError, match="another tokenizer"):
+        Trainer(config, resume=True, data=mismatched)
 
 
 def test_resume_refuses_a_different_model(corpus: Path, tmp_path: Path):

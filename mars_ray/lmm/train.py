@@ -130,28 +130,57 @@ def learning_rate(step: int, cfg: OptimSection) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+@dataclasses.dataclass
+class TrainingData:
+    """A run's tokenized splits, the tokenizer that made them and the corpus description
+    stored with the model. ``load_training_data`` builds it from the config; callers that
+    train many runs on one corpus (the scaling experiment) build it once per data size and
+    hand it to ``Trainer(data=...)``."""
+
+    tokenizer: Tokenizer
+    splits: dict[str, TokenSplit]  # "train", and "validation" / "test" where present
+    corpus_meta: dict[str, Any]
+
+
+def load_training_data(
+    config: TrainConfig, tokenizer: Tokenizer | None = None, table: Any = None
+) -> TrainingData:
+    """Read ``config.corpus`` (unless ``table`` is given), cut the splits (the training one to
+    ``optim.max_train_orders``) and tokenize them, fitting the tokenizer on the training
+    rows unless one is given."""
+    table = load_corpus(config.corpus) if table is None else table
+    train_rows = split_table(table, "train", config.optim.max_train_orders)
+    tokenizer = fit_tokenizer(train_rows) if tokenizer is None else tokenizer
+    splits = {"train": tokenize(train_rows, tokenizer)}
+    for name in ("validation", "test"):
+        part = split_table(table, name)
+        if part.num_rows:
+            splits[name] = tokenize(part, tokenizer)
+    return TrainingData(tokenizer, splits, corpus_description(table, config))
+
+
 class Trainer:
     """Holds the data, model and optimiser of one run; ``run`` trains to ``optim.steps``."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+    def __init__(
+        self, config: TrainConfig, resume: bool = False, data: TrainingData | None = None
+    ) -> None:
         self.config = config
         self.device = pick_device(config.device)
         self.out = Path(config.out)
         self.last = self.out / "last.pt"
-        table = load_corpus(config.corpus)
-        self.corpus_meta = _corpus_description(table, config)
         raw = read_checkpoint(self.last) if resume and self.last.exists() else None
         if resume and raw is None:
             raise CheckpointError(f"--resume: no checkpoint at {self.last}")
-        train_rows = split_table(table, "train", config.optim.max_train_orders)
-        self.tokenizer = (
-            Tokenizer.from_state(raw["tokenizer"]) if raw else fit_tokenizer(train_rows)
-        )
-        self.splits: dict[str, TokenSplit] = {"train": tokenize(train_rows, self.tokenizer)}
-        for name in ("validation", "test"):
-            part = split_table(table, name)
-            if part.num_rows:
-                self.splits[name] = tokenize(part, self.tokenizer)
+        if data is None:
+            stored = Tokenizer.from_state(raw["tokenizer"]) if raw else None
+            data = load_training_data(config, stored)
+        elif raw and data.tokenizer.to_state() != raw["tokenizer"]:
+            raise CheckpointError(
+                f"--resume: {self.last} was trained with another tokenizer than the given data's"
+            )
+        self.tokenizer, self.corpus_meta = data.tokenizer, data.corpus_meta
+        self.splits: dict[str, TokenSplit] = data.splits
         block = config.model.block_size
         if len(self.splits["train"].usable_units(block)) == 0:
             raise ValueError(
@@ -305,7 +334,7 @@ class Trainer:
         (self.out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
-def _corpus_description(table: Any, config: TrainConfig) -> dict[str, Any]:
+def corpus_description(table: Any, config: TrainConfig) -> dict[str, Any]:
     """Orders and units per split and source: stored with the model, so it says what it saw."""
     out: dict[str, Any] = {"path": str(config.corpus), "splits": {}}
     splits = table["split"].to_numpy(zero_copy_only=False)
