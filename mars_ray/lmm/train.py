@@ -142,13 +142,10 @@ class TrainingData:
     corpus_meta: dict[str, Any]
 
 
-def load_training_data(
-    config: TrainConfig, tokenizer: Tokenizer | None = None, table: Any = None
-) -> TrainingData:
-    """Read ``config.corpus`` (unless ``table`` is given), cut the splits (the training one to
-    ``optim.max_train_orders``) and tokenize them, fitting the tokenizer on the training
-    rows unless one is given."""
-    table = load_corpus(config.corpus) if table is None else table
+def load_training_data(config: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainingData:
+    """Read ``config.corpus``, cut the splits (the training one to ``optim.max_train_orders``)
+    and tokenize them, fitting the tokenizer on the training rows unless one is given."""
+    table = load_corpus(config.corpus)
     train_rows = split_table(table, "train", config.optim.max_train_orders)
     tokenizer = fit_tokenizer(train_rows) if tokenizer is None else tokenizer
     splits = {"train": tokenize(train_rows, tokenizer)}

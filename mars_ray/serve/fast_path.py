@@ -2,12 +2,12 @@
 
 Ray 2.55+ ships a faster Serve data plane behind ``RAY_SERVE_THROUGHPUT_OPTIMIZED``
 (gRPC between handles and replicas, user code on the replica's own event loop,
-buffered request logs). On the 2-core machine it took the model deployment's
-request floor from about 2,100 to 3,800-6,100 orders/s and the batched load from
-about 1,400 to 2,300-2,800 orders/s (``benchmarks/serve_load.py``). It also moves
-handle routers onto the caller's event loop, which breaks handles called from
-threads (the trajectory API runs simulations in worker threads), so the router
-keeps its own loop.
+buffered request logs). On the 2-core machine, run back to back with and without
+it, ``benchmarks/serve_load.py`` went from 1,383 / 1,229 to 2,266 / 2,041 orders/s
+batched and from 539 / 421 to 786 / 643 unbatched. It also moves handle routers
+onto the caller's event loop, which breaks handles called from threads (the
+trajectory API runs simulations in worker threads), so the router keeps its own
+loop.
 
 The variables are read when Ray's processes import Serve, so they must be set
 before ``ray.init`` starts a local Ray, or in the environment of ``ray start`` /

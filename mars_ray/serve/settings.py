@@ -36,7 +36,8 @@ class ModelSettings(_Strict):
         default=0.03,
         ge=0,
         le=10,
-        description="how long a batch waits for steps of open sessions that have not sent one",
+        description="how long a batch waits for the steps of active sessions (a step in the "
+        "last second) that have not sent one yet",
     )
     max_rows: int = Field(
         default=8192, ge=16, le=1_000_000, description="KV-cache rows (books) open at once"
