@@ -47,14 +47,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mars_ray.lmm.corpus import load_corpus  # noqa: E402
-from mars_ray.lmm.dataset import fit_tokenizer, split_table, tokenize  # noqa: E402
+from mars_ray.lmm.dataset import fit_tokenizer, split_table  # noqa: E402
 from mars_ray.lmm.train import (  # noqa: E402
     ModelSection,
     OptimSection,
     TrainConfig,
     Trainer,
     TrainingData,
-    corpus_description,
+    tokenize_held_out,
+    training_data,
 )
 
 # (n_layer, n_head, n_embd): about 8k to 0.9M parameters (two orders of magnitude).
@@ -76,22 +77,13 @@ class SharedCorpus:
     def __init__(self, corpus: Path) -> None:
         self.table = load_corpus(corpus)
         self.tokenizer = fit_tokenizer(split_table(self.table, "train"))
-        self.held_out = {
-            name: tokenize(part, self.tokenizer)
-            for name in ("validation", "test")
-            if (part := split_table(self.table, name)).num_rows
-        }
+        self.held_out = tokenize_held_out(self.table, self.tokenizer)
         self._by_size: dict[int | None, TrainingData] = {}
 
     def data(self, config: TrainConfig) -> TrainingData:
         orders = config.optim.max_train_orders
         if orders not in self._by_size:
-            train = tokenize(split_table(self.table, "train", orders), self.tokenizer)
-            self._by_size[orders] = TrainingData(
-                self.tokenizer,
-                {"train": train, **self.held_out},
-                corpus_description(self.table, config),
-            )
+            self._by_size[orders] = training_data(self.table, config, self.tokenizer, self.held_out)
         return self._by_size[orders]
 
 

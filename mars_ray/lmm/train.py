@@ -143,17 +143,33 @@ class TrainingData:
 
 
 def load_training_data(config: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainingData:
-    """Read ``config.corpus``, cut the splits (the training one to ``optim.max_train_orders``)
-    and tokenize them, fitting the tokenizer on the training rows unless one is given."""
-    table = load_corpus(config.corpus)
+    """Read ``config.corpus`` and make its ``TrainingData`` (see ``training_data``)."""
+    return training_data(load_corpus(config.corpus), config, tokenizer)
+
+
+def training_data(
+    table: Any,
+    config: TrainConfig,
+    tokenizer: Tokenizer | None = None,
+    held_out: dict[str, TokenSplit] | None = None,
+) -> TrainingData:
+    """Cut the corpus ``table``'s training split to ``optim.max_train_orders`` and tokenize it,
+    fitting the tokenizer on it unless one is given; ``held_out`` are the validation / test
+    splits already tokenized with that tokenizer (default: tokenized here)."""
     train_rows = split_table(table, "train", config.optim.max_train_orders)
     tokenizer = fit_tokenizer(train_rows) if tokenizer is None else tokenizer
-    splits = {"train": tokenize(train_rows, tokenizer)}
-    for name in ("validation", "test"):
-        part = split_table(table, name)
-        if part.num_rows:
-            splits[name] = tokenize(part, tokenizer)
+    held_out = tokenize_held_out(table, tokenizer) if held_out is None else held_out
+    splits = {"train": tokenize(train_rows, tokenizer), **held_out}
     return TrainingData(tokenizer, splits, corpus_description(table, config))
+
+
+def tokenize_held_out(table: Any, tokenizer: Tokenizer) -> dict[str, TokenSplit]:
+    """The validation and test splits that have rows, tokenized."""
+    return {
+        name: tokenize(part, tokenizer)
+        for name in ("validation", "test")
+        if (part := split_table(table, name)).num_rows
+    }
 
 
 class Trainer:
