@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -182,6 +182,11 @@ class KernelConfig(_Strict):
     trajectories: int = Field(default=1, ge=1, le=100_000)
     history_steps: int = Field(
         default=8, ge=1, le=1024, description="boundary snapshots kept per book"
+    )
+    book: Literal["compiled", "python"] = Field(
+        default="compiled",
+        description="order book engine: numba-compiled, or the pure-Python reference "
+        "(identical events, slower)",
     )
 
     @model_validator(mode="after")

@@ -6,7 +6,8 @@ speaks these columns, so real and simulated flow can be compared row for row.
 Books record events as plain tuples (cheap to append in the hot path) in the
 order of ``ROW_FIELDS``; ``rows_to_table`` turns them into an Arrow table and
 adds the per-book constants (instrument, trajectory), by way of a numpy structured
-array (``rows_to_records``, then ``records_to_table``) that callers may also keep.
+array of integers (``rows_to_records``, then ``records_to_table``) that callers may also
+keep, and that the compiled book writes directly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from mars_ray import reasons
 
 
 class EventType(IntEnum):
@@ -95,17 +98,32 @@ def empty_table() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
 
 
-# One event per record: the ``ROW_FIELDS`` as int64 (narrowed on conversion to a table) and
-# the reason as a Python object (a string or None). ``np.array(rows, dtype=EVENT_RECORD)``
-# reads a list of event tuples in one C loop, several times faster than transposing it.
-EVENT_RECORD = np.dtype([(name, np.int64) for name in ROW_FIELDS[:-1]] + [("reason", object)])
+# One event per record: the ``ROW_FIELDS`` as int64 (narrowed on conversion to a table), the
+# reason as its code (``reasons``): a plain integer array, so the compiled book's event rows
+# are records as they are, and records of millions of events hold no Python objects.
+EVENT_RECORD = np.dtype([(name, np.int64) for name in ROW_FIELDS])
+# A book's event tuples as numpy reads them in one C loop, the reason still a string or None.
+_TUPLE_RECORD = np.dtype([(name, np.int64) for name in ROW_FIELDS[:-1]] + [("reason", object)])
 
 
 def rows_to_records(rows: Sequence[tuple]) -> np.ndarray:
     """One book's event tuples as a structured array of ``EVENT_RECORD``."""
+    records = np.empty(len(rows), dtype=EVENT_RECORD)
     if not rows:
-        return np.empty(0, dtype=EVENT_RECORD)
-    return np.array(rows, dtype=EVENT_RECORD)
+        return records
+    read = np.array(rows, dtype=_TUPLE_RECORD)
+    for name in ROW_FIELDS[:-1]:
+        records[name] = read[name]
+    code = reasons.code
+    records["reason"] = [code(r) for r in read["reason"].tolist()]
+    return records
+
+
+def concat_records(chunks: Sequence[np.ndarray]) -> np.ndarray:
+    """``EVENT_RECORD`` arrays joined, as flat integers: numpy joins structured arrays
+    field by field, which over a day's thousands of chunks costs more than the copy."""
+    flat = np.concatenate([chunk.view(np.int64) for chunk in chunks])
+    return flat.view(EVENT_RECORD)
 
 
 def records_to_table(
@@ -121,7 +139,7 @@ def records_to_table(
     arrays: dict[str, Any] = {
         name: pa.array(records[name].astype(_NUMPY_TYPES[name])) for name in ROW_FIELDS[:-1]
     }
-    arrays["reason"] = pa.array(records["reason"], type=pa.string())
+    arrays["reason"] = reasons.to_arrow(records["reason"])
     arrays["seq"] = pa.array(np.arange(seq_base, seq_base + n, dtype=np.int64))
     arrays["instrument"] = pa.repeat(pa.scalar(instrument, type=pa.string()), n)
     arrays["trajectory_id"] = pa.array(np.full(n, trajectory_id, dtype=np.int32))

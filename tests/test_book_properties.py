@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from mars_ray.exchange.auction import UncrossResult
 from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType
 
 BUY, SELL = 1, -1
@@ -265,8 +266,8 @@ def book_state(book: OrderBook, side):
 class Harness:
     """Runs one operation on both books and checks everything after it."""
 
-    def __init__(self, phase=Phase.CONTINUOUS, reference=100):
-        self.book = OrderBook(phase=phase, reference_price=reference)
+    def __init__(self, phase=Phase.CONTINUOUS, reference=100, book_type=OrderBook):
+        self.book = book_type(phase=phase, reference_price=reference)
         self.ref = RefBook(phase, reference)
         self.live: dict[int, int] = {}  # oid -> size still open, from the event stream
         self.ledger: dict[int, list[int]] = {}
@@ -499,11 +500,11 @@ TOTAL_OPS = OPS_PER_RUN * len(RUNS)
 _applied: list[int] = []
 
 
-def run_sequence(mix_name, seed, n_ops, full_check_every=25):
+def run_sequence(mix_name, seed, n_ops, full_check_every=25, book_type=OrderBook):
     mix = MIXES[mix_name]
     rng = np.random.default_rng(seed)
     start = Phase.CONTINUOUS if seed % 2 else Phase.CALL
-    h = Harness(phase=start, reference=mix["mid"] if seed % 2 else None)
+    h = Harness(phase=start, reference=mix["mid"] if seed % 2 else None, book_type=book_type)
     for i in range(n_ops):
         h.apply(*random_op(rng, h, mix))
         if i % full_check_every == 0:
@@ -525,6 +526,14 @@ def test_random_sequences_match_reference(mix_name, seed):
     assert s["continuous_ops"] > OPS_PER_RUN // 3
 
 
+@pytest.mark.parametrize(("mix_name", "seed"), RUNS)
+def test_compiled_book_matches_reference(mix_name, seed):
+    """The simulation's compiled book, through the same sequences and checks."""
+    h = run_sequence(mix_name, seed, OPS_PER_RUN, book_type=CompiledOrderBook)
+    assert h.applied == OPS_PER_RUN
+    assert h.stats["trades"] > 500 and h.stats["auctions"] > 3
+
+
 def test_total_random_operations():
     # runs after the parametrized sequences (file order); on its own it runs them itself
     if len(_applied) < len(RUNS):
@@ -543,11 +552,13 @@ def test_total_random_operations():
     n_ops=st.integers(1, 80),
     mix_name=st.sampled_from(sorted(MIXES)),
     start_in_call=st.booleans(),
+    book_type=st.sampled_from([OrderBook, CompiledOrderBook]),
 )
-def test_hypothesis_short_sequences(seed, n_ops, mix_name, start_in_call):
+def test_hypothesis_short_sequences(seed, n_ops, mix_name, start_in_call, book_type):
     mix = MIXES[mix_name]
     rng = np.random.default_rng(seed)
-    h = Harness(phase=Phase.CALL if start_in_call else Phase.CONTINUOUS, reference=mix["mid"])
+    start = Phase.CALL if start_in_call else Phase.CONTINUOUS
+    h = Harness(phase=start, reference=mix["mid"], book_type=book_type)
     for _ in range(n_ops):
         h.apply(*random_op(rng, h, mix))
         h.full_check()

@@ -147,7 +147,7 @@ def test_live_orders_match_the_book(tiny_checkpoint: Path) -> None:
     agent = next(iter(shard.spanning.values()))
     for slot in agent.slots:
         book = shard.state[(slot.trajectory, slot.instrument)].book
-        entries = {oid: book.order(oid) for oid in list(book._orders)}
+        entries = {oid: book.order(oid) for oid in book.order_ids()}
         resting = {oid: e[2] for oid, e in entries.items() if e[3] == slot.agent_id}
         believed = {oid: entry[2] for oid, entry in slot.live.items()}
         assert believed == resting

@@ -103,29 +103,48 @@ def test_snapshots_are_uncrossed_in_continuous_trading(one_shard):
     assert (cont.bid_price_1 < cont.ask_price_1).all()
 
 
-def test_outside_orders_are_processed_and_bad_ones_rejected():
-    cfg = config()
+def run_with_outside_orders(book: str) -> tuple[pa.Table, pa.Table]:
+    """The small day with four outside orders (two of them bad) a minute after the open."""
+    cfg = config(kernel={"book": book})
     sim = Simulation(cfg, local=True)
     sim.run(until=cfg.session.open + 60 * 10**9)
     t = sim.t + 1_000
     batch = OrderBatch.build(
-        time_ns=[t, t + 1, t + 2, t + 3],
-        instrument=[0, 0, 7, 1],
+        time_ns=[t, t + 1, t + 2, t + 3, t + 4],
+        instrument=[0, 0, 7, 1, 0],
         order_type=[
             int(OrderType.MARKET),
             int(OrderType.LIMIT),
             int(OrderType.LIMIT),
             int(OrderType.LIMIT),
+            int(OrderType.LIMIT),
         ],
-        order_id=[-1, -2, -3, -4],
-        side=[1, -1, 1, 1],
-        price=[np.nan, 1e6, 10.0, 50.01],
-        size=[100.0, 5.0, 1.0, 1.0],
+        order_id=[-1, -2, -3, -4, -5],
+        side=[1, -1, 1, 1, -1],
+        price=[np.nan, 1e6, 10.0, 50.01, 1e6],
+        size=[100.0, 5.0, 1.0, 1.0, 0.5],
         agent_id=999_999,
     )
     sim.inject(batch)
     sim.run()
-    events, _ = sim.collect()
+    return sim.collect()
+
+
+@pytest.fixture(scope="module")
+def compiled_and_python():
+    return run_with_outside_orders("compiled"), run_with_outside_orders("python")
+
+
+def test_compiled_and_python_books_give_identical_days(compiled_and_python):
+    """The compiled book (the default) is the reference book's rules, event for event."""
+    (events, snapshots), (py_events, py_snapshots) = compiled_and_python
+    assert events.num_rows > 5_000
+    assert events.equals(py_events)
+    assert snapshots.equals(py_snapshots)
+
+
+def test_outside_orders_are_processed_and_bad_ones_rejected(compiled_and_python):
+    events, _ = compiled_and_python[0]
     mine = events.filter(pc.equal(events["agent_id"], 999_999)).to_pandas()
     rejects = dict(
         zip(
@@ -134,7 +153,7 @@ def test_outside_orders_are_processed_and_bad_ones_rejected():
             strict=True,
         )
     )
-    assert rejects == {-3: "unknown_instrument", -4: "off_tick"}
+    assert rejects == {-3: "unknown_instrument", -4: "off_tick", -5: "fractional_size"}
     submitted = set(mine.order_id[mine.event_type == int(EventType.SUBMIT)])
     assert submitted == {-1, -2}
     fills = events.filter(pc.equal(events["contra_agent_id"], 999_999))

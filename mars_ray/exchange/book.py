@@ -25,15 +25,16 @@ handling the commonest rows inline.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
-from itertools import islice
+from itertools import groupby, islice
 
 import numpy as np
 from sortedcontainers import SortedList
 
 from mars_ray.exchange.auction import UncrossResult, find_uncross_price
-from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType, Side
+from mars_ray.reasons import VALIDATION
+from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType, Side, rows_to_records
 
 # Sentinel prices of market orders waiting in a call auction: a market buy is
 # willing to pay anything, a market sell to take anything. Never shown in snapshots.
@@ -72,7 +73,49 @@ _CONTINUOUS = Phase.CONTINUOUS
 _HALTED = Phase.HALTED
 
 
-class OrderBook:
+class SessionPhases:
+    """The phase changes of a book's day, shared by ``OrderBook`` and ``CompiledOrderBook``:
+    a book supplies ``phase``, ``_mark`` (one event without an order) and ``uncross``."""
+
+    __slots__ = ()
+    phase: Phase
+
+    def _mark(self, t: int, event_type: int, reason: str | None) -> None:
+        raise NotImplementedError
+
+    def uncross(self, t: int, next_phase: Phase = Phase.CONTINUOUS) -> UncrossResult:
+        raise NotImplementedError
+
+    def open_call(self, t: int) -> None:
+        """Start a call phase (pre-open or closing auction): orders rest, nothing matches."""
+        self.phase = Phase.CALL
+        self._mark(t, _PHASE, "call")
+
+    def _enter(self, t: int, next_phase: Phase) -> None:
+        """The end of an auction: the next phase, named in a PHASE event."""
+        self.phase = next_phase
+        self._mark(t, _PHASE, next_phase.name.lower())
+
+    def close(self, t: int) -> None:
+        self.phase = Phase.CLOSED
+        self._mark(t, _PHASE, "closed")
+
+    def halt(self, t: int) -> None:
+        self.phase = Phase.HALTED
+        self._mark(t, _HALT, None)
+
+    def resume_quotes(self, t: int) -> None:
+        """After a halt: orders are accepted again but trading waits for the re-opening auction."""
+        self.phase = Phase.CALL
+        self._mark(t, _RESUME, "quote")
+
+    def resume_trading(self, t: int) -> UncrossResult:
+        """End a halt: re-open with an auction on whatever was quoted meanwhile."""
+        self._mark(t, _RESUME, "trade")
+        return self.uncross(t, Phase.CONTINUOUS)
+
+
+class OrderBook(SessionPhases):
     """A single book. Not thread-safe; one book belongs to one actor.
 
     Per side: ``_bids``/``_asks`` (ascending prices), ``_bid_levels``/``_ask_levels``
@@ -135,6 +178,11 @@ class OrderBook:
         self.emit = self.events.append
         return base, events
 
+    def drain_records(self) -> tuple[int, np.ndarray]:
+        """``drain_events`` as an ``EVENT_RECORD`` array (what ``CompiledOrderBook`` gives)."""
+        base, rows = self.drain_events()
+        return base, rows_to_records(rows)
+
     def reject(self, t: int, oid: int, side: int, price: int, size: int, agent: int, why: str):
         self.emit((t, _REJECT, oid, side, price, size, agent, NO_ID, NO_ID, why))
 
@@ -162,6 +210,10 @@ class OrderBook:
 
     def __len__(self) -> int:
         return len(self._orders)
+
+    def order_ids(self) -> list[int]:
+        """Ids of the resting orders (in no particular order)."""
+        return list(self._orders)
 
     def order(self, order_id: int) -> tuple[int, int, int, int] | None:
         """(side, price, remaining size, agent id) of a resting order, or None."""
@@ -253,6 +305,21 @@ class OrderBook:
             if not size:
                 return
         self._rest(oid, side, price, size, agent)
+
+    def apply_batch(self, columns: Sequence[np.ndarray], rejects: np.ndarray | None = None) -> None:
+        """``apply`` given columns (time, order type, id, side, price, size, agent), where
+        ``rejects`` (the exchange's validation codes, 0 = accepted) marks refused rows."""
+        rows = zip(*[c.tolist() for c in columns], strict=True)
+        if rejects is None:
+            self.apply(rows)
+            return
+        marked = zip(rows, rejects.tolist(), strict=True)
+        for accepted, run in groupby(marked, _is_accepted):
+            if accepted:
+                self.apply(row for row, _ in run)
+            else:
+                for (t, _, oid, side, px, sz, agent), code in run:
+                    self.reject(t, oid, side, px, sz, agent, VALIDATION[code])
 
     def apply(self, rows: Iterable[tuple[int, int, int, int, int, int, int]]) -> None:
         """Apply validated orders in order, as ``submit``/``cancel``/``modify`` would.
@@ -480,10 +547,8 @@ class OrderBook:
         self.emit((t, _HIDDEN, oid, side, price, size, NO_ID, NO_ID, NO_ID, None))
 
     # ------------------------------------------------------------------ phases
-    def open_call(self, t: int) -> None:
-        """Start a call phase (pre-open or closing auction): orders rest, nothing matches."""
-        self.phase = Phase.CALL
-        self.emit((t, _PHASE, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, "call"))
+    def _mark(self, t: int, event_type: int, reason: str | None) -> None:
+        self.emit((t, event_type, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, reason))
 
     def uncross(self, t: int, next_phase: Phase = Phase.CONTINUOUS) -> UncrossResult:
         """Run the call auction at the volume-maximising price, then enter ``next_phase``."""
@@ -511,27 +576,8 @@ class OrderBook:
                         "auction_market_unfilled",
                     )
                 )
-        self.phase = next_phase
-        self.emit((t, _PHASE, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, next_phase.name.lower()))
+        self._enter(t, next_phase)
         return result
-
-    def close(self, t: int) -> None:
-        self.phase = Phase.CLOSED
-        self.emit((t, _PHASE, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, "closed"))
-
-    def halt(self, t: int) -> None:
-        self.phase = Phase.HALTED
-        self.emit((t, _HALT, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, None))
-
-    def resume_quotes(self, t: int) -> None:
-        """After a halt: orders are accepted again but trading waits for the re-opening auction."""
-        self.phase = Phase.CALL
-        self.emit((t, _RESUME, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, "quote"))
-
-    def resume_trading(self, t: int) -> UncrossResult:
-        """End a halt: re-open with an auction on whatever was quoted meanwhile."""
-        self.emit((t, _RESUME, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, "trade"))
-        return self.uncross(t, Phase.CONTINUOUS)
 
     def indicative_uncross(self) -> UncrossResult:
         """The auction price and volume if the call ended now (books may be crossed)."""
@@ -719,6 +765,10 @@ class OrderBook:
         if self.phase == Phase.CONTINUOUS:
             bid, ask = self.best_bid(), self.best_ask()
             assert bid is None or ask is None or bid < ask, f"crossed book {bid} >= {ask}"
+
+
+def _is_accepted(marked_row: tuple[tuple, int]) -> bool:
+    return marked_row[1] == 0
 
 
 def _bad_side(side: int) -> ValueError:

@@ -7,7 +7,6 @@ REJECT event with a reason and the rest of the batch goes on.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -15,25 +14,30 @@ import numpy as np
 import pyarrow as pa
 
 from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType, concat_books, rows_to_table
+from mars_ray.reasons import VALIDATION
+from mars_ray.schema import (
+    NO_ID,
+    NO_PRICE,
+    EventType,
+    OrderType,
+    concat_books,
+    records_to_table,
+    rows_to_table,
+)
+
+# the book engines (``kernel.book``): the same rules and events, the compiled one faster
+BOOKS: dict[str, type[OrderBook] | type[CompiledOrderBook]] = {
+    "compiled": CompiledOrderBook,
+    "python": OrderBook,
+}
 
 _LIMIT, _MARKET, _IOC, _CANCEL, _MODIFY = (int(t) for t in OrderType)
 _REJECT = int(EventType.REJECT)
 
 # Reject reasons found by batch validation, indexed by code (0 = accepted).
-REASONS = (
-    None,
-    "unknown_instrument",
-    "invalid_order_type",
-    "invalid_side",
-    "nan_size",
-    "invalid_size",
-    "fractional_size",
-    "nan_price",
-    "invalid_price",
-    "off_tick",
-)
+REASONS = VALIDATION
 _CODE = {name: code for code, name in enumerate(REASONS) if name}
 _GRID_TOLERANCE = 1e-6  # in ticks: float prices like 100.07 land within 1e-12 of the grid
 
@@ -65,7 +69,8 @@ class InstrumentSpec:
 
 
 class Exchange:
-    """Books keyed by (trajectory id, instrument index)."""
+    """Books keyed by (trajectory id, instrument index), of the engine ``book`` names
+    (``BOOKS``: the same events either way)."""
 
     def __init__(
         self,
@@ -73,12 +78,14 @@ class Exchange:
         local_instruments: Iterable[int],
         trajectories: Iterable[int],
         phase: Phase = Phase.CONTINUOUS,
+        book: str = "compiled",
     ) -> None:
         self.instruments = list(instruments)
         self.local = sorted(set(local_instruments))
         self.trajectories = sorted(set(trajectories))
-        self.books: dict[tuple[int, int], OrderBook] = {
-            (traj, i): OrderBook(phase, reference_price=self.instruments[i].reference_ticks)
+        book_type = BOOKS[book]
+        self.books: dict[tuple[int, int], OrderBook | CompiledOrderBook] = {
+            (traj, i): book_type(phase, reference_price=self.instruments[i].reference_ticks)
             for traj in self.trajectories
             for i in self.local
         }
@@ -167,9 +174,10 @@ class Exchange:
     def process(self, batch: OrderBatch) -> None:
         """Apply a time-sorted batch to the books, in order.
 
-        Books are independent, so the rows go to ``OrderBook.apply`` book by book
-        (each book's rows in batch order) and the per-row loop needs no book lookup.
-        Rows of books this exchange does not hold are rejected last, in batch order.
+        Books are independent, so the rows go to each book's ``apply_batch`` as numpy
+        columns, book by book (each book's rows in batch order, with the validation
+        codes of those refused), and the per-row loop needs no book lookup. Rows of books
+        this exchange does not hold are rejected last, in batch order.
         """
         n = len(batch)
         if not n:
@@ -192,26 +200,18 @@ class Exchange:
             batch.agent_id,
         ]
         order, counts = self._group(batch)
+        grouped = reasons
         if order is not None:
             columns = [c[order] for c in columns]
-        rows = zip(*[c.tolist() for c in columns], strict=True)
-        if reasons is None:  # every row goes to its book
-            for book, count in zip(self._book_list, counts, strict=False):
-                if count == n:
-                    book.apply(rows)
-                elif count:
-                    book.apply(itertools.islice(rows, count))
-        else:  # runs of accepted rows, and the rejects between them, in order
-            why = [REASONS[c] for c in (reasons if order is None else reasons[order]).tolist()]
-            marked = zip(rows, why, strict=True)
-            for book, count in zip(self._book_list, counts, strict=False):
-                runs = itertools.groupby(itertools.islice(marked, count), _is_accepted)
-                for accepted, run in runs:
-                    if accepted:
-                        book.apply(row for row, _ in run)
-                    else:
-                        for (t, _, oid, side, px, sz, agent), reason in run:
-                            book.reject(t, oid, side, px, sz, agent, reason)
+            grouped = None if reasons is None else reasons[order]
+        start = 0
+        for book, count in zip(self._book_list, counts, strict=False):
+            if count:
+                part = slice(start, start + count)
+                book.apply_batch(
+                    [c[part] for c in columns], None if grouped is None else grouped[part]
+                )
+                start += count
         if counts[-1]:
             index = np.arange(n) if order is None else order[n - counts[-1] :]
             if reasons is None:
@@ -288,8 +288,8 @@ class Exchange:
     # ---------------------------------------------------------------- events
     def drain_book(self, key: tuple[int, int]) -> pa.Table:
         traj, inst = key
-        base, rows = self.books[key].drain_events()
-        return rows_to_table(rows, self.instruments[inst].name, traj, base)
+        base, records = self.books[key].drain_records()
+        return records_to_table(records, self.instruments[inst].name, traj, base)
 
     def drain_tables(self) -> list[pa.Table]:
         """Events recorded since the last drain: one table per book, and one per
@@ -307,7 +307,3 @@ class Exchange:
     def drain(self) -> pa.Table:
         """All events recorded since the last drain, in canonical order."""
         return concat_books(self.drain_tables())
-
-
-def _is_accepted(marked_row: tuple[tuple, str | None]) -> bool:
-    return marked_row[1] is None

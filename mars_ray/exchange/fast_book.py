@@ -70,9 +70,10 @@ _MARKET_SELL_PRICE = 0
 
 _BID, _ASK = 0, 1  # side index into the ladder arrays (LOBSTER direction 1 / -1)
 
-# orders[slot, field]
-_O_ID, _O_SIZE, _O_PREV, _O_NEXT, _O_LEVEL = 0, 1, 2, 3, 4
-_O_FIELDS = 5
+# orders[slot, field]; the agent is the owner's id (the simulation's compiled book reports it
+# in trades; a replay stores -1)
+_O_ID, _O_SIZE, _O_PREV, _O_NEXT, _O_LEVEL, _O_AGENT = 0, 1, 2, 3, 4, 5
+_O_FIELDS = 6
 # levels[slot, field]
 _L_PRICE, _L_DEPTH, _L_HEAD, _L_TAIL, _L_COUNT, _L_SIDE = 0, 1, 2, 3, 4, 5
 _L_FIELDS = 6
@@ -265,7 +266,9 @@ def _drop_level(levels, ladder, meta, level: int) -> None:
 
 # ---------------------------------------------------------------------- book operations
 @njit(cache=True)
-def _rest(orders, levels, ladder, table, meta, side: int, price: int, oid: int, size: int):
+def _rest(
+    orders, levels, ladder, table, meta, side: int, price: int, oid: int, size: int, agent: int
+):
     """Append an order (id not in the book, book not full) at the tail of its level."""
     n = meta[_M_COUNT + side]
     key = _ladder_key(side, price)
@@ -303,6 +306,7 @@ def _rest(orders, levels, ladder, table, meta, side: int, price: int, oid: int, 
     orders[slot, _O_PREV] = tail
     orders[slot, _O_NEXT] = _EMPTY
     orders[slot, _O_LEVEL] = level
+    orders[slot, _O_AGENT] = agent
     if tail != _EMPTY:
         orders[tail, _O_NEXT] = slot
     else:
@@ -405,17 +409,26 @@ def _crosses(levels, ladder, meta, side: int, price: int) -> bool:
 
 
 @njit(cache=True)
+def _crossing_level(levels, ladder, meta, side: int, limit: int) -> int:
+    """The best level opposite ``side`` if an order at ``limit`` trades with it, else -1."""
+    contra = 1 - side
+    n = meta[_M_COUNT + contra]
+    if n == 0:
+        return _EMPTY
+    level = ladder[contra, n - 1, _K_LEVEL]
+    best = levels[level, _L_PRICE]
+    if (best > limit) if side == _BID else (best < limit):
+        return _EMPTY
+    return level
+
+
+@njit(cache=True)
 def _match(orders, levels, ladder, table, meta, side: int, limit: int, size: int) -> int:
     """``OrderBook._match`` of an arriving order: trade against the best opposite level
     while it crosses ``limit``, head of the queue first; return the size left."""
-    contra = 1 - side
     while size != 0:
-        n = meta[_M_COUNT + contra]
-        if n == 0:
-            break
-        level = ladder[contra, n - 1, _K_LEVEL]
-        best = levels[level, _L_PRICE]
-        if (best > limit) if side == _BID else (best < limit):
+        level = _crossing_level(levels, ladder, meta, side, limit)
+        if level == _EMPTY:
             break
         # A fill of min(size, head) that removes a head it empties: execute_resting's rule.
         size -= _execute(orders, levels, ladder, table, meta, levels[level, _L_HEAD], size)
@@ -476,7 +489,7 @@ def _run(
                         size = _match(orders, levels, ladder, table, meta, side, price, size)
                         rests = size != 0  # (submit returns when nothing is left)
                     if rests:
-                        _rest(orders, levels, ladder, table, meta, side, price, oid, size)
+                        _rest(orders, levels, ladder, table, meta, side, price, oid, size, -1)
                 else:  # an id the book never saw: it rested before the file began
                     execute = typ == _EXECUTE
                     _take(orders, levels, ladder, table, meta, side, price, size, execute)
@@ -520,7 +533,7 @@ def _replay(types, order_ids, sizes, prices, directions, seed, match, depth, out
                     )
                 anon = meta[_M_NEXT_ANON]
                 meta[_M_NEXT_ANON] = anon - 1
-                _rest(orders, levels, ladder, table, meta, side, price, anon, size)
+                _rest(orders, levels, ladder, table, meta, side, price, anon, size, -1)
     n = types.size
     i, continuous = np.int64(0), match
     while True:

@@ -37,14 +37,15 @@ from agents.lmm import BookSlot
 from agents.registry import AGENT_KINDS
 from mars_ray.config import SimulationConfig
 from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import (
     NO_ID,
     EventType,
     concat_books,
+    concat_records,
     records_to_table,
-    rows_to_records,
 )
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.snapshots import SnapshotRecorder
@@ -113,7 +114,14 @@ class SlotFills:
 class _BookState:
     """What the shard keeps per book besides the book: the agents and the view history."""
 
-    def __init__(self, book: OrderBook, reference: int, history: int, start: int, step: int):
+    def __init__(
+        self,
+        book: OrderBook | CompiledOrderBook,
+        reference: int,
+        history: int,
+        start: int,
+        step: int,
+    ):
         self.book = book
         self.reference = reference
         self.populations: list[AgentPopulation] = []  # act once per step on this book
@@ -156,7 +164,9 @@ class ShardRuntime:
         kernel = config.kernel
         self.instruments = shard_instruments(len(config.instruments), kernel.shards)[shard_index]
         specs = instrument_specs(config)
-        self.exchange = Exchange(specs, self.instruments, range(kernel.trajectories), Phase.CLOSED)
+        self.exchange = Exchange(
+            specs, self.instruments, range(kernel.trajectories), Phase.CLOSED, kernel.book
+        )
         self.step = kernel.step_ns
         self.start = config.session.pre_open
         self.end = config.session.close
@@ -264,7 +274,7 @@ class ShardRuntime:
         for (traj, inst), st in self.state.items():
             name = self.exchange.instruments[inst].name
             if st.chunks:  # chunks are consecutive in seq: one conversion per book
-                records = np.concatenate([chunk for _, chunk in st.chunks])
+                records = concat_records([chunk for _, chunk in st.chunks])
                 tables.append(records_to_table(records, name, traj, st.chunks[0][0]))
         tables.extend(self.orphan_tables)  # exchange-level rejects
         tables.extend(self.exchange.drain_tables())
@@ -312,12 +322,11 @@ class ShardRuntime:
 
     def _settle(self, st: _BookState) -> None:
         """Keep the book's new events (as records) and report its trades to the agents."""
-        base, rows = st.book.drain_events()
-        if not rows:
+        base, records = st.book.drain_records()
+        if not len(records):
             return
-        records = rows_to_records(rows)  # read once, here, while the tuples are fresh
         st.chunks.append((base, records))
-        self.event_count += len(rows)
+        self.event_count += len(records)
         trades = records[records["event_type"] == _TRADE]
         k = len(trades)
         if not k:

@@ -1,0 +1,620 @@
+"""``OrderBook`` compiled: the same rules and the same events, on fast_book's arrays.
+
+The simulation spends most of its time applying agents' orders to books; this
+book applies a whole batch (numpy columns) in one numba call and records events
+as integer rows, so neither the orders nor the events become Python objects.
+``OrderBook`` (book.py) stays the definition: ``tests/test_compiled_book.py``
+holds this one to it, event for event and queue for queue, over random order
+flow through every phase, and a simulation gives identical tables with either
+(``kernel.book``).
+
+State: fast_book's five arrays (orders with their owner agent, levels, the price
+ladders, the id hash table, meta), plus ``state`` (event count, phase, last trade
+price) and ``events``, one int64 row per event: ``schema.ROW_FIELDS`` with the
+reason as a code (``reasons``). Sides are +1/-1 in events and orders, 0/1 (bid/ask)
+inside the arrays. Before each compiled call the event rows are made big enough for
+anything the call can write, and a submission that finds the book full returns to
+Python, which doubles the arrays and resumes: the arrays never change inside a call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mars_ray import reasons
+from mars_ray.exchange.auction import UncrossResult, find_uncross_price
+from mars_ray.exchange.book import MARKET_BUY_PRICE, MARKET_SELL_PRICE, Phase, SessionPhases
+from mars_ray.exchange.fast_book import (
+    _ASK,
+    _BID,
+    _EMPTY,
+    _INITIAL_CAPACITY,
+    _K_LEVEL,
+    _L_COUNT,
+    _L_DEPTH,
+    _L_HEAD,
+    _L_PRICE,
+    _L_SIDE,
+    _M_COUNT,
+    _M_HASH_SHIFT,
+    _M_TOP_ORDER,
+    _O_AGENT,
+    _O_ID,
+    _O_LEVEL,
+    _O_NEXT,
+    _O_SIZE,
+    _T_SLOT,
+    _checked_levels,
+    _crosses,
+    _crossing_level,
+    _execute,
+    _find_level,
+    _full,
+    _grown,
+    _hash_find,
+    _new_book,
+    _remove,
+    _rest,
+    _snapshot,
+)
+from mars_ray.schema import EVENT_RECORD, NO_ID, NO_PRICE, ROW_FIELDS, EventType, OrderType
+
+_SUBMIT_EV, _CANCEL_EV = int(EventType.SUBMIT), int(EventType.CANCEL)
+_MODIFY_EV, _TRADE = int(EventType.MODIFY), int(EventType.TRADE)
+_REJECT, _AUCTION = int(EventType.REJECT), int(EventType.AUCTION)
+_LIMIT, _MARKET, _IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)
+_CANCEL_ORDER = int(OrderType.CANCEL)
+_CLOSED, _CALL, _CONTINUOUS, _HALTED = (int(p) for p in Phase)
+
+_R_NONE = reasons.NO_REASON
+_R_DUPLICATE = reasons.code("duplicate_order_id")
+_R_HALTED = reasons.code("halted")
+_R_CLOSED = reasons.code("market_closed")
+_R_IOC_CALL = reasons.code("ioc_during_call")
+_R_UNKNOWN = reasons.code("unknown_order")
+_R_MARKET_UNFILLED = reasons.code("market_unfilled")
+_R_IOC_UNFILLED = reasons.code("ioc_unfilled")
+_R_AUCTION_UNFILLED = reasons.code("auction_market_unfilled")
+
+# state[field]
+_S_EVENTS, _S_PHASE, _S_LAST = 0, 1, 2  # last trade price: -1 while there was none
+_EVENT_FIELDS = len(ROW_FIELDS)  # the reason (a code) last
+
+
+# ---------------------------------------------------------------------- events
+@njit(cache=True)
+def _emit(ev, state, t, typ, oid, side, price, size, agent, contra_oid, contra_agent, reason):
+    i = state[_S_EVENTS]
+    ev[i, 0], ev[i, 1], ev[i, 2], ev[i, 3], ev[i, 4] = t, typ, oid, side, price
+    ev[i, 5], ev[i, 6], ev[i, 7], ev[i, 8], ev[i, 9] = size, agent, contra_oid, contra_agent, reason
+    state[_S_EVENTS] = i + 1
+
+
+@njit(cache=True)
+def _shown(price: int) -> int:
+    """Price as events show it: a market buy's sentinel becomes NO_PRICE."""
+    return NO_PRICE if price == MARKET_BUY_PRICE else price
+
+
+@njit(cache=True)
+def _index(side: int) -> int:
+    """+1 (buy) / -1 (sell) as the arrays' side index; anything else is an error."""
+    if side == 1:
+        return _BID
+    if side == -1:
+        return _ASK
+    raise ValueError("side must be 1 (buy) or -1 (sell)")
+
+
+# ---------------------------------------------------------------------- orders
+@njit(cache=True)
+def _match(orders, levels, ladder, table, meta, state, ev, t, oid, side, limit, size, agent):
+    """``OrderBook._match``: trade against the best opposite levels while they cross
+    ``limit``, head of each queue first; return the size left."""
+    s = _index(side)
+    while size != 0:
+        level = _crossing_level(levels, ladder, meta, s, limit)
+        if level == _EMPTY:
+            break
+        best = levels[level, _L_PRICE]
+        last_order = False
+        while size != 0 and not last_order:
+            head = levels[level, _L_HEAD]
+            resting = orders[head, _O_SIZE]
+            fill = resting if resting <= size else size
+            last_order = fill == resting and levels[level, _L_COUNT] == 1
+            _emit(
+                ev, state, t, _TRADE, orders[head, _O_ID], -side, best, fill,
+                orders[head, _O_AGENT], oid, agent, _R_NONE,
+            )  # fmt: skip
+            _execute(orders, levels, ladder, table, meta, head, fill)
+            size -= fill
+        state[_S_LAST] = best
+    return size
+
+
+@njit(cache=True)
+def _submit(orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent):
+    """``OrderBook.submit`` (the book has a free slot)."""
+    if _hash_find(table, meta[_M_HASH_SHIFT], oid) != _EMPTY:
+        _emit(ev, state, t, _REJECT, oid, side, px, size, agent, NO_ID, NO_ID, _R_DUPLICATE)
+        return
+    phase = state[_S_PHASE]
+    price = px
+    if typ == _MARKET:
+        price = MARKET_BUY_PRICE if side == 1 else MARKET_SELL_PRICE
+    if phase != _CONTINUOUS:
+        if phase != _CALL:
+            why = _R_HALTED if phase == _HALTED else _R_CLOSED
+            _emit(ev, state, t, _REJECT, oid, side, px, size, agent, NO_ID, NO_ID, why)
+            return
+        if typ == _IOC:
+            _emit(ev, state, t, _REJECT, oid, side, px, size, agent, NO_ID, NO_ID, _R_IOC_CALL)
+            return
+        s = _index(side)
+        _emit(
+            ev, state, t, _SUBMIT_EV, oid, side, _shown(price), size, agent, NO_ID, NO_ID, _R_NONE
+        )
+        _rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
+        return
+    s = _index(side)
+    shown = _shown(price)
+    _emit(ev, state, t, _SUBMIT_EV, oid, side, shown, size, agent, NO_ID, NO_ID, _R_NONE)
+    if _crosses(levels, ladder, meta, s, price):
+        size = _match(
+            orders, levels, ladder, table, meta, state, ev, t, oid, side, price, size, agent
+        )
+    if size == 0:
+        return
+    if typ == _LIMIT:
+        _rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
+    else:  # what a market or IOC order could not trade is cancelled
+        why = _R_MARKET_UNFILLED if typ == _MARKET else _R_IOC_UNFILLED
+        _emit(ev, state, t, _CANCEL_EV, oid, side, shown, size, agent, NO_ID, NO_ID, why)
+
+
+@njit(cache=True)
+def _cancel(orders, levels, ladder, table, meta, state, ev, t, oid, size, agent):
+    """``OrderBook.cancel``: ``0 < size < remaining`` cuts the order in place, else it goes."""
+    cell = _hash_find(table, meta[_M_HASH_SHIFT], oid)
+    if cell == _EMPTY:
+        _emit(ev, state, t, _REJECT, oid, 0, NO_PRICE, size, agent, NO_ID, NO_ID, _R_UNKNOWN)
+        return
+    slot = table[cell, _T_SLOT]
+    level = orders[slot, _O_LEVEL]
+    side = 1 if levels[level, _L_SIDE] == _BID else -1
+    price = _shown(levels[level, _L_PRICE])
+    owner = orders[slot, _O_AGENT]
+    resting = orders[slot, _O_SIZE]
+    if 0 < size < resting:
+        orders[slot, _O_SIZE] = resting - size
+        levels[level, _L_DEPTH] -= size
+        _emit(ev, state, t, _CANCEL_EV, oid, side, price, size, owner, NO_ID, NO_ID, _R_NONE)
+        return
+    _remove(orders, levels, ladder, table, meta, slot)
+    _emit(ev, state, t, _CANCEL_EV, oid, side, price, resting, owner, NO_ID, NO_ID, _R_NONE)
+
+
+@njit(cache=True)
+def _modify(orders, levels, ladder, table, meta, state, ev, t, oid, px, size, agent):
+    """``OrderBook.modify`` with price ``px`` (<= 0: keep the price): size down at the same
+    price keeps the order's place, anything else sends it to the back (and may trade)."""
+    cell = _hash_find(table, meta[_M_HASH_SHIFT], oid)
+    if cell == _EMPTY:
+        price = px if px > 0 else NO_PRICE
+        _emit(ev, state, t, _REJECT, oid, 0, price, size, agent, NO_ID, NO_ID, _R_UNKNOWN)
+        return
+    slot = table[cell, _T_SLOT]
+    level = orders[slot, _O_LEVEL]
+    s = levels[level, _L_SIDE]
+    side = 1 if s == _BID else -1
+    old_price = levels[level, _L_PRICE]
+    phase = state[_S_PHASE]
+    if phase == _HALTED or phase == _CLOSED:
+        why = _R_HALTED if phase == _HALTED else _R_CLOSED
+        _emit(ev, state, t, _REJECT, oid, side, _shown(old_price), size, agent, NO_ID, NO_ID, why)
+        return
+    owner = orders[slot, _O_AGENT]
+    new_price = px if px > 0 else old_price
+    resting = orders[slot, _O_SIZE]
+    _emit(
+        ev, state, t, _MODIFY_EV, oid, side, _shown(new_price), size, owner, NO_ID, NO_ID, _R_NONE
+    )
+    if new_price == old_price and size <= resting:
+        orders[slot, _O_SIZE] = size
+        levels[level, _L_DEPTH] -= resting - size
+        return
+    _remove(orders, levels, ladder, table, meta, slot)
+    if phase == _CONTINUOUS:
+        size = _match(
+            orders, levels, ladder, table, meta, state, ev, t, oid, side, new_price, size, owner
+        )
+    if size != 0:
+        _rest(orders, levels, ladder, table, meta, s, new_price, oid, size, owner)
+
+
+@njit(cache=True)
+def _apply(
+    orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent, why, start
+):  # fmt: skip
+    """Apply rows from ``start`` in order, as ``OrderBook.apply`` does; a row with a reason
+    code ``why >= 0`` was refused by the exchange and is rejected with that reason.
+
+    Returns the first row not applied: the end, or a submission that found the book full.
+    """
+    for i in range(start, t.size):
+        if why[i] >= 0:
+            _emit(
+                ev,
+                state,
+                t[i],
+                _REJECT,
+                oid[i],
+                side[i],
+                px[i],
+                size[i],
+                agent[i],
+                NO_ID,
+                NO_ID,
+                why[i],
+            )
+        elif typ[i] == _CANCEL_ORDER:
+            _cancel(orders, levels, ladder, table, meta, state, ev, t[i], oid[i], size[i], agent[i])
+        elif typ[i] <= _IOC:
+            if _full(orders, meta):
+                return i
+            _submit(
+                orders, levels, ladder, table, meta, state, ev, t[i], typ[i], oid[i], side[i],
+                px[i], size[i], agent[i],
+            )  # fmt: skip
+        else:
+            _modify(
+                orders,
+                levels,
+                ladder,
+                table,
+                meta,
+                state,
+                ev,
+                t[i],
+                oid[i],
+                px[i],
+                size[i],
+                agent[i],
+            )
+    return t.size
+
+
+# ---------------------------------------------------------------------- auctions
+@njit(cache=True)
+def _side_levels(levels, ladder, meta, s):
+    """(price, depth) of every level of side index ``s``, best first, sentinels included."""
+    n = meta[_M_COUNT + s]
+    out = np.empty((n, 2), np.int64)
+    for k in range(n):
+        level = ladder[s, n - 1 - k, _K_LEVEL]
+        out[k, 0], out[k, 1] = levels[level, _L_PRICE], levels[level, _L_DEPTH]
+    return out
+
+
+@njit(cache=True)
+def _next_in_line(orders, levels, ladder, s, pos, slot):
+    """The order after ``slot`` in price-time priority on side ``s``: the next one in its
+    queue, else the head of the next level (``pos`` is the slot's ladder position)."""
+    slot = orders[slot, _O_NEXT]
+    if slot == _EMPTY:
+        pos -= 1
+        slot = levels[ladder[s, pos, _K_LEVEL], _L_HEAD]
+    return pos, slot
+
+
+@njit(cache=True)
+def _uncross(orders, levels, ladder, table, meta, state, ev, t, price, volume):
+    """``OrderBook._execute_uncross`` (when volume > 0) and the cancel of the market orders
+    left: buys best price first, sells likewise, FIFO per level, all at ``price``."""
+    if volume > 0:
+        _emit(ev, state, t, _AUCTION, NO_ID, 0, price, volume, NO_ID, NO_ID, NO_ID, _R_NONE)
+        filled = np.zeros(orders.shape[0], np.int64)
+        touched = np.empty(2 * orders.shape[0], np.int64)
+        n_touched = 0
+        b_pos, s_pos = meta[_M_COUNT + _BID] - 1, meta[_M_COUNT + _ASK] - 1
+        b = levels[ladder[_BID, b_pos, _K_LEVEL], _L_HEAD]
+        a = levels[ladder[_ASK, s_pos, _K_LEVEL], _L_HEAD]
+        b_size, a_size = orders[b, _O_SIZE], orders[a, _O_SIZE]
+        left = volume
+        while left:
+            fill = min(b_size, a_size, left)
+            _emit(
+                ev, state, t, _TRADE, orders[a, _O_ID], -1, price, fill, orders[a, _O_AGENT],
+                orders[b, _O_ID], orders[b, _O_AGENT], _R_NONE,
+            )  # fmt: skip
+            for slot in (b, a):
+                if filled[slot] == 0:
+                    touched[n_touched] = slot
+                    n_touched += 1
+                filled[slot] += fill
+            left -= fill
+            b_size -= fill
+            a_size -= fill
+            if left == 0:
+                break
+            if b_size == 0:
+                b_pos, b = _next_in_line(orders, levels, ladder, _BID, b_pos, b)
+                b_size = orders[b, _O_SIZE]
+            if a_size == 0:
+                s_pos, a = _next_in_line(orders, levels, ladder, _ASK, s_pos, a)
+                a_size = orders[a, _O_SIZE]
+        for k in range(n_touched):
+            slot = touched[k]
+            _execute(orders, levels, ladder, table, meta, slot, filled[slot])
+        state[_S_LAST] = price
+    # market orders that did not trade in the auction do not carry into the next phase
+    for s, sentinel in ((_BID, MARKET_BUY_PRICE), (_ASK, MARKET_SELL_PRICE)):
+        while True:
+            level = _find_level(ladder, meta, s, sentinel)
+            if level == _EMPTY:
+                break
+            slot = levels[level, _L_HEAD]
+            oid, resting, owner = orders[slot, _O_ID], orders[slot, _O_SIZE], orders[slot, _O_AGENT]
+            _remove(orders, levels, ladder, table, meta, slot)
+            side = 1 if s == _BID else -1
+            _emit(
+                ev, state, t, _CANCEL_EV, oid, side, NO_PRICE, resting, owner, NO_ID, NO_ID,
+                _R_AUCTION_UNFILLED,
+            )  # fmt: skip
+
+
+@njit(cache=True)
+def _level_queue(orders, levels, ladder, meta, s, price):
+    """(order id, size) rows of one level, head first (none if there is no such level)."""
+    level = _find_level(ladder, meta, s, price)
+    if level == _EMPTY:
+        return np.empty((0, 2), np.int64)
+    out = np.empty((levels[level, _L_COUNT], 2), np.int64)
+    slot = levels[level, _L_HEAD]
+    for k in range(out.shape[0]):
+        out[k, 0], out[k, 1] = orders[slot, _O_ID], orders[slot, _O_SIZE]
+        slot = orders[slot, _O_NEXT]
+    return out
+
+
+# ---------------------------------------------------------------------- the book
+def _int64_column(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+class CompiledOrderBook(SessionPhases):
+    """A single book with ``OrderBook``'s interface for the simulation (see the module doc)."""
+
+    def __init__(self, phase: Phase = Phase.CONTINUOUS, reference_price: int | None = None):
+        self._arrays = _new_book(_INITIAL_CAPACITY)
+        self._state = np.array([0, int(phase), -1], dtype=np.int64)
+        self._events = np.empty((1024, _EVENT_FIELDS), dtype=np.int64)
+        self._seq_base = 0
+        self.reference_price = reference_price
+
+    # ------------------------------------------------------------------ state
+    @property
+    def phase(self) -> Phase:
+        return Phase(int(self._state[_S_PHASE]))
+
+    @phase.setter
+    def phase(self, phase: Phase) -> None:
+        self._state[_S_PHASE] = int(phase)
+
+    @property
+    def last_trade_price(self) -> int | None:
+        last = int(self._state[_S_LAST])
+        return None if last < 0 else last
+
+    def __len__(self) -> int:
+        _, levels, ladder, _, meta = self._arrays
+        return sum(
+            int(levels[ladder[s, :n, _K_LEVEL], _L_COUNT].sum())
+            for s, n in ((_BID, meta[_M_COUNT + _BID]), (_ASK, meta[_M_COUNT + _ASK]))
+        )
+
+    def __contains__(self, order_id: int) -> bool:
+        table, meta = self._arrays[3], self._arrays[4]
+        return _hash_find(table, meta[_M_HASH_SHIFT], order_id) != _EMPTY
+
+    # ------------------------------------------------------------------ events
+    def _room(self, more: int) -> None:
+        """Make the event rows hold ``more`` events beyond those recorded."""
+        need = int(self._state[_S_EVENTS]) + more
+        if need > len(self._events):
+            grown = np.empty((max(need, 2 * len(self._events)), _EVENT_FIELDS), np.int64)
+            grown[: self._state[_S_EVENTS]] = self._events[: self._state[_S_EVENTS]]
+            self._events = grown
+
+    def _record(self, t: int, typ: int, reason: str | None = None, **fields: int) -> None:
+        """One event from Python (phases, rejects); unnamed fields are NO_ID / 0."""
+        self._room(1)
+        _emit(
+            self._events, self._state, t, typ, fields.get("oid", NO_ID), fields.get("side", 0),
+            fields.get("price", NO_PRICE), fields.get("size", 0), fields.get("agent", NO_ID),
+            NO_ID, NO_ID, reasons.code(reason),
+        )  # fmt: skip
+
+    def drain_records(self) -> tuple[int, np.ndarray]:
+        """The recorded events as ``EVENT_RECORD``s, with the ``seq`` of the first one."""
+        n = int(self._state[_S_EVENTS])
+        records = self._events[:n].copy().view(EVENT_RECORD).reshape(n)
+        base = self._seq_base
+        self._seq_base += n
+        self._state[_S_EVENTS] = 0
+        return base, records
+
+    def drain_events(self) -> tuple[int, list[tuple]]:
+        """The recorded events as ``OrderBook`` gives them: tuples, the reason a string."""
+        base, records = self.drain_records()
+        return base, [(*row[:-1], reasons.name(row[-1])) for row in records.tolist()]
+
+    def reject(self, t: int, oid: int, side: int, price: int, size: int, agent: int, why: str):
+        self._record(t, _REJECT, why, oid=oid, side=side, price=price, size=size, agent=agent)
+
+    # ------------------------------------------------------------------ orders
+    def apply_batch(self, columns: list[np.ndarray], rejects: np.ndarray | None = None) -> None:
+        """Apply rows (time, order type, id, side, price, size, agent columns) in order;
+        ``rejects`` (validation codes, 0 = accepted) marks rows the exchange refused."""
+        t, typ, oid, side, px, size, agent = (_int64_column(c) for c in columns)
+        n = len(t)
+        if not n:
+            return
+        why = np.full(n, _R_NONE, np.int64) if rejects is None else reasons.FROM_VALIDATION[rejects]
+        # each row writes at most 2 events besides trades, and each trade fills an order that
+        # rests now (no more than the order slots ever used) or arrives in this batch
+        self._room(3 * n + int(self._arrays[4][_M_TOP_ORDER]))
+        i = 0
+        while True:
+            i = _apply(
+                *self._arrays, self._state, self._events, t, typ, oid, side, px, size, agent, why, i
+            )
+            if i == n:
+                return
+            self._arrays = _grown(*self._arrays)
+
+    def submit(
+        self,
+        t: int,
+        oid: int,
+        side: int,
+        price: int,
+        size: int,
+        agent: int = NO_ID,
+        order_type: int = _LIMIT,
+    ) -> None:
+        self.apply_batch([np.array([v]) for v in (t, order_type, oid, side, price, size, agent)])
+
+    def cancel(self, t: int, oid: int, size: int = 0, agent: int = NO_ID) -> None:
+        self.apply_batch([np.array([v]) for v in (t, _CANCEL_ORDER, oid, 0, 0, size, agent)])
+
+    def modify(self, t: int, oid: int, price: int | None, size: int, agent: int = NO_ID) -> None:
+        px = 0 if price is None else price
+        self.apply_batch(
+            [np.array([v]) for v in (t, int(OrderType.MODIFY), oid, 0, px, size, agent)]
+        )
+
+    # ------------------------------------------------------------------ phases
+    def _mark(self, t: int, event_type: int, reason: str | None) -> None:
+        self._record(t, event_type, reason)
+
+    def uncross(self, t: int, next_phase: Phase = Phase.CONTINUOUS) -> UncrossResult:
+        """Run the call auction at the volume-maximising price, then enter ``next_phase``."""
+        result = self.indicative_uncross()
+        self._room(2 * int(self._arrays[4][_M_TOP_ORDER]) + 1)
+        _uncross(*self._arrays, self._state, self._events, t, result.price, result.volume)
+        self._enter(t, next_phase)
+        return result
+
+    def indicative_uncross(self) -> UncrossResult:
+        """The auction price and volume if the call ended now (books may be crossed)."""
+        last = self.last_trade_price
+        reference = last if last is not None else self.reference_price
+        buys, sells = (self._side(s).tolist() for s in (_BID, _ASK))
+        return find_uncross_price(
+            [tuple(b) for b in buys], [tuple(s) for s in sells], reference,
+            MARKET_BUY_PRICE, MARKET_SELL_PRICE,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ queries
+    def _side(self, s: int) -> np.ndarray:
+        _, levels, ladder, _, meta = self._arrays
+        return _side_levels(levels, ladder, meta, s)
+
+    def snapshot(self, n: int) -> np.ndarray:
+        """Top ``n`` levels as (n, 4) int64: ask px, ask size, bid px, bid size (as OrderBook)."""
+        out = np.zeros((1, 4 * n), dtype=np.int64)
+        _, levels, ladder, _, meta = self._arrays
+        _snapshot(levels, ladder, meta, n, out, 0)
+        return out.reshape(n, 4)
+
+    def best_bid(self) -> int | None:
+        prices = [p for p, _ in self._side(_BID).tolist() if p != MARKET_BUY_PRICE]
+        return prices[0] if prices else None
+
+    def best_ask(self) -> int | None:
+        prices = [p for p, _ in self._side(_ASK).tolist() if p != MARKET_SELL_PRICE]
+        return prices[0] if prices else None
+
+    def levels(self, side: int) -> list[tuple[int, int]]:
+        """All visible (price, size) levels of a side, best first."""
+        sentinel = MARKET_BUY_PRICE if side == 1 else MARKET_SELL_PRICE
+        rows = self._side(_BID if side == 1 else _ASK).tolist()
+        return [(p, d) for p, d in rows if p != sentinel]
+
+    def queues(self) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """Every level in full, (side, price, [(order id, size), ...] head first), bids then
+        asks, best first, after checking the arrays' invariants (AssertionError if one fails)."""
+        out: list[tuple[int, int, list[tuple[int, int]]]] = []
+        for s, price, oid, size in _checked_levels(*self._arrays).tolist():
+            side = 1 if s == _BID else -1
+            if not out or out[-1][:2] != (side, price):
+                out.append((side, price, []))
+            out[-1][2].append((oid, size))
+        return out
+
+    def order(self, order_id: int) -> tuple[int, int, int, int] | None:
+        """(side, price, remaining size, agent id) of a resting order, or None."""
+        orders, levels, _, table, meta = self._arrays
+        cell = _hash_find(table, meta[_M_HASH_SHIFT], order_id)
+        if cell == _EMPTY:
+            return None
+        slot = int(table[cell, _T_SLOT])
+        level = int(orders[slot, _O_LEVEL])
+        side = 1 if levels[level, _L_SIDE] == _BID else -1
+        return (
+            side,
+            int(levels[level, _L_PRICE]),
+            int(orders[slot, _O_SIZE]),
+            int(orders[slot, _O_AGENT]),
+        )
+
+    def level_queue(self, side: int, price: int) -> list[tuple[int, int]]:
+        """(order id, size) at one price level, head first."""
+        orders, levels, ladder, _, meta = self._arrays
+        s = _BID if side == 1 else _ASK
+        return [tuple(row) for row in _level_queue(orders, levels, ladder, meta, s, price).tolist()]
+
+    def depth_at(self, side: int, price: int) -> int:
+        return sum(size for _, size in self.level_queue(side, price))
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the arrays disagree with each other or the book is crossed."""
+        self.queues()
+        if self.phase == Phase.CONTINUOUS:
+            bid, ask = self.best_bid(), self.best_ask()
+            assert bid is None or ask is None or bid < ask, f"crossed book {bid} >= {ask}"
+
+    def order_ids(self) -> list[int]:
+        """Ids of the resting orders (in no particular order)."""
+        orders, _, _, table, _ = self._arrays
+        return orders[table[table[:, _T_SLOT] != _EMPTY, _T_SLOT], _O_ID].tolist()
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's on-disk cache) everything a simulation calls.
+
+    The set-up script runs this once, so that the first simulation after an install
+    does not spend its first seconds compiling, once per shard.
+    """
+    book = CompiledOrderBook(Phase.CALL, reference_price=100)
+    columns = [  # time, type, id, side, price, size, agent: a crossed call book
+        np.arange(1, 5),
+        np.array([_LIMIT, _LIMIT, _MARKET, _LIMIT]),
+        np.arange(1, 5),
+        np.array([1, -1, 1, -1]),
+        np.array([101, 99, 0, 102]),
+        np.array([5, 3, 2, 4]),
+        np.arange(4),
+    ]
+    book.apply_batch(columns)
+    book.uncross(5)
+    columns[0] = np.arange(6, 10)
+    columns[1] = np.array([_IOC, _CANCEL_ORDER, int(OrderType.MODIFY), _LIMIT])
+    columns[2] = np.array([5, 4, 1, 6])
+    book.apply_batch(columns, np.array([0, 0, 0, 3], dtype=np.int8))
+    book.snapshot(5)
+    book.queues()
+    book.drain_records()
