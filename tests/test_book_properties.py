@@ -534,6 +534,33 @@ def test_compiled_book_matches_reference(mix_name, seed):
     assert h.stats["trades"] > 500 and h.stats["auctions"] > 3
 
 
+def test_compiled_book_grows_and_sweeps_within_one_batch():
+    """One batch that outgrows the compiled book's arrays (1,024 orders) and then sweeps
+    every order it rested: the events and the book equal the reference's."""
+    n = 3_000
+    rng = np.random.default_rng(5)
+    sells = [
+        (i, LIMIT, i + 1, SELL, 100 + int(rng.integers(0, 50)), 1 + i % 3, i % 7) for i in range(n)
+    ]
+    volume = sum(row[5] for row in sells)
+    rows = [
+        *sells,
+        (n, MARKET, n + 1, BUY, 0, volume - 5, 99),
+        (n + 1, LIMIT, n + 2, BUY, 120, 9, 98),
+    ]
+    columns = [np.array(column) for column in zip(*rows, strict=True)]
+    books = [OrderBook(Phase.CONTINUOUS, 100), CompiledOrderBook(Phase.CONTINUOUS, 100)]
+    for book in books:
+        book.apply_batch(columns)
+    reference, compiled = (book.drain_events()[1] for book in books)
+    assert len(reference) >= 2 * n and compiled == reference
+    assert books[1].queues() == [
+        (side, price, books[0].level_queue(side, price))
+        for side in (BUY, SELL)
+        for price, _ in books[0].levels(side)
+    ]
+
+
 def test_total_random_operations():
     # runs after the parametrized sequences (file order); on its own it runs them itself
     if len(_applied) < len(RUNS):

@@ -3,10 +3,10 @@
 The simulation spends most of its time applying agents' orders to books; this
 book applies a whole batch (numpy columns) in one numba call and records events
 as integer rows, so neither the orders nor the events become Python objects.
-``OrderBook`` (book.py) stays the definition: ``tests/test_compiled_book.py``
+``OrderBook`` (book.py) stays the definition: ``tests/test_book_properties.py``
 holds this one to it, event for event and queue for queue, over random order
-flow through every phase, and a simulation gives identical tables with either
-(``kernel.book``).
+flow through every phase, and ``tests/test_simulation.py`` checks that a simulated
+day gives identical tables with either (``kernel.book``).
 
 State: fast_book's five arrays (orders with their owner agent, levels, the price
 ladders, the id hash table, meta), plus ``state`` (event count, phase, last trade
@@ -86,6 +86,8 @@ _EVENT_FIELDS = len(ROW_FIELDS)  # the reason (a code) last
 @njit(cache=True)
 def _emit(ev, state, t, typ, oid, side, price, size, agent, contra_oid, contra_agent, reason):
     i = state[_S_EVENTS]
+    if i >= ev.shape[0]:  # the caller's room is a proven bound; never write past it
+        raise IndexError("compiled book: event rows full")
     ev[i, 0], ev[i, 1], ev[i, 2], ev[i, 3], ev[i, 4] = t, typ, oid, side, price
     ev[i, 5], ev[i, 6], ev[i, 7], ev[i, 8], ev[i, 9] = size, agent, contra_oid, contra_agent, reason
     state[_S_EVENTS] = i + 1
@@ -463,9 +465,10 @@ class CompiledOrderBook(SessionPhases):
         if not n:
             return
         why = np.full(n, _R_NONE, np.int64) if rejects is None else reasons.FROM_VALIDATION[rejects]
-        # each row writes at most 2 events besides trades, and each trade fills an order that
-        # rests now (no more than the order slots ever used) or arrives in this batch
-        self._room(3 * n + int(self._arrays[4][_M_TOP_ORDER]))
+        # A row writes at most 2 events besides its trades. Each trade but an aggressor's
+        # last fills a resting order completely: one resting now (no more than the order
+        # slots ever used) or one that rested in this batch (at most one per row).
+        self._room(4 * n + int(self._arrays[4][_M_TOP_ORDER]))
         i = 0
         while True:
             i = _apply(
@@ -503,7 +506,8 @@ class CompiledOrderBook(SessionPhases):
     def uncross(self, t: int, next_phase: Phase = Phase.CONTINUOUS) -> UncrossResult:
         """Run the call auction at the volume-maximising price, then enter ``next_phase``."""
         result = self.indicative_uncross()
-        self._room(2 * int(self._arrays[4][_M_TOP_ORDER]) + 1)
+        # the auction, then trades (each but the last ends a resting order), then cancels
+        self._room(2 * int(self._arrays[4][_M_TOP_ORDER]) + 2)
         _uncross(*self._arrays, self._state, self._events, t, result.price, result.volume)
         self._enter(t, next_phase)
         return result
