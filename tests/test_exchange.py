@@ -13,10 +13,17 @@ from mars_ray.schema import EventType, OrderType
 LIMIT, MARKET, IOC, CANCEL, MODIFY = (int(t) for t in OrderType)
 
 
-@pytest.fixture
-def exchange() -> Exchange:
-    specs = [InstrumentSpec("AAA", 0.01, 10_000), InstrumentSpec("BBB", 0.05, 2_000)]
-    return Exchange(specs, local_instruments=[0, 1], trajectories=[0, 1])
+SPECS = [InstrumentSpec("AAA", 0.01, 10_000), InstrumentSpec("BBB", 0.05, 2_000)]
+
+
+@pytest.fixture(params=["compiled", "python"])
+def exchange(request: pytest.FixtureRequest) -> Exchange:
+    return Exchange(SPECS, local_instruments=[0, 1], trajectories=[0, 1], book=request.param)
+
+
+def test_an_unknown_book_engine_is_named():
+    with pytest.raises(ValueError, match=r"book must be one of .*'rust'"):
+        Exchange(SPECS, local_instruments=[0], trajectories=[0], book="rust")
 
 
 def one(

@@ -83,6 +83,8 @@ class Exchange:
         self.instruments = list(instruments)
         self.local = sorted(set(local_instruments))
         self.trajectories = sorted(set(trajectories))
+        if book not in BOOKS:
+            raise ValueError(f"book must be one of {sorted(BOOKS)}, got {book!r}")
         book_type = BOOKS[book]
         self.books: dict[tuple[int, int], OrderBook | CompiledOrderBook] = {
             (traj, i): book_type(phase, reference_price=self.instruments[i].reference_ticks)
