@@ -34,7 +34,8 @@ Layout: five int64 arrays, preallocated and doubled when full (no Python objects
 so numba compiles the whole replay to machine code):
 
 - ``orders[slot]``: id, remaining size, prev/next slot in its level's FIFO queue
-  (a doubly linked list, so a cancel in the middle of a queue is O(1)), level slot.
+  (a doubly linked list, so a cancel in the middle of a queue is O(1)), level slot,
+  owner agent (-1 in a replay; the simulation's ``compiled_book`` reports it in trades).
 - ``levels[slot]``: price, depth (the sum of its orders' sizes, kept as the
   reference keeps it), head, tail, order count, side. A level exists while its
   queue is non-empty, whatever its depth: the reference's rule.
