@@ -183,6 +183,13 @@ class KernelConfig(_Strict):
     history_steps: int = Field(
         default=8, ge=1, le=1024, description="boundary snapshots kept per book"
     )
+    run_ahead: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="sync intervals a shard may run ahead of the slowest one within a run "
+        "(1: every barrier waits for all shards); events do not depend on it",
+    )
     book: Literal["compiled", "python"] = Field(
         default="compiled",
         description="order book engine: numba-compiled, or the pure-Python reference "

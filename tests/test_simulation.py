@@ -56,6 +56,27 @@ def test_in_process_runtime_matches_ray_actors(one_shard):
     assert local.events.equals(one_shard.events)
 
 
+def test_shards_run_ahead_of_barriers_without_changing_events(one_shard):
+    """With up to 3 intervals queued per shard (2 shards through Ray), progress still comes
+    once per barrier, in order, a run stops exactly at ``until``, and the day is the same."""
+    cfg = config(kernel={"shards": 2, "run_ahead": 3})
+    sim = Simulation(cfg)
+    try:
+        seen: list[int] = []
+        until = cfg.session.pre_open + 7 * cfg.kernel.sync_ns // 2  # mid-interval
+        sim.run(until=until, on_progress=lambda t, totals: seen.append(t))
+        sync = cfg.kernel.sync_ns
+        assert seen == [cfg.session.pre_open + k * sync for k in (1, 2, 3)] + [until]
+        assert sim.t == until
+        sim.run(on_progress=lambda t, totals: seen.append(t))
+        assert seen[-1] == cfg.session.close and seen == sorted(set(seen))
+        events, snapshots = sim.collect()
+    finally:
+        sim.close()
+    assert events.equals(one_shard.events)
+    assert snapshots.equals(one_shard.snapshots)
+
+
 def test_other_seed_other_events(one_shard):
     other = run_simulation(config(seed=12), local=True)
     assert not other.events.equals(one_shard.events)

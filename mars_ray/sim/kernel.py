@@ -2,15 +2,23 @@
 
 Time advances in sync intervals (``kernel.sync_ms``). Each interval the driver
 asks every shard to run up to the same simulated time (one remote call per
-shard) and waits for all of them: that barrier is the synchronisation point
-where orders from outside (users, RL policies) enter and progress is reported.
-Inside an interval a shard steps its own agents (``kernel.step_ms``).
+shard): that barrier is where progress is reported, and ``run(until)`` returns
+only when every shard has reached ``until``, the point where orders from outside
+(users, RL policies) enter. Inside an interval a shard steps its own agents
+(``kernel.step_ms``).
+
+Shards meet only through the driver (a book's input is its own agents, the
+calendar and the orders injected between runs), so within one ``run`` a shard
+need not wait at every barrier for the slowest: the driver keeps up to
+``kernel.run_ahead`` intervals queued on every shard, which hides the call
+round trips and the shards' uneven pace without changing a single event.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,13 +107,31 @@ class Simulation:
     ) -> None:
         until = self.end if until is None else min(until, self.end)
         sync = self.config.kernel.sync_ns
-        while self.t < until:
-            target = min(self.t + sync, until)
-            reports = self._call("run_until", [(target,)] * len(self.shards))
-            self.t = target
-            if on_progress:
-                totals = {k: sum(r[k] for r in reports) for k in ("events", "trades")}
-                on_progress(self.t, totals)
+        targets = [min(t, until) for t in range(self.t + sync, until + sync, sync)]
+        ahead = 1 if self.local else self.config.kernel.run_ahead
+        queued: deque[tuple[int, list]] = deque()  # barriers started, oldest first
+        for target in targets:
+            queued.append((target, self._start("run_until", target)))
+            if len(queued) == ahead:
+                self._reached(*queued.popleft(), on_progress)
+        while queued:
+            self._reached(*queued.popleft(), on_progress)
+
+    def _start(self, method: str, *args) -> list:
+        """Call ``method`` on every shard without waiting (in process: run it now)."""
+        if self.local:
+            return [getattr(s, method)(*args) for s in self.shards]
+        return [getattr(s, method).remote(*args) for s in self.shards]
+
+    def _reached(
+        self, target: int, calls: list, on_progress: Callable[[int, dict], None] | None
+    ) -> None:
+        """Wait for every shard's report from the barrier at ``target``."""
+        reports = calls if self.local else ray.get(calls)
+        self.t = target
+        if on_progress:
+            totals = {k: sum(r[k] for r in reports) for k in ("events", "trades")}
+            on_progress(self.t, totals)
 
     def collect(self) -> tuple[pa.Table, pa.Table]:
         parts = self._call("collect")
