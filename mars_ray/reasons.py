@@ -45,7 +45,8 @@ NO_REASON = -1  # the code of an event without a reason
 _names: list[str] = [r for r in VALIDATION if r] + list(BOOK)
 _codes: dict[str | None, int] = {name: i for i, name in enumerate(_names)}
 _codes[None] = NO_REASON
-_dictionary = pa.array(_names, type=pa.string())
+_dictionary: pa.Array | None = None  # _names as Arrow, built when first needed (pyarrow's
+# conversion of a list imports pandas, a quarter of a second a shard need not spend at start)
 
 
 def code(name: str | None) -> int:
@@ -54,10 +55,8 @@ def code(name: str | None) -> int:
     if found is None:
         if not isinstance(name, str):
             raise TypeError(f"a reason is a string or None, got {name!r}")
-        global _dictionary
         found = _codes[name] = len(_names)
         _names.append(name)
-        _dictionary = pa.array(_names, type=pa.string())
     return found
 
 
@@ -68,6 +67,9 @@ def name(code: int) -> str | None:
 
 def to_arrow(codes: np.ndarray) -> pa.Array:
     """The reasons of an array of codes as an Arrow string array (null: no reason)."""
+    global _dictionary
+    if _dictionary is None or len(_dictionary) != len(_names):
+        _dictionary = pa.array(_names, type=pa.string())
     codes = np.asarray(codes, dtype=np.int64)
     return pc.take(_dictionary, pa.array(codes, mask=codes < 0))
 
