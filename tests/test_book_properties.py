@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mars_ray.exchange import compiled_book
 from mars_ray.exchange.auction import UncrossResult
 from mars_ray.exchange.book import OrderBook, Phase
 from mars_ray.exchange.compiled_book import CompiledOrderBook
@@ -534,9 +535,13 @@ def test_compiled_book_matches_reference(mix_name, seed):
     assert h.stats["trades"] > 500 and h.stats["auctions"] > 3
 
 
-def test_compiled_book_grows_and_sweeps_within_one_batch():
+@pytest.mark.parametrize("chunk", [None, 700])
+def test_compiled_book_grows_and_sweeps_within_one_batch(chunk, monkeypatch):
     """One batch that outgrows the compiled book's arrays (1,024 orders) and then sweeps
-    every order it rested: the events and the book equal the reference's."""
+    every order it rested: the events and the book equal the reference's, also when the
+    batch goes to the compiled code in chunks (the sweep then meets earlier chunks' orders)."""
+    if chunk:
+        monkeypatch.setattr(compiled_book, "_CHUNK", chunk)
     n = 3_000
     rng = np.random.default_rng(5)
     sells = [

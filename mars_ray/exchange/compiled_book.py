@@ -77,6 +77,10 @@ _R_MARKET_UNFILLED = reasons.code("market_unfilled")
 _R_IOC_UNFILLED = reasons.code("ioc_unfilled")
 _R_AUCTION_UNFILLED = reasons.code("auction_market_unfilled")
 
+# rows applied per compiled call: the event room reserved for a call is 4 per row, so huge
+# batches go in chunks rather than reserving room for 4 events per order at once
+_CHUNK = 1 << 16
+
 # state[field]
 _S_EVENTS, _S_PHASE, _S_LAST = 0, 1, 2  # last trade price: -1 while there was none
 _EVENT_FIELDS = len(ROW_FIELDS)  # the reason (a code) last
@@ -238,14 +242,15 @@ def _modify(orders, levels, ladder, table, meta, state, ev, t, oid, px, size, ag
 
 @njit(cache=True)
 def _apply(
-    orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent, why, start
+    orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent, why,
+    start, stop,
 ):  # fmt: skip
-    """Apply rows from ``start`` in order, as ``OrderBook.apply`` does; a row with a reason
+    """Apply rows ``start:stop`` in order, as ``OrderBook.apply`` does; a row with a reason
     code ``why >= 0`` was refused by the exchange and is rejected with that reason.
 
-    Returns the first row not applied: the end, or a submission that found the book full.
+    Returns the first row not applied: ``stop``, or a submission that found the book full.
     """
-    for i in range(start, t.size):
+    for i in range(start, stop):
         if why[i] >= 0:
             _emit(
                 ev,
@@ -285,7 +290,7 @@ def _apply(
                 size[i],
                 agent[i],
             )
-    return t.size
+    return stop
 
 
 # ---------------------------------------------------------------------- auctions
@@ -465,18 +470,21 @@ class CompiledOrderBook(SessionPhases):
         if not n:
             return
         why = np.full(n, _R_NONE, np.int64) if rejects is None else reasons.FROM_VALIDATION[rejects]
-        # A row writes at most 2 events besides its trades. Each trade but an aggressor's
-        # last fills a resting order completely: one resting now (no more than the order
-        # slots ever used) or one that rested in this batch (at most one per row).
-        self._room(4 * n + int(self._arrays[4][_M_TOP_ORDER]))
-        i = 0
-        while True:
-            i = _apply(
-                *self._arrays, self._state, self._events, t, typ, oid, side, px, size, agent, why, i
-            )
-            if i == n:
-                return
-            self._arrays = _grown(*self._arrays)
+        for start in range(0, n, _CHUNK):
+            stop = min(start + _CHUNK, n)
+            # A row writes at most 2 events besides its trades. Each trade but an aggressor's
+            # last fills a resting order completely: one resting now (no more than the order
+            # slots ever used) or one that rested in this chunk (at most one per row).
+            self._room(4 * (stop - start) + int(self._arrays[4][_M_TOP_ORDER]))
+            i = start
+            while True:
+                i = _apply(
+                    *self._arrays, self._state, self._events,
+                    t, typ, oid, side, px, size, agent, why, i, stop,
+                )  # fmt: skip
+                if i == stop:
+                    break
+                self._arrays = _grown(*self._arrays)
 
     def submit(
         self,
@@ -494,6 +502,8 @@ class CompiledOrderBook(SessionPhases):
         self.apply_batch([np.array([v]) for v in (t, _CANCEL_ORDER, oid, 0, 0, size, agent)])
 
     def modify(self, t: int, oid: int, price: int | None, size: int, agent: int = NO_ID) -> None:
+        """``OrderBook.modify``; a price of None (or <= 0, which the exchange never passes)
+        keeps the order's price."""
         px = 0 if price is None else price
         self.apply_batch(
             [np.array([v]) for v in (t, int(OrderType.MODIFY), oid, 0, px, size, agent)]
