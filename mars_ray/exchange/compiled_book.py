@@ -496,18 +496,20 @@ class CompiledOrderBook(SessionPhases):
         agent: int = NO_ID,
         order_type: int = _LIMIT,
     ) -> None:
-        self.apply_batch([np.array([v]) for v in (t, order_type, oid, side, price, size, agent)])
+        self._apply_one(t, order_type, oid, side, price, size, agent)
 
     def cancel(self, t: int, oid: int, size: int = 0, agent: int = NO_ID) -> None:
-        self.apply_batch([np.array([v]) for v in (t, _CANCEL_ORDER, oid, 0, 0, size, agent)])
+        self._apply_one(t, _CANCEL_ORDER, oid, 0, 0, size, agent)
 
     def modify(self, t: int, oid: int, price: int | None, size: int, agent: int = NO_ID) -> None:
         """``OrderBook.modify``; a price of None (or <= 0, which the exchange never passes)
         keeps the order's price."""
         px = 0 if price is None else price
-        self.apply_batch(
-            [np.array([v]) for v in (t, int(OrderType.MODIFY), oid, 0, px, size, agent)]
-        )
+        self._apply_one(t, int(OrderType.MODIFY), oid, 0, px, size, agent)
+
+    def _apply_one(self, *row: int) -> None:
+        """One row (the ``apply_batch`` columns' values) as a batch of one."""
+        self.apply_batch([np.array([value]) for value in row])
 
     # ------------------------------------------------------------------ phases
     def _mark(self, t: int, event_type: int, reason: str | None) -> None:

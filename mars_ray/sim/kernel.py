@@ -82,13 +82,21 @@ class Simulation:
         self.t = config.session.pre_open
         self.end = config.session.close
 
-    def _call(self, method: str, args: list[tuple] | None = None) -> list:
-        """Call ``method`` on every shard (with its own args) and wait for all of them."""
+    def _start(self, method: str, args: list[tuple] | None = None) -> list:
+        """Call ``method`` on every shard (with its own args) without waiting; in process
+        the calls run now and these are their results."""
         args = args or [()] * len(self.shards)
         pairs = zip(self.shards, args, strict=True)
         if self.local:
             return [getattr(s, method)(*a) for s, a in pairs]
-        return ray.get([getattr(s, method).remote(*a) for s, a in pairs])
+        return [getattr(s, method).remote(*a) for s, a in pairs]
+
+    def _results(self, calls: list) -> list:
+        return calls if self.local else ray.get(calls)
+
+    def _call(self, method: str, args: list[tuple] | None = None) -> list:
+        """Call ``method`` on every shard (with its own args) and wait for all of them."""
+        return self._results(self._start(method, args))
 
     def inject(self, batch: OrderBatch) -> None:
         """Queue outside orders; each goes to the shard that owns its instrument.
@@ -111,23 +119,17 @@ class Simulation:
         ahead = 1 if self.local else self.config.kernel.run_ahead
         queued: deque[tuple[int, list]] = deque()  # barriers started, oldest first
         for target in targets:
-            queued.append((target, self._start("run_until", target)))
+            queued.append((target, self._start("run_until", [(target,)] * len(self.shards))))
             if len(queued) == ahead:
                 self._reached(*queued.popleft(), on_progress)
         while queued:
             self._reached(*queued.popleft(), on_progress)
 
-    def _start(self, method: str, *args) -> list:
-        """Call ``method`` on every shard without waiting (in process: run it now)."""
-        if self.local:
-            return [getattr(s, method)(*args) for s in self.shards]
-        return [getattr(s, method).remote(*args) for s in self.shards]
-
     def _reached(
         self, target: int, calls: list, on_progress: Callable[[int, dict], None] | None
     ) -> None:
         """Wait for every shard's report from the barrier at ``target``."""
-        reports = calls if self.local else ray.get(calls)
+        reports = self._results(calls)
         self.t = target
         if on_progress:
             totals = {k: sum(r[k] for r in reports) for k in ("events", "trades")}
