@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from agents.kernels import add_positions, as_int64
 from mars_ray.config import LatencyConfig
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
@@ -105,9 +106,15 @@ class AgentPopulation:
 
     def on_fills(self, fills: Fills) -> None:
         """Update positions; subclasses extend this to track their own orders."""
-        signed = fills.side.astype(np.int64) * fills.size
-        np.add.at(self.inventory, fills.agent_index, signed)
-        np.add.at(self.cash, fills.agent_index, -signed * fills.price * self.tick_size)
+        add_positions(
+            self.inventory,
+            self.cash,
+            as_int64(fills.agent_index),
+            as_int64(fills.side),
+            np.asarray(fills.price, dtype=np.float64),
+            as_int64(fills.size),
+            self.tick_size,
+        )
 
     # ---------------------------------------------------------------- helpers
     def new_order_ids(self, agent_index: np.ndarray) -> np.ndarray:

@@ -19,22 +19,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import (
-    MID,
-    NO_ORDERS,
-    AgentParams,
-    AgentPopulation,
-    Fills,
-    MarketView,
-)
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation, Fills, MarketView
+from agents.kernels import as_int64, maker_fills, maker_step, to_batch
 from agents.registry import register
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
-
-_LIMIT = int(OrderType.LIMIT)
-_CANCEL = int(OrderType.CANCEL)
-_SIGN = np.array([[1], [-1]], dtype=np.int64)  # a bid's fill adds to inventory, an ask's takes
 
 
 class MarketMakerParams(AgentParams):
@@ -77,65 +66,50 @@ class MarketMakers(AgentPopulation):
         self.quote_left = np.zeros((2, self.n), dtype=np.int64)
         self.bid_id, self.ask_id = self.quote_id  # views
         self.bid_left, self.ask_left = self.quote_left
-        self._sides = np.broadcast_to(_SIGN.astype(np.int8), (2, self.n))  # order side per row
+        p = self.params
+        self._params = np.array(
+            [
+                p.half_spread,
+                p.skew,
+                p.quote_size,
+                p.max_inventory,
+                self.reference_ticks,
+                self.tick_size,
+            ],
+            dtype=np.float64,
+        )
 
     def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
         p = self.params
         if not (view.phase == Phase.CONTINUOUS or (view.phase == Phase.CALL and p.quote_in_call)):
             return NO_ORDERS
-        idx, times = self.first_wakeups(t0, t1, p.rate)
-        m = len(idx)
-        if m == 0:
-            return NO_ORDERS
-        mid = self.observe(view, idx, times)[:, MID]
-        mid = np.where(mid > 0, mid, float(self.reference_ticks))
-        inv = self.inventory[idx]
-        center = mid - p.skew * inv / p.max_inventory
-        # both quotes at once, a row per side (bids first, as in the batch)
-        px = np.empty((2, m))
-        np.maximum(np.floor(center - p.half_spread), 1.0, out=px[0])
-        np.maximum(np.ceil(center + p.half_spread), px[0] + 1.0, out=px[1])
-        # a side is quoted when its fill keeps |inventory| within the cap
-        want = inv * _SIGN <= p.max_inventory - p.quote_size
-        agents = np.concatenate((idx, idx)).reshape(2, m)
-        when = np.concatenate((times, times)).reshape(2, m)
-
-        # pull the quotes that still rest (per our fills); forget them either way
-        live = self.quote_left[:, idx] > 0
-        cancel_oid = self.quote_id[:, idx][live]
-        new_agent = agents[want]
-        new_oid = self.new_order_ids(new_agent)
-        ids = np.full((2, m), -1, dtype=np.int64)
-        ids[want] = new_oid
-        self.quote_id[:, idx] = ids
-        self.quote_left[:, idx] = want * p.quote_size
-
-        nc, nn = len(cancel_oid), len(new_oid)
-        otype = np.full(nc + nn, _LIMIT, np.int8)
-        otype[:nc] = _CANCEL
-        price = np.full(nc + nn, np.nan)
-        price[nc:] = px[want]
-        size = np.full(nc + nn, float(p.quote_size))
-        size[:nc] = 0.0
-        return self.orders(
-            np.concatenate([agents[live], new_agent]),
-            np.concatenate([when[live], when[want]]),
-            otype,
-            np.concatenate([np.zeros(nc, dtype=np.int8), self._sides[:, :m][want]]),
-            price,
-            size,
-            order_id=np.concatenate([cancel_oid, new_oid]),
+        # each agent's first Poisson wake-up in the step, if any (see first_wakeups)
+        delay = self.rng.exponential(1e9 / p.rate, size=self.n)
+        columns, self._order_counter = maker_step(
+            delay,
+            t0,
+            t1,
+            view.history,
+            view.times,
+            self.data_latency_ns,
+            self.order_latency_ns,
+            self.agent_ids,
+            self.inventory,
+            self.quote_id,
+            self.quote_left,
+            self._order_counter,
+            self._params,
         )
+        if not len(columns[0]):
+            return NO_ORDERS
+        return to_batch(columns, self.trajectory, self.instrument)
 
     def on_fills(self, fills: Fills) -> None:
         super().on_fills(fills)
-        if len(fills.order_id) == 0:
-            return
-        a = np.asarray(fills.agent_index, dtype=np.int64)
-        oid = np.asarray(fills.order_id, dtype=np.int64)
-        size = np.asarray(fills.size, dtype=np.int64)
-        on_bid = oid == self.bid_id[a]
-        on_ask = oid == self.ask_id[a]
-        np.subtract.at(self.bid_left, a[on_bid], size[on_bid])
-        np.subtract.at(self.ask_left, a[on_ask], size[on_ask])
-        np.maximum(self.quote_left, 0, out=self.quote_left)
+        maker_fills(
+            self.quote_id,
+            self.quote_left,
+            as_int64(fills.agent_index),
+            as_int64(fills.order_id),
+            as_int64(fills.size),
+        )

@@ -23,29 +23,21 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import (
-    BEST_ASK,
-    BEST_BID,
-    MID,
-    NO_ORDERS,
-    AgentParams,
-    AgentPopulation,
-    Fills,
-    MarketView,
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation, Fills, MarketView
+from agents.kernels import (
+    DEADLINE,
+    NEVER,
+    NOISE_PARAMS,
+    OID,
+    TABLE_FIELDS,
+    as_int64,
+    noise_fills,
+    noise_step,
+    to_batch,
 )
 from agents.registry import register
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
-
-_LIMIT = int(OrderType.LIMIT)
-_MARKET = int(OrderType.MARKET)
-_CANCEL = int(OrderType.CANCEL)
-COUNTER_MASK = (1 << 32) - 1  # low bits of an order id: the population's order counter
-# rows of the live-order table; a dead column has deadline _NEVER
-_COUNTER, _OID, _AGENT, _DEADLINE, _REMAINING = range(5)
-_FIELDS = 5
-_NEVER = np.iinfo(np.int64).max
 
 
 class NoiseTraderParams(AgentParams):
@@ -88,132 +80,87 @@ class NoiseTraders(AgentPopulation):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._table = np.empty((_FIELDS, 1024), dtype=np.int64)  # columns [0, _used) in use
+        self._table = np.empty((TABLE_FIELDS, 1024), dtype=np.int64)  # columns [0, _used)
         self._used = 0
         self._dead = 0
         p = self.params
-        # log(1 - u) times these: geometric(1/mean) - 1 after floor, and an exponential in ns
-        self._draw_scale = np.array(
-            [
-                [1.0 / np.log1p(-1.0 / p.mean_level)],
-                [1.0 / np.log1p(-1.0 / p.mean_lots)],
-                [-p.mean_lifetime_s * 1e9],
-            ]
-        )
+        # the kernel's parameters, indexed by "in continuous trading" (no market orders in a
+        # call); log(1 - u) times the scales gives geometric(1/mean) - 1 after the floor, and
+        # an exponential lifetime in ns
+        self._params = [
+            np.array([values[name] for name in NOISE_PARAMS], dtype=np.float64)
+            for values in (
+                {
+                    "market_share": market_share,
+                    "aggressive_share": p.p_market + p.p_cross,
+                    "level_scale": 1.0 / np.log1p(-1.0 / p.mean_level),
+                    "lots_scale": 1.0 / np.log1p(-1.0 / p.mean_lots),
+                    "life_scale": -p.mean_lifetime_s * 1e9,
+                    "max_level": p.max_level,
+                    "lot_size": p.lot_size,
+                    "reference": self.reference_ticks,
+                    "tick_size": self.tick_size,
+                }
+                for market_share in (0.0, p.p_market)
+            )
+        ]
 
     @property
     def live_order_ids(self) -> np.ndarray:
         """Ids of the limit orders this population believes are still resting."""
         t = self._table[:, : self._used]
-        return t[_OID, t[_DEADLINE] != _NEVER]
+        return t[OID, t[DEADLINE] != NEVER]
 
     def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
         phase = view.phase
         if phase != Phase.CONTINUOUS and phase != Phase.CALL:
             return NO_ORDERS
-        p = self.params
-        rng = self.rng
-
-        # 1. cancel orders whose lifetime ends in this step, at the deadline (now if overdue)
-        table = self._table[:, : self._used]
-        expired = np.flatnonzero(table[_DEADLINE] < t1)
-        gone = table[:, expired]
-        table[_DEADLINE, expired] = _NEVER
-        nc = len(expired)
-        self._dead += nc
-
-        # 2. new orders from this step's wake-ups
-        idx, times = self.wakeups(t0, t1, p.rate)
-        k = len(idx)
-        if k + nc == 0:
+        # this step's wake-ups and all their draws: side, order kind, then by inversion a
+        # geometric level and lots and an exponential lifetime
+        idx, times = self.wakeups(t0, t1, self.params.rate)
+        u = self.rng.random((5, len(idx)))
+        self._reserve(len(idx))
+        params = self._params[phase == Phase.CONTINUOUS]
+        columns, self._used, expired, self._order_counter = noise_step(
+            self._table,
+            self._used,
+            t0,
+            t1,
+            idx,
+            times,
+            u,
+            view.history,
+            view.times,
+            self.data_latency_ns,
+            self.order_latency_ns,
+            self.agent_ids,
+            self._order_counter,
+            params,
+        )
+        self._dead += expired
+        if not len(columns[0]):
             return NO_ORDERS
-        obs = self.observe(view, idx, times)
-        bid, ask, mid = obs[:, BEST_BID], obs[:, BEST_ASK], obs[:, MID]
-        mid = np.where(mid > 0, mid, float(self.reference_ticks))
-        # all of the step's draws in one call: side, order kind, then by inversion
-        # geometric level and lots (counted from 0) and an exponential lifetime
-        u = rng.random((5, k))
-        buy = u[0] < 0.5
-        x = np.log1p(-u[2:])
-        x *= self._draw_scale
-        level = np.minimum(np.floor(x[0]), p.max_level - 1)  # 0, 1, ..
-        size = (np.floor(x[1]).astype(np.int64) + 1) * p.lot_size
-        life = x[2].astype(np.int64) + 1
-
-        # passive: level 0 sits one tick inside a wide spread, or at the touch of a one-tick
-        # spread, and never at or through the opposite touch this agent sees (0 = empty side)
-        ask_or_inf = np.where(ask > 0, ask, np.inf)
-        price = np.where(
-            buy,
-            np.minimum(np.ceil(mid - 0.5) - level, ask_or_inf - 1),
-            np.maximum(np.floor(mid + 0.5) + level, bid + 1),
-        )
-        otype = np.full(nc + k, _LIMIT, dtype=np.int8)
-        aggressive = u[1] < p.p_market + p.p_cross
-        # in a call, market orders become limits at the opposite touch: still auction volume,
-        # but at a bounded price
-        is_market = u[1] < p.p_market if phase == Phase.CONTINUOUS else np.zeros(k, dtype=bool)
-        is_cross = aggressive & ~is_market
-        cross = np.where(
-            buy, np.where(ask > 0, ask, np.ceil(mid)), np.where(bid > 0, bid, np.floor(mid))
-        )
-        price = np.where(is_cross, cross, price)
-        price[is_market] = np.nan
-        otype[nc:][is_market] = _MARKET
-        rest = ~is_market
-        np.maximum(price, 1.0, out=price)  # NaN stays NaN
-        oid = self.new_order_ids(idx)
-
-        # 3. track the new limit orders (counters ascend, so the table stays sorted)
-        if rest.any():
-            self._append(np.stack([oid & COUNTER_MASK, oid, idx, times + life, size])[:, rest])
-
-        # cancels first: on a tie in arrival time they are processed before the new orders
-        otype[:nc] = _CANCEL
-        side = np.zeros(nc + k, dtype=np.int8)
-        side[nc:] = np.where(buy, 1, -1)
-        return self.orders(
-            np.concatenate([gone[_AGENT], idx]),
-            np.concatenate([np.maximum(gone[_DEADLINE], t0), times]),
-            otype,
-            side,
-            np.concatenate([np.full(nc, np.nan), price]),
-            np.concatenate([np.zeros(nc, dtype=np.int64), size]).astype(np.float64),
-            order_id=np.concatenate([gone[_OID], oid]),
-        )
+        return to_batch(columns, self.trajectory, self.instrument)
 
     def on_fills(self, fills: Fills) -> None:
         super().on_fills(fills)
-        n = self._used
-        if n == 0 or len(fills.order_id) == 0:
-            return
-        table = self._table[:, :n]
-        oid = np.asarray(fills.order_id, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(table[_COUNTER], oid & COUNTER_MASK), n - 1)
-        # fills of market orders or of orders already cancelled are not ours to track
-        hit = (table[_OID, pos] == oid) & (table[_DEADLINE, pos] != _NEVER)
-        if not hit.any():
-            return
-        pos = pos[hit]
-        np.subtract.at(table[_REMAINING], pos, np.asarray(fills.size, dtype=np.int64)[hit])
-        done = np.unique(pos[table[_REMAINING, pos] <= 0])
-        table[_DEADLINE, done] = _NEVER
-        self._dead += len(done)
+        self._dead += noise_fills(
+            self._table, self._used, as_int64(fills.order_id), as_int64(fills.size)
+        )
 
-    def _append(self, new: np.ndarray) -> None:
-        """Add order columns at the end, compacting or growing the table when it is full."""
-        m = new.shape[1]
+    def _reserve(self, m: int) -> None:
+        """Room for ``m`` more orders: compact the table (dropping dead columns, keeping the
+        counter order) when dead ones are most of it, else grow it."""
+        if self._used + m <= self._table.shape[1]:
+            return
+        n = self._used
+        if self._dead > n // 2:
+            table = self._table[:, :n]
+            live = table[:, table[DEADLINE] != NEVER]
+            self._table[:, : live.shape[1]] = live
+            self._used, self._dead = live.shape[1], 0
         if self._used + m > self._table.shape[1]:
-            n = self._used
-            if self._dead > n // 2:  # drop dead columns, keeping the counter order
-                table = self._table[:, :n]
-                live = table[:, table[_DEADLINE] != _NEVER]
-                self._table[:, : live.shape[1]] = live
-                self._used, self._dead = live.shape[1], 0
-            if self._used + m > self._table.shape[1]:
-                cap = max(2 * self._table.shape[1], self._used + m)
-                grown = np.empty((_FIELDS, cap), dtype=np.int64)
-                grown[:, : self._used] = self._table[:, : self._used]
-                self._table = grown
-        self._table[:, self._used : self._used + m] = new
-        self._used += m
+            cap = max(2 * self._table.shape[1], self._used + m)
+            grown = np.empty((TABLE_FIELDS, cap), dtype=np.int64)
+            grown[:, : self._used] = self._table[:, : self._used]
+            self._table = grown

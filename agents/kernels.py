@@ -1,0 +1,346 @@
+"""Compiled per-step work of the busiest agent kinds (numba).
+
+A population's step is a few dozen numpy operations on arrays of a few dozen
+agents, so its cost was the ~2 us overhead of each operation, not the
+arithmetic: noise traders and market makers took half of a simulation's time.
+These kernels do the same work in one compiled call per population and step.
+The random draws stay in numpy, on each population's own generator and in the
+same order as before, so a seed gives the same agents' decisions either way;
+the kernels only turn draws, state and the visible book into orders.
+
+Orders come back as the seven per-order columns of an ``OrderBatch`` (arrival
+time, type, id, side, price in currency units, size, agent id); ``to_batch``
+adds the population's trajectory and instrument.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema import OrderType
+
+# MarketView.history columns (agents.base defines them; repeated here for the compiled code)
+_BEST_BID, _BEST_ASK, _MID = 0, 1, 6
+_LIMIT = int(OrderType.LIMIT)
+_MARKET = int(OrderType.MARKET)
+_CANCEL = int(OrderType.CANCEL)
+NEVER = np.iinfo(np.int64).max  # a noise order's deadline once it is dead
+COUNTER_MASK = (1 << 32) - 1  # low bits of an order id: the population's order counter
+# rows of the noise traders' live-order table
+COUNTER, OID, AGENT, DEADLINE, REMAINING = range(5)
+TABLE_FIELDS = 5
+# the noise kernel's float parameters, in this order
+NOISE_PARAMS = ("market_share", "aggressive_share", "level_scale", "lots_scale", "life_scale",
+                "max_level", "lot_size", "reference", "tick_size")  # fmt: skip
+
+
+@njit(cache=True)
+def _seen_row(view_times: np.ndarray, seen_at: int) -> int:
+    """Row of the newest boundary snapshot at or before ``seen_at`` (the oldest if none is):
+    ``view_times`` descends, row 0 is the newest."""
+    h = len(view_times)
+    r = 0
+    while r < h and view_times[r] > seen_at:
+        r += 1
+    return min(r, h - 1)
+
+
+@njit(cache=True)
+def _new_columns(n: int):
+    """Room for ``n`` orders, as the seven columns ``_put`` writes."""
+    return (
+        np.empty(n, np.int64),  # arrival time
+        np.empty(n, np.int8),  # order type
+        np.empty(n, np.int64),  # order id
+        np.empty(n, np.int8),  # side
+        np.empty(n, np.float64),  # price
+        np.empty(n, np.float64),  # size
+        np.empty(n, np.int64),  # agent id
+    )
+
+
+@njit(cache=True)
+def _put(
+    columns: tuple,
+    row: int,
+    time_ns: int,
+    order_type: int,
+    order_id: int,
+    side: int,
+    price: float,
+    size: float,
+    agent_id: int,
+) -> None:
+    """Write one order into row ``row`` of ``_new_columns``' columns."""
+    columns[0][row] = time_ns
+    columns[1][row] = order_type
+    columns[2][row] = order_id
+    columns[3][row] = side
+    columns[4][row] = price
+    columns[5][row] = size
+    columns[6][row] = agent_id
+
+
+@njit(cache=True)
+def noise_step(
+    table: np.ndarray,
+    used: int,
+    t0: int,
+    t1: int,
+    agent: np.ndarray,
+    when: np.ndarray,
+    u: np.ndarray,
+    history: np.ndarray,
+    view_times: np.ndarray,
+    data_latency: np.ndarray,
+    order_latency: np.ndarray,
+    agent_ids: np.ndarray,
+    counter: int,
+    params: np.ndarray,
+):
+    """One step of ``NoiseTraders``: cancel what expires before ``t1``, then one order per
+    wake-up (``agent``, ``when``, draws ``u`` of shape (5, k)); resting ones join ``table``,
+    which has room for them. Returns (columns, used, newly dead, counter)."""
+    market_share, aggressive_share = params[0], params[1]
+    level_scale, lots_scale, life_scale = params[2], params[3], params[4]
+    max_level, lot_size, reference, tick = params[5], int(params[6]), params[7], params[8]
+    k = len(agent)
+    nc = 0
+    for c in range(used):
+        if table[DEADLINE, c] < t1:
+            nc += 1
+    columns = _new_columns(nc + k)
+    # 1. cancels first: on a tie in arrival time they are processed before the new orders
+    row = 0
+    for c in range(used):
+        deadline = table[DEADLINE, c]
+        if deadline < t1:
+            a = table[AGENT, c]
+            time_ns = max(deadline, t0) + order_latency[a]
+            _put(columns, row, time_ns, _CANCEL, table[OID, c], 0, np.nan, 0.0, agent_ids[a])
+            table[DEADLINE, c] = NEVER
+            row += 1
+    # 2. one order per wake-up, on the snapshot the agent can see
+    for j in range(k):
+        a = agent[j]
+        seen = _seen_row(view_times, when[j] - data_latency[a])
+        bid = history[seen, _BEST_BID]
+        ask = history[seen, _BEST_ASK]
+        mid = history[seen, _MID]
+        if not mid > 0:
+            mid = reference
+        buy = u[0, j] < 0.5
+        # geometric level and lots (from 0) and an exponential lifetime, by inversion
+        level = min(np.floor(np.log1p(-u[2, j]) * level_scale), max_level - 1)
+        lots = np.int64(np.floor(np.log1p(-u[3, j]) * lots_scale)) + 1
+        life = np.int64(np.log1p(-u[4, j]) * life_scale) + 1
+        # passive: level 0 one tick inside a wide spread or at the touch of a one-tick
+        # spread, never at or through the opposite touch the agent sees (0 = empty side)
+        if buy:
+            px = min(np.ceil(mid - 0.5) - level, (ask if ask > 0 else np.inf) - 1)
+            cross = ask if ask > 0 else np.ceil(mid)
+        else:
+            px = max(np.floor(mid + 0.5) + level, bid + 1)
+            cross = bid if bid > 0 else np.floor(mid)
+        is_market = u[1, j] < market_share  # market_share is 0 in a call
+        if u[1, j] < aggressive_share and not is_market:
+            px = cross
+        px = max(px, 1.0)
+        order_id = (agent_ids[a] << 32) | counter
+        counter += 1
+        _put(
+            columns,
+            row,
+            when[j] + order_latency[a],
+            _MARKET if is_market else _LIMIT,
+            order_id,
+            1 if buy else -1,
+            np.nan if is_market else px * tick,
+            lots * lot_size,
+            agent_ids[a],
+        )
+        if not is_market:
+            # counters ascend, so appending keeps the table sorted by counter
+            table[COUNTER, used] = order_id & COUNTER_MASK
+            table[OID, used] = order_id
+            table[AGENT, used] = a
+            table[DEADLINE, used] = when[j] + life
+            table[REMAINING, used] = lots * lot_size
+            used += 1
+        row += 1
+    return columns, used, nc, counter
+
+
+@njit(cache=True)
+def noise_fills(table: np.ndarray, used: int, order_id: np.ndarray, size: np.ndarray) -> int:
+    """Take fills off the tracked orders; returns how many orders they finished. Fills of
+    market orders or of orders already cancelled or finished are not tracked."""
+    finished = 0
+    if used == 0:
+        return 0
+    counters = table[COUNTER, :used]
+    for f in range(len(order_id)):
+        pos = min(np.searchsorted(counters, order_id[f] & COUNTER_MASK), used - 1)
+        if table[OID, pos] != order_id[f] or table[DEADLINE, pos] == NEVER:
+            continue
+        table[REMAINING, pos] -= size[f]
+        if table[REMAINING, pos] <= 0:
+            table[DEADLINE, pos] = NEVER
+            finished += 1
+    return finished
+
+
+@njit(cache=True)
+def maker_step(
+    delay: np.ndarray,
+    t0: int,
+    t1: int,
+    history: np.ndarray,
+    view_times: np.ndarray,
+    data_latency: np.ndarray,
+    order_latency: np.ndarray,
+    agent_ids: np.ndarray,
+    inventory: np.ndarray,
+    quote_id: np.ndarray,
+    quote_left: np.ndarray,
+    counter: int,
+    params: np.ndarray,
+):
+    """One step of ``MarketMakers``: agents whose first wake-up (``delay`` after t0) falls in
+    the step pull their live quotes and post new ones, bids before asks. Returns (columns,
+    counter); ``quote_id`` / ``quote_left`` (row 0 bids, row 1 asks) are updated."""
+    half_spread, skew, quote_size, max_inventory = params[0], params[1], params[2], params[3]
+    reference, tick = params[4], params[5]
+    size_shares = np.int64(quote_size)
+    awake = np.flatnonzero(delay < t1 - t0)
+    awake = awake[np.argsort(delay[awake])]
+    m = len(awake)
+    when = t0 + delay[awake].astype(np.int64)
+    px = np.empty((2, m))
+    want = np.empty((2, m), np.bool_)
+    n_cancel = 0
+    n_new = 0
+    for j in range(m):
+        a = awake[j]
+        mid = history[_seen_row(view_times, when[j] - data_latency[a]), _MID]
+        if not mid > 0:
+            mid = reference
+        inv = inventory[a]
+        center = mid - skew * inv / max_inventory
+        px[0, j] = max(np.floor(center - half_spread), 1.0)
+        px[1, j] = max(np.ceil(center + half_spread), px[0, j] + 1.0)
+        # a side is quoted when its fill keeps |inventory| within the cap
+        want[0, j] = inv <= max_inventory - quote_size
+        want[1, j] = -inv <= max_inventory - quote_size
+        for s in range(2):
+            n_cancel += quote_left[s, a] > 0
+            n_new += want[s, j]
+    columns = _new_columns(n_cancel + n_new)
+    row = 0
+    for s in range(2):  # pull the quotes that still rest (per our fills)
+        for j in range(m):
+            a = awake[j]
+            if quote_left[s, a] > 0:
+                time_ns = when[j] + order_latency[a]
+                _put(columns, row, time_ns, _CANCEL, quote_id[s, a], 0, np.nan, 0.0, agent_ids[a])
+                row += 1
+    for s in range(2):  # new quotes; a side not quoted is forgotten
+        for j in range(m):
+            a = awake[j]
+            quote_id[s, a] = -1
+            quote_left[s, a] = 0
+            if want[s, j]:
+                order_id = (agent_ids[a] << 32) | counter
+                counter += 1
+                time_ns = when[j] + order_latency[a]
+                px_s = px[s, j] * tick
+                _put(
+                    columns,
+                    row,
+                    time_ns,
+                    _LIMIT,
+                    order_id,
+                    1 - 2 * s,
+                    px_s,
+                    quote_size,
+                    agent_ids[a],
+                )
+                quote_id[s, a] = order_id
+                quote_left[s, a] = size_shares
+                row += 1
+    return columns, counter
+
+
+@njit(cache=True)
+def maker_fills(
+    quote_id: np.ndarray,
+    quote_left: np.ndarray,
+    agent_index: np.ndarray,
+    order_id: np.ndarray,
+    size: np.ndarray,
+) -> None:
+    """Take fills off the makers' live quotes (never below zero)."""
+    for f in range(len(order_id)):
+        a = agent_index[f]
+        for s in range(2):
+            if order_id[f] == quote_id[s, a]:
+                quote_left[s, a] = max(quote_left[s, a] - size[f], 0)
+
+
+@njit(cache=True)
+def add_positions(
+    inventory: np.ndarray,
+    cash: np.ndarray,
+    agent_index: np.ndarray,
+    side: np.ndarray,
+    price: np.ndarray,
+    size: np.ndarray,
+    tick: float,
+) -> None:
+    """Fills into shares and cash (price in ticks), fill by fill."""
+    for f in range(len(agent_index)):
+        signed = np.int64(side[f]) * size[f]
+        inventory[agent_index[f]] += signed
+        cash[agent_index[f]] += -signed * price[f] * tick
+
+
+def as_int64(values: np.ndarray) -> np.ndarray:
+    """One dtype for the kernels' arguments (numba compiles once per argument type)."""
+    return np.asarray(values, dtype=np.int64)
+
+
+def to_batch(columns: tuple, trajectory: int, instrument: int) -> OrderBatch:
+    """A kernel's seven order columns as an OrderBatch of one book."""
+    time_ns, otype, oid, side, price, size, agent_id = columns
+    n = len(time_ns)
+    trajectory_id = np.empty(n, np.int32)
+    trajectory_id.fill(trajectory)
+    instrument_id = np.empty(n, np.int32)
+    instrument_id.fill(instrument)
+    return OrderBatch(
+        time_ns, trajectory_id, instrument_id, otype, oid, side, price, size, agent_id
+    )
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernels, for the set-up script."""
+    from agents.base import MID, N_FEATURES, Fills, MarketView
+    from agents.market_maker import MarketMakerParams, MarketMakers
+    from agents.noise import NoiseTraderParams, NoiseTraders
+    from mars_ray.config import LatencyConfig
+    from mars_ray.exchange.book import Phase
+
+    history = np.zeros((3, N_FEATURES))
+    history[:, _BEST_BID], history[:, _BEST_ASK], history[:, MID] = 99, 101, 100
+    view = MarketView(history, np.array([10**9, 0, -(10**9)]), np.zeros((1, 4)), Phase.CONTINUOUS)
+    for cls, params in ((NoiseTraders, NoiseTraderParams()), (MarketMakers, MarketMakerParams())):
+        agents = cls(
+            params, np.arange(1, 5), 0, 0, 0.01, 100, LatencyConfig(), np.random.default_rng(0)
+        )
+        batch = agents.act(10**9, 10**10, view)
+        filled = np.arange(min(2, len(batch)))
+        size = np.full(len(filled), 100, np.int64)
+        agent = batch.agent_id[filled] - 1
+        agents.on_fills(Fills(agent, batch.order_id[filled], batch.side[filled], size, size))
