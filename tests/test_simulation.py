@@ -11,6 +11,7 @@ from mars_ray.config import ConfigError, parse_config
 from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema import EventType, OrderType
+from mars_ray.sim import kernel
 from mars_ray.sim.kernel import Simulation, run_simulation
 
 SMALL = {
@@ -70,6 +71,26 @@ def test_shards_run_ahead_of_barriers_without_changing_events(one_shard):
         assert sim.t == until
         sim.run(on_progress=lambda t, totals: seen.append(t))
         assert seen[-1] == cfg.session.close and seen == sorted(set(seen))
+        events, snapshots = sim.collect()
+    finally:
+        sim.close()
+    assert events.equals(one_shard.events)
+    assert snapshots.equals(one_shard.snapshots)
+
+
+def test_one_call_covers_several_barriers_without_changing_events(one_shard, monkeypatch):
+    """With at most 2 calls per shard and run, the barriers go in groups; progress still
+    comes once per barrier, in order, and the day is the same."""
+    monkeypatch.setattr(kernel, "MAX_CALLS_PER_RUN", 2)
+    cfg = config(kernel={"shards": 2})
+    sim = Simulation(cfg)
+    try:
+        seen: list[int] = []
+        sim.run(on_progress=lambda t, totals: seen.append(t))
+        sync = cfg.kernel.sync_ns
+        start, close = cfg.session.pre_open, cfg.session.close
+        assert seen == [min(t, close) for t in range(start + sync, close + sync, sync)]
+        assert len(seen) > 2
         events, snapshots = sim.collect()
     finally:
         sim.close()

@@ -265,6 +265,10 @@ class ShardRuntime:
             self.t = t1
         return self.progress()
 
+    def run_through(self, barriers: list[int]) -> list[dict]:
+        """Run to each barrier in turn: one call, a progress report per barrier."""
+        return [self.run_until(t) for t in barriers]
+
     def progress(self) -> dict:
         return {"t": self.t, "events": self.event_count, "trades": self.trade_count}
 
