@@ -105,6 +105,10 @@ class Simulation:
         """Call ``method`` on every shard (with its own args) and wait for all of them."""
         return self._results(self._start(method, args))
 
+    def progress(self) -> list[dict]:
+        """Each shard's simulated time and event and trade counts (waits until it is up)."""
+        return self._call("progress")
+
     def inject(self, batch: OrderBatch) -> None:
         """Queue outside orders; each goes to the shard that owns its instrument.
 
