@@ -79,21 +79,32 @@ def test_shards_run_ahead_of_barriers_without_changing_events(one_shard):
 
 
 def test_one_call_covers_several_barriers_without_changing_events(one_shard, monkeypatch):
-    """With at most 2 calls per shard and run, the barriers go in groups; progress still
-    comes once per barrier, in order, and the day is the same."""
-    monkeypatch.setattr(kernel, "MAX_CALLS_PER_RUN", 2)
+    """When barriers are quick, one call per shard covers several (here up to 3); progress
+    still comes once per barrier, in order, and the day is the same."""
+    monkeypatch.setattr(kernel, "CALL_SECONDS", 1e6)  # every barrier counts as quick
+    monkeypatch.setattr(kernel, "MAX_BARRIERS_PER_CALL", 3)
     cfg = config(kernel={"shards": 2})
     sim = Simulation(cfg)
+    sent: list[list[int]] = []
+    start = sim._start
+
+    def recording_start(method: str, args: list[tuple] | None = None) -> list:
+        if method == "run_through":
+            sent.append(args[0][0])
+        return start(method, args)
+
+    monkeypatch.setattr(sim, "_start", recording_start)
     try:
         seen: list[int] = []
         sim.run(on_progress=lambda t, totals: seen.append(t))
-        sync = cfg.kernel.sync_ns
-        start, close = cfg.session.pre_open, cfg.session.close
-        assert seen == [min(t, close) for t in range(start + sync, close + sync, sync)]
-        assert len(seen) > 2
         events, snapshots = sim.collect()
     finally:
         sim.close()
+    sync = cfg.kernel.sync_ns
+    begin, close = cfg.session.pre_open, cfg.session.close
+    assert seen == [min(t, close) for t in range(begin + sync, close + sync, sync)]
+    assert [t for barriers in sent for t in barriers] == seen
+    assert max(len(barriers) for barriers in sent) == 3
     assert events.equals(one_shard.events)
     assert snapshots.equals(one_shard.snapshots)
 

@@ -12,10 +12,11 @@ calendar and the orders injected between runs), so within one ``run`` a shard
 need not wait at every barrier for the slowest: the driver keeps up to
 ``kernel.run_ahead`` calls queued on every shard, which hides the call round
 trips and the shards' uneven pace without changing a single event. And one call
-covers several barriers when a run has many (at most ``MAX_CALLS_PER_RUN`` calls
-per shard): each call costs both the shard and the driver CPU time, which on a
-machine with as many cores as shards is taken from the shards. Progress is still
-reported for every barrier, in order, as the calls return.
+covers as many barriers as took about ``CALL_SECONDS`` of wall time lately (at
+most ``MAX_BARRIERS_PER_CALL``): each call costs both the shard and the driver
+CPU time, which on a machine with as many cores as shards is taken from the
+shards, while slow stretches (an LMM agent's window) still report every barrier.
+Progress is reported for every barrier, in order, as the calls return.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from mars_ray.schema import concat_books
 from mars_ray.serve.fast_path import enable_fast_path
 from mars_ray.sim.shard import ExchangeShard, ShardRuntime, shard_instruments
 
-# A run's barriers go to each shard in at most this many calls (a day of 60 s barriers: 420)
-MAX_CALLS_PER_RUN = 64
+# Barriers per call: as many as took about this long lately, within [1, the maximum]
+CALL_SECONDS = 0.25
+MAX_BARRIERS_PER_CALL = 32
 
 
 @dataclass
@@ -127,16 +129,24 @@ class Simulation:
         until = self.end if until is None else min(until, self.end)
         sync = self.config.kernel.sync_ns
         targets = [min(t, until) for t in range(self.t + sync, until + sync, sync)]
-        per_call = -(-len(targets) // MAX_CALLS_PER_RUN)
         ahead = 1 if self.local else self.config.kernel.run_ahead
         queued: deque[tuple[list[int], list]] = deque()  # calls started, oldest first
-        for i in range(0, len(targets), per_call):
-            barriers = targets[i : i + per_call]
-            queued.append((barriers, self._start("run_through", [(barriers,)] * len(self.shards))))
-            if len(queued) == ahead:
-                self._reached(*queued.popleft(), on_progress)
-        while queued:
-            self._reached(*queued.popleft(), on_progress)
+        per_call, sent = 1, 0
+        last = time.perf_counter()
+        while sent < len(targets) or queued:
+            if sent < len(targets) and len(queued) < ahead:
+                barriers = targets[sent : sent + per_call]
+                sent += len(barriers)
+                queued.append(
+                    (barriers, self._start("run_through", [(barriers,)] * len(self.shards)))
+                )
+                continue
+            barriers, calls = queued.popleft()
+            self._reached(barriers, calls, on_progress)
+            now = time.perf_counter()
+            per_barrier = max((now - last) / len(barriers), 1e-9)
+            per_call = max(1, min(MAX_BARRIERS_PER_CALL, int(CALL_SECONDS / per_barrier)))
+            last = now
 
     def _reached(
         self,
