@@ -10,6 +10,9 @@ maker only cancels quotes it believes still rest.
 Phases: quotes only in continuous trading by default; with ``quote_in_call``
 also during call phases (the quotes then take part in the auction). Outside
 those phases a maker does nothing and its resting quotes stay where they are.
+
+The step and the fill bookkeeping run in numba (``agents/kernels.py``); this class
+keeps the state and draws the wake-up times.
 """
 
 from __future__ import annotations

@@ -7,13 +7,15 @@ the agent cancels whatever is left, so the book reaches a steady size instead of
 growing all day.
 
 Resting orders are tracked population-wide in one table (a row per field, a
-column per order) sorted by the order-id counter: ``new_order_ids`` hands out
-an increasing counter in the low 32 bits, so appending keeps it sorted and a
-fill finds its order with one ``searchsorted``. A cancelled or fully filled
-order is only marked dead (its deadline set to "never"), and the table is
-compacted once dead columns outnumber live ones; that keeps the per-step cost
-at a scan of one row instead of copying the whole table. Filled orders are thus
-never cancelled.
+column per order) sorted by the order-id counter: order ids carry an increasing
+counter in their low 32 bits, so appending keeps it sorted and a fill finds its
+order with one binary search. A cancelled or fully filled order is only marked
+dead (its deadline set to "never"), and the table is compacted once dead columns
+outnumber live ones; that keeps the per-step cost at a scan of one row instead of
+copying the whole table. Filled orders are thus never cancelled.
+
+The step and the fill bookkeeping run in numba (``agents/kernels.py``); this
+class keeps the state, draws the random numbers and sizes the table.
 """
 
 from __future__ import annotations

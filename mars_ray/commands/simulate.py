@@ -53,11 +53,11 @@ def simulate(
     bar = tqdm(total=round(total_s), unit="sim-s", disable=quiet, desc=cfg.name, dynamic_ncols=True)
 
     def on_progress(t: int, totals: dict) -> None:
-        bar.n = round((t - session.pre_open) / NS_PER_S)
+        # update() redraws at most every mininterval: barriers' reports come in bursts
         bar.set_postfix(
             events=f"{totals['events']:,}", trades=f"{totals['trades']:,}", refresh=False
         )
-        bar.refresh()
+        bar.update(round((t - session.pre_open) / NS_PER_S) - bar.n)
 
     result = run_simulation(cfg, on_progress=on_progress)
     bar.close()
