@@ -69,6 +69,9 @@ def test_shards_run_ahead_of_barriers_without_changing_events(one_shard):
         sync = cfg.kernel.sync_ns
         assert seen == [cfg.session.pre_open + k * sync for k in (1, 2, 3)] + [until]
         assert sim.t == until
+        shards = sim.progress()
+        assert [p["t"] for p in shards] == [until, until]
+        assert sum(p["events"] for p in shards) > 0
         sim.run(on_progress=lambda t, totals: seen.append(t))
         assert seen[-1] == cfg.session.close and seen == sorted(set(seen))
         events, snapshots = sim.collect()
