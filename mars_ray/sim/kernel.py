@@ -1,8 +1,8 @@
 """The simulation driver: shard actors, time-stepped synchronisation, results.
 
-Time advances in sync intervals (``kernel.sync_ms``). Each interval the driver
-asks every shard to run up to the same simulated time (one remote call per
-shard): that barrier is where progress is reported, and ``run(until)`` returns
+Time advances in sync intervals (``kernel.sync_ms``). The driver asks every
+shard to run up to the same simulated times (``run_through``, see below): each
+barrier is where progress is reported, and ``run(until)`` returns
 only when every shard has reached ``until``, the point where orders from outside
 (users, RL policies) enter. Inside an interval a shard steps its own agents
 (``kernel.step_ms``).
