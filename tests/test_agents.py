@@ -212,6 +212,16 @@ def run_on_book(
 # ----------------------------------------------------------------- registry and params
 
 
+def test_kernels_read_the_market_view_columns_agents_base_defines() -> None:
+    from agents import base, kernels
+
+    assert (kernels._BEST_BID, kernels._BEST_ASK, kernels._MID) == (
+        base.BEST_BID,
+        base.BEST_ASK,
+        base.MID,
+    )
+
+
 def test_registry_has_all_kinds() -> None:
     assert {"noise", "market_maker", "momentum", "value", "twap"} <= set(AGENT_KINDS)
     assert AGENT_KINDS["noise"] is NoiseTraders
