@@ -187,8 +187,9 @@ class KernelConfig(_Strict):
         default=4,
         ge=1,
         le=1024,
-        description="sync intervals a shard may run ahead of the slowest one within a run "
-        "(1: every barrier waits for all shards); events do not depend on it",
+        description="calls (each one or more sync intervals) queued on every shard within a "
+        "run, so a shard runs ahead of the slowest one (1: each call waits for all shards); "
+        "events do not depend on it",
     )
     book: Literal["compiled", "python"] = Field(
         default="compiled",

@@ -36,9 +36,8 @@ BOOKS: dict[str, type[OrderBook] | type[CompiledOrderBook]] = {
 _LIMIT, _MARKET, _IOC, _CANCEL, _MODIFY = (int(t) for t in OrderType)
 _REJECT = int(EventType.REJECT)
 
-# Reject reasons found by batch validation, indexed by code (0 = accepted).
-REASONS = VALIDATION
-_CODE = {name: code for code, name in enumerate(REASONS) if name}
+# Codes of the reject reasons found by batch validation (``reasons.VALIDATION``, 0 = accepted).
+_CODE = {name: code for code, name in enumerate(VALIDATION) if name}
 _GRID_TOLERANCE = 1e-6  # in ticks: float prices like 100.07 land within 1e-12 of the grid
 
 # For the fast check of a whole batch (Exchange._all_pass): order types as kinds, indexed
@@ -140,7 +139,7 @@ class Exchange:
         return ticks
 
     def _reason_codes(self, batch: OrderBatch) -> np.ndarray:
-        """Reason code per row, each check spelled out (see ``REASONS``)."""
+        """Reason code per row, each check spelled out (see ``reasons.VALIDATION``)."""
         n = len(batch)
         code = np.zeros(n, dtype=np.int8)
         inst = batch.instrument
@@ -260,7 +259,7 @@ class Exchange:
             strict=True,
         ):
             code = code or _CODE["unknown_instrument"]
-            self._reject_orphan(t, traj, inst, oid, side, px, sz, agent, REASONS[code])
+            self._reject_orphan(t, traj, inst, oid, side, px, sz, agent, VALIDATION[code])
 
     def _reject_orphan(self, t, traj, inst, oid, side, px, sz, agent, reason) -> None:
         name = self.instruments[inst].name if 0 <= inst < len(self.instruments) else f"#{inst}"
