@@ -1,12 +1,14 @@
 """Agent-simulation throughput: events per second with 1 shard and with 2 shards.
 
 Runs the same config (default: configs/bench.yaml, ~1,000 agents, 4 instruments, a full
-session) once per shard count, each on a fresh embedded local Ray (so that each starts
-with the same idle worker processes), and reports exchange events per wall-clock second.
-Ray start-up is not timed; actor creation, the session and gathering the event tables are,
-and the table shows each part.
+session) with 1 and with 2 shards, each run on a fresh embedded local Ray (so that each
+starts with the same idle worker processes), and reports exchange events per wall-clock
+second. Ray start-up is not timed; actor creation, the session and gathering the event
+tables are, and the table shows each part. Shared machines vary by tens of percent from
+minute to minute, so the shard counts alternate for ``--rounds`` rounds and the figures
+are the medians (the speed-up: median 2-shard over median 1-shard events/s).
 
-    python benchmarks/simulation.py [--config configs/demo.yaml] [--json OUT]
+    python benchmarks/simulation.py [--config configs/demo.yaml] [--rounds N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,31 +62,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench.yaml")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating 1/2-shard rounds")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
 
-    rows = [measure(args.config, shards, args.seed) for shards in (1, 2)]
-    if rows[0]["events"] != rows[1]["events"]:
-        raise SystemExit(
-            f"event counts differ between shard counts: {rows[0]['events']} vs {rows[1]['events']}"
-        )
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    rows = [measure(args.config, n, args.seed) for _ in range(args.rounds) for n in (1, 2)]
+    counts = {r["events"] for r in rows}
+    if len(counts) != 1:
+        raise SystemExit(f"event counts differ between runs: {sorted(counts)}")
 
     print(
-        f"{'shards':>6} {'events':>11} {'start s':>8} {'run s':>6} {'collect s':>9} "
-        f"{'total s':>8} {'events/s':>11} {'run-only ev/s':>14}"
+        f"{'round':>5} {'shards':>6} {'events':>11} {'start s':>8} {'run s':>6} "
+        f"{'collect s':>9} {'total s':>8} {'events/s':>11} {'run-only ev/s':>14}"
     )
-    for r in rows:
+    for i, r in enumerate(rows):
         print(
-            f"{r['shards']:>6} {r['events']:>11,} {r['start_seconds']:>8.2f} "
+            f"{i // 2 + 1:>5} {r['shards']:>6} {r['events']:>11,} {r['start_seconds']:>8.2f} "
             f"{r['run_seconds']:>6.2f} {r['collect_seconds']:>9.2f} {r['total_seconds']:>8.2f} "
             f"{r['events_per_s']:>11,.0f} {r['events_per_s_run_only']:>14,.0f}"
         )
-    speedup = rows[1]["events_per_s"] / rows[0]["events_per_s"]
-    print(f"2-shard speed-up: {speedup:.2f}x")
+    median = {
+        n: statistics.median(r["events_per_s"] for r in rows if r["shards"] == n) for n in (1, 2)
+    }
+    pairs = zip(rows[::2], rows[1::2], strict=True)
+    per_round = [two["events_per_s"] / one["events_per_s"] for one, two in pairs]
+    speedup = median[2] / median[1]
+    print(
+        f"median events/s: 1 shard {median[1]:,.0f}, 2 shards {median[2]:,.0f}; "
+        f"2-shard speed-up {speedup:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in per_round)})"
+    )
     result = {
-        "events_per_s_1_shard": rows[0]["events_per_s"],
-        "events_per_s_2_shards": rows[1]["events_per_s"],
+        "events_per_s_1_shard": median[1],
+        "events_per_s_2_shards": median[2],
         "speedup_2_shards": speedup,
+        "speedup_per_round": per_round,
         "runs": rows,
         "config": str(
             args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
