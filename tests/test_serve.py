@@ -420,8 +420,15 @@ def test_mars_ray_serve_answers_on_its_port() -> None:
         assert status == 200 and json.loads(data)["model"] == "lmm-small"
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-        reader.join(timeout=10)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired as exc:  # chained: shows any failure before Ctrl-C
+            proc.kill()
+            proc.wait()
+            out = "".join(lines)[-3000:]
+            raise AssertionError(f"still running 120 s after Ctrl-C:\n{out}") from exc
+        finally:
+            reader.join(timeout=10)
     out = "".join(lines)
     assert f"http://127.0.0.1:{port}/v1/trajectories" in out
     assert proc.returncode == 0, out[-2000:]
