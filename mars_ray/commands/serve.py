@@ -7,6 +7,7 @@ import time
 
 import click
 
+from mars_ray.commands.signals import stop_on_signals
 from mars_ray.config import ConfigError
 
 
@@ -26,7 +27,7 @@ def serve(
     address: str | None,
     num_cpus: int | None,
 ) -> None:
-    """Serve the LMM and the trajectory API over HTTP until Ctrl-C.
+    """Serve the LMM and the trajectory API over HTTP until Ctrl-C (SIGINT) or SIGTERM.
 
     CONFIG is configs/serve.yaml (the Serve config file `serve run` takes) or a
     plain ServeSettings file; without it, the shipped model with default limits.
@@ -70,8 +71,9 @@ def serve(
             f"serving {settings.app_name} in {time.perf_counter() - started:.1f} s: "
             f"{base}/v1/trajectories (docs: {base}/docs); Ctrl-C stops"
         )
-        while True:
-            time.sleep(3600)
+        with stop_on_signals():
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:
