@@ -411,6 +411,7 @@ def test_mars_ray_serve_answers_on_its_port(stop: str) -> None:
         text=True,
         env={**os.environ, "RAY_ADDRESS": ""},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        start_new_session=True,  # its own process group: a hung server goes with its Ray
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
@@ -427,7 +428,7 @@ def test_mars_ray_serve_answers_on_its_port(stop: str) -> None:
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired as exc:  # chained: shows any failure before the signal
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             out = "".join(lines)[-3000:]
             raise AssertionError(f"still running 120 s after {stop}:\n{out}") from exc
