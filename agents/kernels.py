@@ -194,9 +194,8 @@ def noise_fills(table: np.ndarray, used: int, order_id: np.ndarray, size: np.nda
 
 @njit(cache=True)
 def maker_step(
-    delay: np.ndarray,
-    t0: int,
-    t1: int,
+    awake: np.ndarray,
+    when: np.ndarray,
     history: np.ndarray,
     view_times: np.ndarray,
     data_latency: np.ndarray,
@@ -208,16 +207,14 @@ def maker_step(
     counter: int,
     params: np.ndarray,
 ):
-    """One step of ``MarketMakers``: agents whose first wake-up (``delay`` after t0) falls in
-    the step pull their live quotes and post new ones, bids before asks. Returns (columns,
-    counter); ``quote_id`` / ``quote_left`` (row 0 bids, row 1 asks) are updated."""
+    """One step of ``MarketMakers``: the agents ``awake`` at ``when`` (their first wake-ups
+    in the step, in time order) pull their live quotes and post new ones, bids before asks.
+    Returns (columns, counter); ``quote_id`` / ``quote_left`` (row 0 bids, row 1 asks) are
+    updated."""
     half_spread, skew, quote_size, max_inventory = params[0], params[1], params[2], params[3]
     reference, tick = params[4], params[5]
     size_shares = np.int64(quote_size)
-    awake = np.flatnonzero(delay < t1 - t0)
-    awake = awake[np.argsort(delay[awake])]
     m = len(awake)
-    when = t0 + delay[awake].astype(np.int64)
     px = np.empty((2, m))
     want = np.empty((2, m), np.bool_)
     n_cancel = 0

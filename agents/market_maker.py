@@ -12,7 +12,7 @@ also during call phases (the quotes then take part in the auction). Outside
 those phases a maker does nothing and its resting quotes stay where they are.
 
 The step and the fill bookkeeping run in numba (``agents/kernels.py``); this class
-keeps the state and draws the wake-up times.
+keeps the state and draws the wake-up times (``first_wakeups``).
 """
 
 from __future__ import annotations
@@ -67,8 +67,6 @@ class MarketMakers(AgentPopulation):
         # row 0 the bid, row 1 the ask: (order id or -1, remaining size of the live quote)
         self.quote_id = np.full((2, self.n), -1, dtype=np.int64)
         self.quote_left = np.zeros((2, self.n), dtype=np.int64)
-        self.bid_id, self.ask_id = self.quote_id  # views
-        self.bid_left, self.ask_left = self.quote_left
         p = self.params
         self._params = np.array(
             [
@@ -86,12 +84,12 @@ class MarketMakers(AgentPopulation):
         p = self.params
         if not (view.phase == Phase.CONTINUOUS or (view.phase == Phase.CALL and p.quote_in_call)):
             return NO_ORDERS
-        # each agent's first Poisson wake-up in the step, if any (see first_wakeups)
-        delay = self.rng.exponential(1e9 / p.rate, size=self.n)
+        awake, times = self.first_wakeups(t0, t1, p.rate)
+        if not len(awake):
+            return NO_ORDERS
         columns, self._order_counter = maker_step(
-            delay,
-            t0,
-            t1,
+            awake,
+            times,
             view.history,
             view.times,
             self.data_latency_ns,
@@ -103,7 +101,7 @@ class MarketMakers(AgentPopulation):
             self._order_counter,
             self._params,
         )
-        if not len(columns[0]):
+        if not len(columns[0]):  # awake, but inventory allows no side and no quote rests
             return NO_ORDERS
         return to_batch(columns, self.trajectory, self.instrument)
 
