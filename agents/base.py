@@ -16,56 +16,40 @@ population draws its agents' wake-up times inside the step; an agent waking at
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import field_validator
 
 from agents.kernels import add_positions, as_int64
-from mars_ray.config import LatencyConfig
-from mars_ray.exchange.book import Phase
+from agents.view import Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
-
-# Columns of MarketView.history (float64, prices in ticks; 0 = no such price)
-BEST_BID, BEST_ASK, BID_SIZE, ASK_SIZE, LAST, VOLUME, MID = range(7)
-N_FEATURES = 7
-
+from mars_ray.schema.events import OrderType
+from mars_ray.schema.validation import StrictModel
 
 # What a population returns when a step has nothing to send (building an empty batch costs ~10 us).
 NO_ORDERS = OrderBatch.empty()
 
 
-class AgentParams(BaseModel):
-    """Base for each kind's parameters; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass
-class MarketView:
-    """What agents of one book may know: snapshots taken at the last step boundaries.
-
-    ``history[0]`` is the newest (taken at ``times[0]``), ``history[k]`` k steps older.
-    ``MID`` falls back to the last trade, then to the reference price, when a side is empty.
-    """
-
-    history: np.ndarray  # (H, N_FEATURES) float64
-    times: np.ndarray  # (H,) int64, descending
-    depth: np.ndarray  # (levels, 4) int64 top-of-book of the newest snapshot (LOBSTER order)
-    phase: Phase  # the phase at the start of the step
+class AgentParams(StrictModel):
+    """Base of each kind's parameters (its ``params_model``): the kind validates its own
+    params, so a bad value is reported with the config's field path before anything runs."""
 
 
-@dataclass
-class Fills:
-    """Trades of one population's agents in one step (one row per fill per agent)."""
+class LatencyConfig(StrictModel):
+    """Per-agent latencies: each agent draws its own, uniformly in [min, max] microseconds."""
 
-    agent_index: np.ndarray  # index into the population's agents
-    order_id: np.ndarray
-    side: np.ndarray  # side of this agent's order
-    price: np.ndarray  # ticks
-    size: np.ndarray
+    order_us: tuple[float, float] = (50.0, 500.0)
+    data_us: tuple[float, float] = (50.0, 500.0)
+
+    @field_validator("order_us", "data_us")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
+            raise ValueError(f"expected [min, max] with 0 <= min <= max, got {list(value)}")
+        return value
 
 
 class AgentPopulation:

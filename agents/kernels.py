@@ -18,11 +18,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from agents.view import BEST_ASK, BEST_BID, MID
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
+from mars_ray.schema.events import OrderType
 
-# MarketView.history columns (agents.base defines them; repeated here for the compiled code)
-_BEST_BID, _BEST_ASK, _MID = 0, 1, 6
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
 _CANCEL = int(OrderType.CANCEL)
@@ -126,9 +125,9 @@ def noise_step(
     for j in range(k):
         a = agent[j]
         seen = _seen_row(view_times, when[j] - data_latency[a])
-        bid = history[seen, _BEST_BID]
-        ask = history[seen, _BEST_ASK]
-        mid = history[seen, _MID]
+        bid = history[seen, BEST_BID]
+        ask = history[seen, BEST_ASK]
+        mid = history[seen, MID]
         if not mid > 0:
             mid = reference
         buy = u[0, j] < 0.5
@@ -221,7 +220,7 @@ def maker_step(
     n_new = 0
     for j in range(m):
         a = awake[j]
-        mid = history[_seen_row(view_times, when[j] - data_latency[a]), _MID]
+        mid = history[_seen_row(view_times, when[j] - data_latency[a]), MID]
         if not mid > 0:
             mid = reference
         inv = inventory[a]
@@ -319,25 +318,3 @@ def to_batch(columns: tuple, trajectory: int, instrument: int) -> OrderBatch:
     return OrderBatch(
         time_ns, trajectory_id, instrument_id, otype, oid, side, price, size, agent_id
     )
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's cache) the kernels, for the set-up script."""
-    from agents.base import MID, N_FEATURES, Fills, MarketView
-    from agents.market_maker import MarketMakerParams, MarketMakers
-    from agents.noise import NoiseTraderParams, NoiseTraders
-    from mars_ray.config import LatencyConfig
-    from mars_ray.exchange.book import Phase
-
-    history = np.zeros((3, N_FEATURES))
-    history[:, _BEST_BID], history[:, _BEST_ASK], history[:, MID] = 99, 101, 100
-    view = MarketView(history, np.array([10**9, 0, -(10**9)]), np.zeros((1, 4)), Phase.CONTINUOUS)
-    for cls, params in ((NoiseTraders, NoiseTraderParams()), (MarketMakers, MarketMakerParams())):
-        agents = cls(
-            params, np.arange(1, 5), 0, 0, 0.01, 100, LatencyConfig(), np.random.default_rng(0)
-        )
-        batch = agents.act(10**9, 10**10, view)
-        filled = np.arange(min(2, len(batch)))
-        size = np.full(len(filled), 100, np.int64)
-        agent = batch.agent_id[filled] - 1
-        agents.on_fills(Fills(agent, batch.order_id[filled], batch.side[filled], size, size))

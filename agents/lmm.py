@@ -33,18 +33,17 @@ steps into one forward pass; both give the same orders.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 from sortedcontainers import SortedDict
 
-from agents.base import NO_ORDERS, AgentParams, Fills
-from agents.registry import register
-from mars_ray.config import _parse_clock
-from mars_ray.exchange.book import Phase
+from agents.base import NO_ORDERS, AgentParams
+from agents.view import Fills
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.tokenizer import (
     CANCEL_KINDS,
@@ -54,7 +53,9 @@ from mars_ray.lmm.tokenizer import (
     decode_price,
     encode_price_level,
 )
-from mars_ray.schema import OrderType
+from mars_ray.schema.clock import parse_clock
+from mars_ray.schema.events import OrderType
+from mars_ray.schema.phases import Phase
 
 if TYPE_CHECKING:  # torch is imported only when a model is really loaded
     from mars_ray.lmm.control import FlowController
@@ -78,7 +79,7 @@ class MidPathParams(AgentParams):
     def _clocks(cls, value: object) -> list[int]:
         if not isinstance(value, list):
             raise ValueError(f"expected a list of times of day, got {value!r}")
-        return [_parse_clock(v) for v in value]
+        return [parse_clock(v) for v in value]
 
     @model_validator(mode="after")
     def _points(self) -> MidPathParams:
@@ -155,8 +156,8 @@ class LMMParams(AgentParams):
         default=None, description="model checkpoint (default: the shipped model)"
     )
     temperature: float = Field(default=1.0, gt=0, le=10)
-    start: int = Field(default=_parse_clock("09:30"), description="first time it may act")
-    end: int = Field(default=_parse_clock("16:00"), description="it stops acting here")
+    start: int = Field(default=parse_clock("09:30"), description="first time it may act")
+    end: int = Field(default=parse_clock("16:00"), description="it stops acting here")
     max_orders_per_step: int = Field(
         default=1000, ge=1, le=1_000_000, description="cap per book and step (runaway guard)"
     )
@@ -186,7 +187,28 @@ class LMMParams(AgentParams):
     @field_validator("start", "end", mode="before")
     @classmethod
     def _clock(cls, value: object) -> int:
-        return _parse_clock(value)
+        return parse_clock(value)
+
+
+class GeneratorBackend(Protocol):
+    """Makes the generator of one agent (``rows``: the books it generates for) and the
+    tokenizer of its model. ``local`` is built in; the layers that run simulations hand in
+    others (``mars_ray.serve.generator.SERVE_BACKENDS``: the served model)."""
+
+    def __call__(self, params: LMMParams, rows: int) -> tuple[OrderGenerator, Tokenizer]: ...
+
+
+def local_backend(params: LMMParams, rows: int) -> tuple[OrderGenerator, Tokenizer]:
+    """The model in this process (``backend: local``), on ``params.threads`` CPU threads."""
+    import torch
+
+    from mars_ray.lmm.checkpoint import load_model
+    from mars_ray.lmm.generate import LocalGenerator
+
+    torch.set_num_threads(params.threads)
+    device = None if params.device == "auto" else params.device
+    loaded = load_model(params.checkpoint, device=device)
+    return LocalGenerator(loaded, rows, params.temperature), loaded.tokenizer
 
 
 @dataclass
@@ -289,7 +311,6 @@ class ShadowBook:
         return out
 
 
-@register
 class LMMBackground:
     """Background flow for all books of one shard from one model (see the module doc)."""
 
@@ -302,34 +323,22 @@ class LMMBackground:
         self,
         params: LMMParams,
         slots: list[BookSlot],
-        generator: OrderGenerator | None = None,
-        tokenizer: Tokenizer | None = None,
+        backends: Mapping[str, GeneratorBackend] | None = None,
         controller: FlowController | None = None,
     ) -> None:
         self.params = params
         self.slots = slots
-        if (generator is None or tokenizer is None) and params.backend == "serve":
-            from mars_ray.serve.generator import ServedGenerator
-
-            served = ServedGenerator(
-                params.serve_app, len(slots), params.temperature, params.checkpoint
+        available = {"local": local_backend, **(backends or {})}
+        backend = available.get(params.backend)
+        if backend is None:
+            raise ValueError(
+                f"params.backend: no generator for {params.backend!r} in this process "
+                f"(available: {sorted(available)}); `mars-ray simulate` and the Serve app "
+                "hand the served model's generator to the simulation"
             )
-            generator, tokenizer = served, served.tokenizer
-        elif generator is None or tokenizer is None:
-            import torch
-
-            from mars_ray.lmm.checkpoint import load_model
-            from mars_ray.lmm.generate import LocalGenerator
-
-            torch.set_num_threads(params.threads)
-            device = None if params.device == "auto" else params.device
-            loaded = load_model(params.checkpoint, device=device)
-            tokenizer = loaded.tokenizer
-            generator = LocalGenerator(loaded, len(slots), params.temperature)
-        self.generator = generator
-        self.tokenizer = tokenizer
+        self.generator, self.tokenizer = backend(params, len(slots))
         if controller is None and params.control is not None:
-            controller = params.control.controller(tokenizer, len(slots))
+            controller = params.control.controller(self.tokenizer, len(slots))
         self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
         self.orders_generated = 0
         self.acted_until = -1  # end of the last step it acted in

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import NO_ORDERS, AgentParams, AgentPopulation, Fills, MarketView
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation
 from agents.kernels import as_int64, maker_fills, maker_step, to_batch
-from agents.registry import register
-from mars_ray.exchange.book import Phase
+from agents.view import Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema.phases import Phase
 
 
 class MarketMakerParams(AgentParams):
@@ -54,7 +54,6 @@ class MarketMakerParams(AgentParams):
         return self
 
 
-@register
 class MarketMakers(AgentPopulation):
     """Inventory-skewed two-sided quoting; at most one requote per agent per step."""
 

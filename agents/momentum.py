@@ -20,19 +20,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import (
-    BEST_ASK,
-    BEST_BID,
-    MID,
-    NO_ORDERS,
-    AgentParams,
-    AgentPopulation,
-    MarketView,
-)
-from agents.registry import register
-from mars_ray.exchange.book import Phase
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation
+from agents.view import BEST_ASK, BEST_BID, MID, MarketView
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
+from mars_ray.schema.events import OrderType
+from mars_ray.schema.phases import Phase
 
 
 class MomentumParams(AgentParams):
@@ -55,7 +47,6 @@ class MomentumParams(AgentParams):
         return self
 
 
-@register
 class MomentumTraders(AgentPopulation):
     """Trend followers on a fast/slow EMA crossover, vectorised over agents."""
 

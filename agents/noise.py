@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.base import NO_ORDERS, AgentParams, AgentPopulation, Fills, MarketView
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation
 from agents.kernels import (
     DEADLINE,
     NEVER,
@@ -37,9 +37,9 @@ from agents.kernels import (
     noise_step,
     to_batch,
 )
-from agents.registry import register
-from mars_ray.exchange.book import Phase
+from agents.view import Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema.phases import Phase
 
 
 class NoiseTraderParams(AgentParams):
@@ -67,7 +67,6 @@ class NoiseTraderParams(AgentParams):
         return self
 
 
-@register
 class NoiseTraders(AgentPopulation):
     """Random market/limit orders around the mid, with cancellation after a random lifetime.
 

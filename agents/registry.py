@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-_Kind = TypeVar("_Kind")
+from agents.lmm import LMMBackground
+from agents.market_maker import MarketMakers
+from agents.momentum import MomentumTraders
+from agents.noise import NoiseTraders
+from agents.twap import TwapExecutors
+from agents.value import ValueTraders
 
 # kind -> class: an AgentPopulation (one book), or a book-spanning kind (``spans_books``)
-AGENT_KINDS: dict[str, Any] = {}
-
-
-def register(cls: _Kind) -> _Kind:
-    AGENT_KINDS[cls.kind] = cls  # type: ignore[attr-defined]
-    return cls
-
-
-# Importing the registry registers every built-in kind (the modules import ``register`` above,
-# so they must not import each other: whichever is imported first is still half-initialised).
-from agents import lmm, market_maker, momentum, noise, twap, value  # noqa: E402, F401
+AGENT_KINDS: dict[str, Any] = {
+    cls.kind: cls
+    for cls in (
+        NoiseTraders,
+        MarketMakers,
+        MomentumTraders,
+        ValueTraders,
+        TwapExecutors,
+        LMMBackground,
+    )
+}

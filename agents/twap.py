@@ -26,21 +26,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from agents.base import (
-    BEST_ASK,
-    BEST_BID,
-    MID,
-    NO_ORDERS,
-    AgentParams,
-    AgentPopulation,
-    Fills,
-    MarketView,
-)
-from agents.registry import register
-from mars_ray.config import _fmt, _parse_clock
-from mars_ray.exchange.book import Phase
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation
+from agents.view import BEST_ASK, BEST_BID, MID, Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
+from mars_ray.schema.clock import format_clock, parse_clock
+from mars_ray.schema.events import OrderType
+from mars_ray.schema.phases import Phase
 
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
@@ -51,8 +42,8 @@ _CANCEL = int(OrderType.CANCEL)
 class TwapParams(AgentParams):
     side: Literal["buy", "sell"] = "buy"
     quantity: int = Field(default=10_000, gt=0, description="parent order size, shares")
-    start: int = Field(default=_parse_clock("10:00"), description="'HH:MM[:SS]', seconds or ns")
-    end: int = Field(default=_parse_clock("15:30"), description="'HH:MM[:SS]', seconds or ns")
+    start: int = Field(default=parse_clock("10:00"), description="'HH:MM[:SS]', seconds or ns")
+    end: int = Field(default=parse_clock("15:30"), description="'HH:MM[:SS]', seconds or ns")
     slices: int = Field(default=20, gt=0, le=100_000)
     aggressive: Literal["market", "ioc"] = "market"
     ioc_ticks: int = Field(default=0, ge=0, description="IOC: ticks through the opposite touch")
@@ -62,16 +53,16 @@ class TwapParams(AgentParams):
     def _clock(cls, value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 86400:
             return value  # already ns after midnight, like SessionConfig
-        return _parse_clock(value)
+        return parse_clock(value)
 
     @model_validator(mode="after")
     def _window(self) -> TwapParams:
         if self.start >= self.end:
-            raise ValueError(f"start ({_fmt(self.start)}) must be before end ({_fmt(self.end)})")
+            start, end = format_clock(self.start), format_clock(self.end)
+            raise ValueError(f"start ({start}) must be before end ({end})")
         return self
 
 
-@register
 class TwapExecutors(AgentPopulation):
     """Passive-then-aggressive TWAP of one parent order per agent."""
 

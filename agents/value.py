@@ -18,18 +18,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from agents.base import (
-    BEST_ASK,
-    BEST_BID,
-    NO_ORDERS,
-    AgentParams,
-    AgentPopulation,
-    MarketView,
-)
-from agents.registry import register
-from mars_ray.exchange.book import Phase
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation
+from agents.view import BEST_ASK, BEST_BID, MarketView
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
+from mars_ray.schema.events import OrderType
+from mars_ray.schema.phases import Phase
 
 
 class ValueTraderParams(AgentParams):
@@ -46,7 +39,6 @@ class ValueTraderParams(AgentParams):
     through_ticks: int = Field(default=0, ge=0, description="IOC limit: ticks through the touch")
 
 
-@register
 class ValueTraders(AgentPopulation):
     """Fundamental traders with heterogeneous private values, vectorised over agents."""
 

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mars_ray.serve.fast_path import FAST_PATH_ENV, enable_fast_path  # noqa: E402
+from mars_ray.sim.ray_runtime import FAST_PATH_ENV, enable_fast_path  # noqa: E402
 
 enable_fast_path()  # as `mars-ray serve` runs it, before Ray Serve is imported
 

@@ -32,4 +32,4 @@ fi
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
 # compile the simulation's order book and agent kernels once, into numba's on-disk cache
 .venv/bin/python -c "from mars_ray.exchange.compiled_book import warm_up; warm_up()"
-.venv/bin/python -c "from agents.kernels import warm_up; warm_up()"
+.venv/bin/python -c "from agents.warm_up import warm_up; warm_up()"

@@ -10,7 +10,7 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # The tests' Ray runs Serve as `mars-ray serve` does (set before anything imports Ray).
-from mars_ray.serve.fast_path import enable_fast_path  # noqa: E402
+from mars_ray.sim.ray_runtime import enable_fast_path  # noqa: E402
 
 enable_fast_path()
 

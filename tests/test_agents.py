@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agents.base import (
+from agents.base import AgentPopulation, LatencyConfig
+from agents.market_maker import MarketMakerParams, MarketMakers
+from agents.momentum import MomentumParams, MomentumTraders
+from agents.noise import NoiseTraderParams, NoiseTraders
+from agents.registry import AGENT_KINDS
+from agents.twap import TwapExecutors, TwapParams
+from agents.value import ValueTraderParams, ValueTraders
+from agents.view import (
     ASK_SIZE,
     BEST_ASK,
     BEST_BID,
@@ -18,20 +25,14 @@ from agents.base import (
     MID,
     N_FEATURES,
     VOLUME,
-    AgentPopulation,
     Fills,
     MarketView,
 )
-from agents.market_maker import MarketMakerParams, MarketMakers
-from agents.momentum import MomentumParams, MomentumTraders
-from agents.noise import NoiseTraderParams, NoiseTraders
-from agents.registry import AGENT_KINDS
-from agents.twap import TwapExecutors, TwapParams
-from agents.value import ValueTraderParams, ValueTraders
-from mars_ray.config import AgentGroupConfig, LatencyConfig
-from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.book import OrderBook
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import EventType, OrderType
+from mars_ray.schema.events import EventType, OrderType
+from mars_ray.schema.phases import Phase
+from mars_ray.sim.config import AgentGroupConfig
 
 TICK = 0.01
 REF = 10_000  # ticks: 100.00
@@ -210,16 +211,6 @@ def run_on_book(
 
 
 # ----------------------------------------------------------------- registry and params
-
-
-def test_kernels_read_the_market_view_columns_agents_base_defines() -> None:
-    from agents import base, kernels
-
-    assert (kernels._BEST_BID, kernels._BEST_ASK, kernels._MID) == (
-        base.BEST_BID,
-        base.BEST_ASK,
-        base.MID,
-    )
 
 
 def test_registry_has_all_kinds() -> None:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from mars_ray.exchange.auction import UncrossResult, find_uncross_price
-from mars_ray.exchange.book import MARKET_BUY_PRICE, MARKET_SELL_PRICE, OrderBook, Phase
-from mars_ray.schema import NO_ID, EventType, OrderType
+from mars_ray.exchange.book import MARKET_BUY_PRICE, MARKET_SELL_PRICE, OrderBook
+from mars_ray.schema.events import NO_ID, EventType, OrderType
+from mars_ray.schema.phases import Phase
 
 BUY, SELL = 1, -1
 MB, MS = MARKET_BUY_PRICE, MARKET_SELL_PRICE

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from mars_ray.exchange.auction import UncrossResult
-from mars_ray.exchange.book import MARKET_BUY_PRICE, OrderBook, Phase
-from mars_ray.schema import NO_ID, NO_PRICE, ROW_FIELDS, EventType, OrderType
+from mars_ray.exchange.book import MARKET_BUY_PRICE, OrderBook
+from mars_ray.schema.events import NO_ID, NO_PRICE, ROW_FIELDS, EventType, OrderType
+from mars_ray.schema.phases import Phase
 
 BUY, SELL = 1, -1
 LIMIT, MARKET, IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)

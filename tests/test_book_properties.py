@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from mars_ray.exchange import compiled_book
 from mars_ray.exchange.auction import UncrossResult
-from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.book import OrderBook
 from mars_ray.exchange.compiled_book import CompiledOrderBook
-from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType
+from mars_ray.schema.events import NO_ID, NO_PRICE, EventType, OrderType
+from mars_ray.schema.phases import Phase
 
 BUY, SELL = 1, -1
 LIMIT, MARKET, IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)

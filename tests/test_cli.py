@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from mars_ray.cli import cli
-from mars_ray.schema import EVENT_SCHEMA
+from mars_ray.schema.events import EVENT_SCHEMA
 
 SMALL = {
     "name": "cli-test",

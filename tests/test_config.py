@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mars_ray.config import ConfigError, load_config, parse_config
+from mars_ray.schema.validation import ConfigError
+from mars_ray.sim.config import load_config, parse_config
 
 BASE = {"instruments": [{"name": "AAA"}, {"name": "BBB"}]}
 

@@ -15,26 +15,23 @@ from click.testing import CliRunner
 from conftest import PROJECT_ROOT, data_dir
 
 from mars_ray.cli import cli
-from mars_ray.config import ConfigError
 from mars_ray.data.lobster import (
     Messages,
     book_before_first,
     read_message_columns,
     read_orderbook,
 )
-from mars_ray.lmm.corpus import (
-    CORPUS_SCHEMA,
+from mars_ray.lmm.corpus import CORPUS_SCHEMA, CorpusError, derive_orders, load_corpus
+from mars_ray.lmm.tokenizer import MARKETABLE, N_BOOK, Kind, book_features
+from mars_ray.pipelines.corpus import (
     CorpusConfig,
-    CorpusError,
     build_corpus,
-    derive_orders,
-    load_corpus,
     load_corpus_config,
     lobster_units,
     parse_corpus_config,
     synthetic_orders,
 )
-from mars_ray.lmm.tokenizer import MARKETABLE, N_BOOK, Kind, book_features
+from mars_ray.schema.validation import ConfigError
 
 EXCERPT = "AAPL_2012-06-21_34200000_57600000_{}_10.csv"
 SHORT_DAY = {"pre_open": "09:00", "open": "09:01", "closing_call": "09:03", "close": "09:04"}

@@ -8,7 +8,7 @@ import pytest
 
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import EventType, OrderType
+from mars_ray.schema.events import EventType, OrderType
 
 LIMIT, MARKET, IOC, CANCEL, MODIFY = (int(t) for t in OrderType)
 

@@ -16,12 +16,13 @@ import pyarrow.compute as pc
 import pytest
 import torch
 
-from mars_ray.config import ConfigError, parse_config
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.checkpoint import model_payload, save_checkpoint
 from mars_ray.lmm.model import LMMConfig, OrderModel
 from mars_ray.lmm.tokenizer import Tokenizer
-from mars_ray.schema import EventType, OrderType
+from mars_ray.schema.events import EventType, OrderType
+from mars_ray.schema.validation import ConfigError
+from mars_ray.sim.config import parse_config
 from mars_ray.sim.kernel import Simulation, run_simulation
 
 

@@ -20,13 +20,10 @@ from mars_ray.data.lobster import (
     EMPTY_BID,
     LobsterFormatError,
     book_before_first,
-    events_to_messages,
     parse_name,
     read_message_columns,
     read_messages,
     read_orderbook,
-    write_lobster,
-    write_orderbook_file,
 )
 from mars_ray.data.lobster_check import (
     ALL_LEVELS_FLOOR,
@@ -36,8 +33,17 @@ from mars_ray.data.lobster_check import (
     check_files,
 )
 from mars_ray.data.lobster_replay import LobsterReplay, replay_orderbook
-from mars_ray.exchange.book import OrderBook, Phase
-from mars_ray.schema import EVENT_SCHEMA, NO_ID, NO_PRICE, EventType, OrderType, rows_to_table
+from mars_ray.data.lobster_write import events_to_messages, write_lobster, write_orderbook_file
+from mars_ray.exchange.book import OrderBook
+from mars_ray.schema.events import (
+    EVENT_SCHEMA,
+    NO_ID,
+    NO_PRICE,
+    EventType,
+    OrderType,
+    rows_to_table,
+)
+from mars_ray.schema.phases import Phase
 
 BUY, SELL = 1, -1
 NAME = "TEST_2012-06-21_34200000_57600000_{kind}_{levels}.csv"

@@ -25,11 +25,10 @@ from mars_ray.data.lobster import (
     read_message_columns,
     read_messages,
     read_orderbook,
-    write_lobster,
-    write_orderbook_file,
 )
 from mars_ray.data.lobster_check import CheckResult, check, check_files
-from mars_ray.schema import EventType
+from mars_ray.data.lobster_write import write_lobster, write_orderbook_file
+from mars_ray.schema.events import EventType
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MARS_RAY_DATA") or PROJECT_ROOT.parent / "shared" / "data")

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from conftest import data_dir
 
 from mars_ray.cli import cli
-from mars_ray.config import parse_config
 from mars_ray.data.lobster import (
     DELETE,
     SUBMIT,
@@ -20,7 +19,8 @@ from mars_ray.data.lobster import (
     read_message_columns,
     read_orderbook,
 )
-from mars_ray.lmm.realism import (
+from mars_ray.lmm.tokenizer import DEEP, MARKETABLE, N_PRICE
+from mars_ray.reports.realism import (
     METRICS,
     Metric,
     RealismError,
@@ -35,7 +35,7 @@ from mars_ray.lmm.realism import (
     sample_counts,
     wasserstein1,
 )
-from mars_ray.lmm.tokenizer import DEEP, MARKETABLE, N_PRICE
+from mars_ray.sim.config import parse_config
 
 EXCERPT = "AAPL_2012-06-21_34200000_57600000_{}_10.csv"
 DAY_1_LEVEL = "AAPL_2012-06-21_34200000_57600000_{}_1.csv.gz"

@@ -20,10 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from mars_ray.config import ConfigError
-from mars_ray.schema import EVENT_SCHEMA, EventType
+from mars_ray.schema.events import EVENT_SCHEMA, EventType
+from mars_ray.schema.validation import ConfigError
 from mars_ray.serve.api import EXAMPLE_REQUEST
 from mars_ray.serve.client import read_arrow, read_json
+from mars_ray.serve.generator import SERVE_BACKENDS
 from mars_ray.serve.settings import load_settings, parse_settings
 from mars_ray.serve.trajectories import ARROW_MEDIA_TYPE, USER_AGENT
 
@@ -251,7 +252,7 @@ def test_openapi_carries_a_working_example(service: str) -> None:
 
 def test_a_simulation_gets_the_same_flow_from_the_served_model(service: str) -> None:
     """``backend: serve`` and ``backend: local`` are the same generator behind one interface."""
-    from mars_ray.config import parse_config
+    from mars_ray.sim.config import parse_config
     from mars_ray.sim.kernel import run_simulation
 
     def run(backend: str) -> pa.Table:
@@ -276,7 +277,7 @@ def test_a_simulation_gets_the_same_flow_from_the_served_model(service: str) -> 
                 ],
             }
         )
-        return run_simulation(cfg, local=True).events
+        return run_simulation(cfg, local=True, backends=SERVE_BACKENDS).events
 
     served = run("serve")
     assert pc.sum(pc.equal(served["agent_id"], 11)).as_py() > 50  # the LMM's orders
@@ -353,7 +354,7 @@ def test_serve_config_files_validate_for_ray_and_for_us(where: str) -> None:
     from conftest import PROJECT_ROOT
     from ray.serve.schema import ServeDeploySchema
 
-    from mars_ray.serve.fast_path import FAST_PATH_ENV
+    from mars_ray.sim.ray_runtime import FAST_PATH_ENV
 
     raw = yaml.safe_load((PROJECT_ROOT / where).read_text())
     if raw.get("kind") == "RayService":

@@ -7,11 +7,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from mars_ray.config import ConfigError, parse_config
-from mars_ray.exchange.book import Phase
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import EventType, OrderType
+from mars_ray.schema.events import EventType, OrderType
+from mars_ray.schema.phases import Phase
+from mars_ray.schema.validation import ConfigError
 from mars_ray.sim import kernel
+from mars_ray.sim.config import parse_config
 from mars_ray.sim.kernel import Simulation, run_simulation
 
 SMALL = {

@@ -30,7 +30,7 @@ from mars_ray.lmm.tokenizer import (
     token_components,
     token_ids,
 )
-from mars_ray.schema import OrderType
+from mars_ray.schema.events import OrderType
 
 B, S, CB, CS = int(Kind.BUY), int(Kind.SELL), int(Kind.CANCEL_BUY), int(Kind.CANCEL_SELL)
 

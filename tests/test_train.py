@@ -169,8 +169,8 @@ def test_train_command_reports_losses_and_config_errors(corpus: Path, tmp_path: 
 def test_the_mqa_config_validates_and_builds_one_kv_head() -> None:
     from conftest import PROJECT_ROOT
 
-    from mars_ray.config import ConfigError
     from mars_ray.lmm.train import load_train_config
+    from mars_ray.schema.validation import ConfigError
 
     cfg = load_train_config(PROJECT_ROOT / "configs" / "lmm_mqa.yaml")
     assert cfg.model_config_().kv_heads == 1

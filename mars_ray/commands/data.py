@@ -61,7 +61,7 @@ def ingest_lobster(message: Path, out: Path, instrument: str | None) -> None:
     import pyarrow.parquet as pq
 
     from mars_ray.data.lobster import LobsterFormatError, read_messages
-    from mars_ray.schema import with_metadata
+    from mars_ray.schema.events import with_metadata
 
     try:
         table = read_messages(message, instrument)
@@ -86,7 +86,7 @@ def to_lobster(run_dir: Path, out_dir: Path, levels: int, trajectory: int) -> No
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from mars_ray.data.lobster import write_lobster
+    from mars_ray.data.lobster_write import write_lobster
 
     events_path = run_dir / "events.parquet"
     if not events_path.is_file():
@@ -131,9 +131,10 @@ def build_corpus(config: Path, out_dir: Path | None, quiet: bool) -> None:
     """
     from tqdm import tqdm
 
-    from mars_ray.config import ConfigError
-    from mars_ray.lmm.corpus import SOURCES, SPLITS, CorpusError, load_corpus_config
-    from mars_ray.lmm.corpus import build_corpus as build
+    from mars_ray.lmm.corpus import SOURCES, SPLITS, CorpusError
+    from mars_ray.pipelines.corpus import build_corpus as build
+    from mars_ray.pipelines.corpus import load_corpus_config
+    from mars_ray.schema.validation import ConfigError
 
     try:
         cfg = load_corpus_config(config)

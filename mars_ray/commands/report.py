@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from mars_ray.lmm.realism import Source
+    from mars_ray.reports.realism import Source
 
 
 @click.group()
@@ -73,7 +73,7 @@ def realism(
     closer; --json writes {"metrics": {name: {"lmm": d, "baseline": d}},
     "sources": ..., "notes": [...]} (null: no samples on a side).
     """
-    from mars_ray.lmm import realism as rl
+    from mars_ray.reports import realism as rl
 
     try:
         run = rl.read_run(run_dir)

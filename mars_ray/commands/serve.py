@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
 
 from mars_ray.commands.signals import stop_on_signals
-from mars_ray.config import ConfigError
+from mars_ray.schema.validation import ConfigError
 
 
 @click.command()
@@ -32,7 +31,7 @@ def serve(
     CONFIG is configs/serve.yaml (the Serve config file `serve run` takes) or a
     plain ServeSettings file; without it, the shipped model with default limits.
     """
-    from mars_ray.serve.fast_path import enable_fast_path
+    from mars_ray.sim.ray_runtime import enable_fast_path, ensure_ray
 
     # Before anything imports Ray Serve: an embedded Ray inherits it (a cluster needs it
     # in the environment of `ray start`).
@@ -54,11 +53,7 @@ def serve(
 
     from mars_ray.serve.app import build
 
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ensure_ray(address, num_cpus)
     http = settings.http
     try:
         ray_serve.start(

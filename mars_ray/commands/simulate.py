@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from mars_ray.config import NS_PER_S, ConfigError, load_config
+from mars_ray.schema.clock import NS_PER_S
+from mars_ray.schema.validation import ConfigError
+from mars_ray.sim.config import load_config
 
 
 @click.command()
@@ -59,13 +61,18 @@ def simulate(
         )
         bar.update(round((t - session.pre_open) / NS_PER_S) - bar.n)
 
-    result = run_simulation(cfg, on_progress=on_progress)
+    backends = {}
+    if any(getattr(g.parsed_params(), "backend", None) == "serve" for g in cfg.agents):
+        from mars_ray.serve.generator import SERVE_BACKENDS  # torch: only when it is used
+
+        backends = SERVE_BACKENDS
+    result = run_simulation(cfg, on_progress=on_progress, backends=backends)
     bar.close()
     out = Path(cfg.output.dir)
     t0 = time.perf_counter()
     paths = write_run(out, cfg, result.events, result.snapshots)
     if cfg.output.plot and not no_plot:
-        from mars_ray.plots import plot_run
+        from mars_ray.reports.run_plot import plot_run
 
         paths["plot"] = plot_run(cfg, result.events, result.snapshots, out / "run.png")
     write_s = time.perf_counter() - t0

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from mars_ray.config import ConfigError
+from mars_ray.schema.validation import ConfigError
 
 
 @click.command()

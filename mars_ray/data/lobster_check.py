@@ -47,7 +47,7 @@ from mars_ray.data.lobster import (
     read_orderbook,
 )
 from mars_ray.data.lobster_replay import LobsterReplay
-from mars_ray.schema import Side
+from mars_ray.schema.events import Side
 
 __all__ = ["CheckResult", "LobsterReplay", "check", "check_files"]
 

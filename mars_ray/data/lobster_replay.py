@@ -24,8 +24,9 @@ from mars_ray.data.lobster import (
     SUBMIT,
     Messages,
 )
-from mars_ray.exchange.book import OrderBook, Phase
-from mars_ray.schema import NO_ID, NO_PRICE, EventType, Side
+from mars_ray.exchange.book import OrderBook
+from mars_ray.schema.events import NO_ID, NO_PRICE, EventType, Side
+from mars_ray.schema.phases import Phase
 
 _BUY, _SELL = int(Side.BUY), int(Side.SELL)
 _AUCTION = int(EventType.AUCTION)

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from enum import IntEnum
 from itertools import groupby, islice
 
 import numpy as np
 from sortedcontainers import SortedList
 
 from mars_ray.exchange.auction import UncrossResult, find_uncross_price
-from mars_ray.reasons import VALIDATION
-from mars_ray.schema import NO_ID, NO_PRICE, EventType, OrderType, Side, rows_to_records
+from mars_ray.schema.events import NO_ID, NO_PRICE, EventType, OrderType, Side, rows_to_records
+from mars_ray.schema.phases import Phase
+from mars_ray.schema.reasons import VALIDATION
 
 # Sentinel prices of market orders waiting in a call auction: a market buy is
 # willing to pay anything, a market sell to take anything. Never shown in snapshots.
@@ -57,13 +57,6 @@ _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
 _IOC = int(OrderType.IOC)
 _CANCEL_ORDER = int(OrderType.CANCEL)  # a request type (_CANCEL is the event type)
-
-
-class Phase(IntEnum):
-    CLOSED = 0
-    CALL = 1
-    CONTINUOUS = 2
-    HALTED = 3
 
 
 # Module-level copies: reading an enum member off its class is slow in the hot path.

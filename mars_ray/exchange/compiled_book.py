@@ -22,9 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from mars_ray import reasons
 from mars_ray.exchange.auction import UncrossResult, find_uncross_price
-from mars_ray.exchange.book import MARKET_BUY_PRICE, MARKET_SELL_PRICE, Phase, SessionPhases
+from mars_ray.exchange.book import MARKET_BUY_PRICE, MARKET_SELL_PRICE, SessionPhases
 from mars_ray.exchange.fast_book import (
     _ASK,
     _BID,
@@ -58,7 +57,9 @@ from mars_ray.exchange.fast_book import (
     _rest,
     _snapshot,
 )
-from mars_ray.schema import EVENT_RECORD, NO_ID, NO_PRICE, ROW_FIELDS, EventType, OrderType
+from mars_ray.schema import reasons
+from mars_ray.schema.events import EVENT_RECORD, NO_ID, NO_PRICE, ROW_FIELDS, EventType, OrderType
+from mars_ray.schema.phases import Phase
 
 _SUBMIT_EV, _CANCEL_EV = int(EventType.SUBMIT), int(EventType.CANCEL)
 _MODIFY_EV, _TRADE = int(EventType.MODIFY), int(EventType.TRADE)

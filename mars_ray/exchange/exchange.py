@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.book import OrderBook
 from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.reasons import VALIDATION
-from mars_ray.schema import (
+from mars_ray.schema.events import (
     NO_ID,
     NO_PRICE,
     EventType,
@@ -26,6 +25,8 @@ from mars_ray.schema import (
     records_to_table,
     rows_to_table,
 )
+from mars_ray.schema.phases import Phase
+from mars_ray.schema.reasons import VALIDATION
 
 # the book engines (``kernel.book``): the same rules and events, the compiled one faster
 BOOKS: dict[str, type[OrderBook] | type[CompiledOrderBook]] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mars_ray.schema import OrderType
+from mars_ray.schema.events import OrderType
 
 # ----------------------------------------------------------------------------- sizes
 N_KINDS = 4

@@ -21,9 +21,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from mars_ray.config import read_yaml, validate_model
 from mars_ray.lmm.baselines import MarkovBaseline, UnigramBaseline
 from mars_ray.lmm.checkpoint import (
     CheckpointError,
@@ -36,13 +35,10 @@ from mars_ray.lmm.corpus import load_corpus
 from mars_ray.lmm.dataset import TokenSplit, fit_tokenizer, split_table, tokenize
 from mars_ray.lmm.model import LMMConfig, OrderModel
 from mars_ray.lmm.tokenizer import Tokenizer, token_ids
+from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelSection(_Strict):
+class ModelSection(StrictModel):
     n_layer: int = Field(default=4, ge=1, le=48)
     n_head: int = Field(default=4, ge=1, le=64)
     n_embd: int = Field(default=128, ge=8, le=4096)
@@ -66,7 +62,7 @@ class ModelSection(_Strict):
         return self
 
 
-class OptimSection(_Strict):
+class OptimSection(StrictModel):
     steps: int = Field(default=2000, ge=1)
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=1e-3, gt=0, le=1)
@@ -86,7 +82,7 @@ class OptimSection(_Strict):
     )
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     name: str = "lmm"
     seed: int = Field(default=0, ge=0)
     corpus: Path = Field(description="corpus.parquet written by `mars-ray data build-corpus`")

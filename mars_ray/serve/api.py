@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.lmm import ControlParams
-from mars_ray.config import _parse_clock
+from mars_ray.schema.clock import parse_clock
 
 # Named start books, laid out on the request's tick grid from the best bid outwards.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -195,9 +195,9 @@ class TrajectoryRequest(_Body):
     @field_validator("start_time")
     @classmethod
     def _clock(cls, value: str | float) -> str | float:
-        _parse_clock(value)  # raises with the value named
+        parse_clock(value)  # raises with the value named
         return value
 
     @property
     def start_ns(self) -> int:
-        return _parse_clock(self.start_time)
+        return parse_clock(self.start_time)

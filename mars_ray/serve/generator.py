@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.lmm import GeneratorBackend, LMMParams
 from mars_ray.lmm.tokenizer import Tokenizer
 from mars_ray.serve.settings import MODEL_DEPLOYMENT
 from mars_ray.serve.wire import pack_step
@@ -94,3 +95,14 @@ class ServedGenerator:
                 self.handle.close.remote(session).result()
             except Exception:  # best effort: the model expires sessions left open
                 pass
+
+
+def served_backend(params: LMMParams, rows: int) -> tuple[ServedGenerator, Tokenizer]:
+    """``backend: serve``: a session of ``rows`` rows in the model deployment of the Serve
+    application ``params.serve_app`` (started by ``mars-ray serve``)."""
+    served = ServedGenerator(params.serve_app, rows, params.temperature, params.checkpoint)
+    return served, served.tokenizer
+
+
+# What the layers that run simulations hand to ``Simulation(..., backends=...)``.
+SERVE_BACKENDS: dict[str, GeneratorBackend] = {"serve": served_backend}

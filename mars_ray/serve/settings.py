@@ -12,7 +12,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mars_ray.config import ConfigError, _Strict, apply_overrides, read_yaml, validate_model
+from mars_ray.schema.validation import (
+    ConfigError,
+    StrictModel,
+    apply_overrides,
+    read_yaml,
+    validate_model,
+)
 
 APP_NAME = "mars-ray"
 MODEL_DEPLOYMENT = "LMMModel"
@@ -25,7 +31,7 @@ def _queue_limit(value: int) -> int:
     return value
 
 
-class ModelSettings(_Strict):
+class ModelSettings(StrictModel):
     checkpoint: str | None = Field(default=None, description="default: the shipped model")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads")
@@ -51,7 +57,7 @@ class ModelSettings(_Strict):
     _queue = field_validator("max_queued_requests")(lambda cls, v: _queue_limit(v))
 
 
-class Limits(_Strict):
+class Limits(StrictModel):
     """Request sizes the API accepts (bigger requests get 422 naming the field)."""
 
     max_trajectories: int = Field(default=64, ge=1, le=100_000)
@@ -62,7 +68,7 @@ class Limits(_Strict):
     max_snapshot_levels: int = Field(default=10, ge=1, le=50)
 
 
-class ApiSettings(_Strict):
+class ApiSettings(StrictModel):
     max_ongoing_requests: int = Field(
         default=8, ge=1, description="trajectory requests running at once per replica"
     )
@@ -75,12 +81,12 @@ class ApiSettings(_Strict):
     num_replicas: int = Field(default=1, ge=1, le=1024)
 
 
-class HttpSettings(_Strict):
+class HttpSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
 
-class ServeSettings(_Strict):
+class ServeSettings(StrictModel):
     app_name: str = Field(default=APP_NAME, min_length=1)
     route_prefix: str = Field(default="/", pattern=r"^/")
     model: ModelSettings = ModelSettings()

@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mars_ray.config import NS_PER_S, SimulationConfig, parse_config
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import OrderType
+from mars_ray.schema.clock import NS_PER_S
+from mars_ray.schema.events import OrderType
 from mars_ray.serve.api import BookLevels, TrajectoryRequest
+from mars_ray.serve.generator import SERVE_BACKENDS
 from mars_ray.serve.settings import Limits
+from mars_ray.sim.config import SimulationConfig, parse_config
 from mars_ray.sim.kernel import Simulation
 
 START_AGENT = 0
@@ -207,7 +209,7 @@ def run_request(
     """Check, build and run the request's simulation; raises RequestProblem for bad values."""
     book = check_request(req, limits)
     config = simulation_config(req, book, limits, lmm)
-    sim = Simulation(config, local=True)
+    sim = Simulation(config, local=True, backends=SERVE_BACKENDS)
     try:
         sim.inject(opening_orders(req, book))
         t_end = config.session.closing_call

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mars_ray.config import SessionConfig
+from mars_ray.sim.config import SessionConfig
 
 
 @dataclass(frozen=True)

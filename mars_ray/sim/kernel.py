@@ -24,16 +24,18 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
 import ray
 
-from mars_ray.config import SimulationConfig
+from agents.lmm import GeneratorBackend
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import concat_books
-from mars_ray.serve.fast_path import enable_fast_path
+from mars_ray.schema.events import concat_books
+from mars_ray.schema.validation import ConfigError
+from mars_ray.sim.config import SimulationConfig
+from mars_ray.sim.ray_runtime import ensure_ray
 from mars_ray.sim.shard import ExchangeShard, ShardRuntime, shard_instruments
 
 # Barriers per call: as many as took about this long lately, within [1, the maximum]
@@ -53,25 +55,22 @@ class SimulationResult:
         return self.events.num_rows / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
 
-def ensure_ray(config: SimulationConfig) -> None:
-    """Connect to the configured cluster, or start an embedded local Ray."""
-    if ray.is_initialized():
-        return
-    address = config.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:  # a configured cluster, or the one `ray job submit` runs this driver on
-        ray.init(address=address, log_to_driver=False)
-        return
-    cpus = config.ray.num_cpus or max(os.cpu_count() or 1, config.kernel.shards)
-    enable_fast_path()  # for an LMM agent with backend: serve
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-
-
 class Simulation:
-    """Drive shards (Ray actors, or in-process runtimes with ``local=True``) through a session."""
+    """Drive shards (Ray actors, or in-process runtimes with ``local=True``) through a session.
 
-    def __init__(self, config: SimulationConfig, local: bool = False) -> None:
+    ``backends``: generators for LMM agents beyond the built-in ``local`` one (the served
+    model's: ``mars_ray.serve.generator.SERVE_BACKENDS``), checked against the config here.
+    """
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        local: bool = False,
+        backends: Mapping[str, GeneratorBackend] | None = None,
+    ) -> None:
         self.config = config
         self.local = local
+        check_backends(config, backends)
         n = config.kernel.shards
         self.shard_of = {
             inst: k
@@ -79,14 +78,15 @@ class Simulation:
             for inst in insts
         }
         if local:
-            self.shards = [ShardRuntime(config, k) for k in range(n)]
+            self.shards = [ShardRuntime(config, k, backends) for k in range(n)]
         else:
-            ensure_ray(config)
+            ensure_ray(config.ray.address, config.ray.num_cpus or max(os.cpu_count() or 1, n))
             # one CPU per shard where the cluster has them; share the CPUs rather than wait forever
             cpus = ray.cluster_resources().get("CPU", 1.0)
             per_shard = min(1.0, cpus / n)
             self.shards = [
-                ExchangeShard.options(num_cpus=per_shard).remote(config, k) for k in range(n)
+                ExchangeShard.options(num_cpus=per_shard).remote(config, k, backends)
+                for k in range(n)
             ]
         self.t = config.session.pre_open
         self.end = config.session.close
@@ -181,13 +181,29 @@ class Simulation:
         self.shards = []
 
 
+def check_backends(
+    config: SimulationConfig, backends: Mapping[str, GeneratorBackend] | None
+) -> None:
+    """Every LMM agent's ``backend`` has a generator here (``local`` always has)."""
+    available = {"local", *(backends or {})}
+    for k, group in enumerate(config.agents):
+        wanted = getattr(group.parsed_params(), "backend", None)
+        if wanted is not None and wanted not in available:
+            raise ConfigError(
+                f"agents.{k}.params.backend: no generator for {wanted!r} here (available: "
+                f"{sorted(available)}); `mars-ray simulate` and the Serve app hand the served "
+                "model to a simulation (Simulation(..., backends=SERVE_BACKENDS))"
+            )
+
+
 def run_simulation(
     config: SimulationConfig,
     local: bool = False,
     on_progress: Callable[[int, dict], None] | None = None,
+    backends: Mapping[str, GeneratorBackend] | None = None,
 ) -> SimulationResult:
     start = time.perf_counter()
-    sim = Simulation(config, local=local)
+    sim = Simulation(config, local=local, backends=backends)
     try:
         sim.run(on_progress=on_progress)
         events, snapshots = sim.collect()

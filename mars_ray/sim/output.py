@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mars_ray import __version__
-from mars_ray.config import SimulationConfig
-from mars_ray.schema import EventType, with_metadata
+from mars_ray.schema.events import EventType, with_metadata
+from mars_ray.sim.config import SimulationConfig
 
 EVENTS_FILE = "events.parquet"
 TRADES_FILE = "trades.parquet"

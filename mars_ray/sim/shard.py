@@ -12,6 +12,7 @@ the same class as a Ray actor.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +20,11 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from agents.base import (
+from agents.base import AgentPopulation
+from agents.lmm import LEVELS as SPANNING_LEVELS
+from agents.lmm import BookSlot, GeneratorBackend
+from agents.registry import AGENT_KINDS
+from agents.view import (
     ASK_SIZE,
     BEST_ASK,
     BEST_BID,
@@ -28,26 +33,23 @@ from agents.base import (
     MID,
     N_FEATURES,
     VOLUME,
-    AgentPopulation,
     Fills,
     MarketView,
 )
-from agents.lmm import LEVELS as SPANNING_LEVELS
-from agents.lmm import BookSlot
-from agents.registry import AGENT_KINDS
-from mars_ray.config import SimulationConfig
-from mars_ray.exchange.book import OrderBook, Phase
+from mars_ray.exchange.book import OrderBook
 from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema import (
+from mars_ray.schema.events import (
     NO_ID,
     EventType,
     concat_books,
     concat_records,
     records_to_table,
 )
+from mars_ray.schema.phases import Phase
 from mars_ray.sim.calendar import session_actions
+from mars_ray.sim.config import SimulationConfig
 from mars_ray.sim.snapshots import SnapshotRecorder
 
 _TRADE = int(EventType.TRADE)
@@ -159,8 +161,18 @@ class _BookState:
 
 
 class ShardRuntime:
-    def __init__(self, config: SimulationConfig, shard_index: int) -> None:
+    """One shard's books and agents (see the module doc). ``backends`` are what the layers
+    above hand the book-spanning agent kinds (the served model's generator); pickled by
+    reference, so they reach a shard actor in any process."""
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        shard_index: int,
+        backends: Mapping[str, GeneratorBackend] | None = None,
+    ) -> None:
         self.config = config
+        self.backends = dict(backends or {})
         kernel = config.kernel
         self.instruments = shard_instruments(len(config.instruments), kernel.shards)[shard_index]
         specs = instrument_specs(config)
@@ -219,7 +231,9 @@ class ShardRuntime:
                 st.populations.append(population)
                 st.receivers.append(population)
         self.spanning = {
-            g: AGENT_KINDS[self.config.agents[g].kind](self.config.agents[g].parsed_params(), slots)
+            g: AGENT_KINDS[self.config.agents[g].kind](
+                self.config.agents[g].parsed_params(), slots, self.backends
+            )
             for g, slots in spanning.items()
         }
         self._slot_books = {

@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mars_ray.config import NS_PER_S, SimulationConfig
-from mars_ray.schema import EventType
+from mars_ray.schema.clock import NS_PER_S
+from mars_ray.schema.events import EventType
+from mars_ray.sim.config import SimulationConfig
 
 
 def _hours(ns: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mars_ray import reasons
+from mars_ray.schema import reasons
 
 
 class EventType(IntEnum):

@@ -66,11 +66,11 @@ from mars_ray.lmm.tokenizer import (
     SESSION_NS,
     Kind,
 )
+from mars_ray.schema.clock import NS_PER_S
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-NS_PER_S = 1_000_000_000
 MINUTE_NS = 60 * NS_PER_S
 MIN_SECONDS = 1e-6  # times below 1 us (simultaneous orders) count as 1 us before log10
 REAL_WINDOW = (OPEN_NS, OPEN_NS + SESSION_NS)  # 09:30-16:00, the LOBSTER day's continuous part
@@ -384,7 +384,7 @@ def events_unit_samples(
     events: pa.Table, reference: int, window: tuple[int, int]
 ) -> tuple[Samples, int]:
     """One simulated book's samples: events -> LOBSTER messages -> replayed level-1 rows."""
-    from mars_ray.data.lobster import events_to_messages
+    from mars_ray.data.lobster_write import events_to_messages
     from mars_ray.exchange.fast_book import fast_replay_orderbook
 
     msgs, _ = events_to_messages(events)

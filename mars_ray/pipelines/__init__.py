@@ -1,0 +1,1 @@
+"""Pipelines that run simulations to produce data: the LMM's training corpus."""

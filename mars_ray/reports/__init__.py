@@ -1,0 +1,1 @@
+"""Reports on simulation runs: the run plot and realism against real days."""
