@@ -8,7 +8,8 @@ tables are, and the table shows each part. Shared machines vary by tens of perce
 minute to minute, so the shard counts alternate for ``--rounds`` rounds and the figures
 are the medians (the speed-up: median 2-shard over median 1-shard events/s).
 
-    python benchmarks/simulation.py [--config configs/demo.yaml] [--rounds N] [--json OUT]
+    python benchmarks/simulation.py [--config CONFIG] [--seed N] [--rounds N] [--json OUT]
+                                    [--expect-digest SHA256]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mars_ray.sim.config import load_config  # noqa: E402
+from mars_ray.schema.events import event_digest  # noqa: E402
 from mars_ray.sim.kernel import Simulation  # noqa: E402
 
 
@@ -55,6 +57,7 @@ def measure(config_path: Path, shards: int, seed: int) -> dict:
         "total_seconds": end - start,
         "events_per_s": events.num_rows / (end - start),
         "events_per_s_run_only": events.num_rows / (run_end - started),
+        "digest": event_digest(events),  # not timed
     }
 
 
@@ -64,14 +67,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="alternating 1/2-shard rounds")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--expect-digest", help="fail unless the runs' event digest is this (sha256 hex)"
+    )
     args = parser.parse_args()
 
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     rows = [measure(args.config, n, args.seed) for _ in range(args.rounds) for n in (1, 2)]
-    counts = {r["events"] for r in rows}
-    if len(counts) != 1:
-        raise SystemExit(f"event counts differ between runs: {sorted(counts)}")
+    digests = {r["digest"] for r in rows}
+    if len(digests) != 1:
+        raise SystemExit(f"event digests differ between runs (shard counts): {sorted(digests)}")
+    digest = digests.pop()
+    if args.expect_digest and digest != args.expect_digest:
+        raise SystemExit(f"event digest {digest} is not the expected {args.expect_digest}")
 
     print(
         f"{'round':>5} {'shards':>6} {'events':>11} {'start s':>8} {'run s':>6} "
@@ -93,11 +102,15 @@ def main() -> None:
         f"median events/s: 1 shard {median[1]:,.0f}, 2 shards {median[2]:,.0f}; "
         f"2-shard speed-up {speedup:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in per_round)})"
     )
+    print(f"event digest (identical in every run): {digest}")
     result = {
         "events_per_s_1_shard": median[1],
         "events_per_s_2_shards": median[2],
         "speedup_2_shards": speedup,
         "speedup_per_round": per_round,
+        "events": rows[0]["events"],
+        "digest": digest,
+        "seed": args.seed,
         "runs": rows,
         "config": str(
             args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config

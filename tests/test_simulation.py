@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema.events import EventType, OrderType
+from mars_ray.schema.events import EventType, OrderType, event_digest
 from mars_ray.schema.phases import Phase
 from mars_ray.schema.validation import ConfigError
 from mars_ray.sim import kernel
@@ -35,6 +35,12 @@ SMALL = {
 }
 
 
+# The event digest of SMALL's day. It pins every rule that shapes events (matching,
+# auctions, agents' draws and decisions, latencies, the schema): a change that moves it
+# changes simulated markets, and must say why in its commit.
+SMALL_DIGEST = "dd1a18d25603f71ff3a3500f16dca1cd7676e9afa6b52a49489a52f078952e77"
+
+
 def config(**overrides):
     raw = {**SMALL, **overrides}
     raw["kernel"] = {**SMALL["kernel"], **overrides.get("kernel", {})}
@@ -51,6 +57,26 @@ def test_same_seed_same_events_with_1_and_3_shards(one_shard):
     assert one_shard.events.num_rows > 5_000
     assert one_shard.events.equals(three.events)
     assert one_shard.snapshots.equals(three.snapshots)
+
+
+def test_a_short_day_has_its_golden_digest(one_shard):
+    assert one_shard.events.num_rows == 55_515
+    assert event_digest(one_shard.events) == SMALL_DIGEST
+
+
+def test_the_digest_sees_one_changed_value_and_ignores_row_order(one_shard):
+    events = one_shard.events
+    assert event_digest(events.slice(0, 1000)) == event_digest(events.slice(0, 1000)[::-1])
+    sizes = events["size"].to_numpy().copy()
+    sizes[777] += 1
+    changed = events.set_column(events.schema.get_field_index("size"), "size", pa.array(sizes))
+    assert event_digest(changed) != SMALL_DIGEST
+    reasons = events["reason"].to_pylist()
+    reasons[events.num_rows // 2] = "halted" if reasons[events.num_rows // 2] != "halted" else None
+    changed = events.set_column(
+        events.schema.get_field_index("reason"), "reason", pa.array(reasons, pa.string())
+    )
+    assert event_digest(changed) != SMALL_DIGEST
 
 
 def test_in_process_runtime_matches_ray_actors(one_shard):

@@ -12,6 +12,7 @@ keep, and that the compiled book writes directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from enum import IntEnum
@@ -182,3 +183,30 @@ def with_metadata(table: pa.Table, extra: dict[str, str]) -> pa.Table:
     meta = dict(table.schema.metadata or {})
     meta.update({k.encode(): v.encode() for k, v in extra.items()})
     return table.replace_schema_metadata(meta)
+
+
+CANONICAL_ORDER = [("trajectory_id", "ascending"), ("instrument", "ascending"), ("seq", "ascending")]
+
+
+def event_digest(table: pa.Table) -> str:
+    """sha256 of an event table's content in the canonical order: what "the same events"
+    means across shard counts, book engines and machines (metadata is not part of it).
+
+    The rows are sorted by trajectory, instrument and ``seq`` (exchange-level rejects that
+    belong to no book keep their order), then every EVENT_SCHEMA column is hashed in schema
+    order: integers as little-endian int64, strings as their distinct values in order of
+    first appearance (each followed by a NUL byte) and one int64 code per row (-1: null).
+    """
+    table = table.select(EVENT_SCHEMA.names).sort_by(CANONICAL_ORDER)
+    digest = hashlib.sha256()
+    for field in EVENT_SCHEMA:
+        column = table[field.name].combine_chunks()
+        if pa.types.is_string(field.type):
+            encoded = column.dictionary_encode()
+            digest.update(b"".join(v.encode() + b"\0" for v in encoded.dictionary.to_pylist()))
+            codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            digest.update(codes.astype("<i8").tobytes())
+        else:
+            values = column.to_numpy(zero_copy_only=False)
+            digest.update(values.astype("<i8").tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,47 @@
+"""The shipped order model, scored on real data it never saw (not read from its card)."""
+
+from __future__ import annotations
+
+import torch
+from conftest import data_dir
+
+from mars_ray.lmm.baselines import MarkovBaseline, UnigramBaseline
+from mars_ray.lmm.checkpoint import SHIPPED, load_model
+from mars_ray.lmm.corpus import Unit, corpus_table, lobster_orders
+from mars_ray.lmm.dataset import TokenSplit, tokenize
+from mars_ray.lmm.model import OrderModel
+from mars_ray.lmm.tokenizer import token_ids
+
+
+def held_out_nll(model: OrderModel, days: dict[str, TokenSplit]) -> float:
+    """The model's NLL per order (nats) on 64 windows of the real AAPL day."""
+    block = model.config.block_size
+    x, book, y = days["AAPL"].windows(days["AAPL"].eval_windows(block, 64), block)
+    with torch.no_grad():
+        _, loss = model(torch.from_numpy(x), torch.from_numpy(book), torch.from_numpy(y))
+    return float(loss)
+
+
+def test_the_shipped_model_beats_both_baselines_on_the_held_out_real_day() -> None:
+    """Scored here, not read from its card: the AAPL day (the corpus's real test day, never
+    trained on) against a unigram and a Markov chain fitted on the real GOOG day, on the
+    same (previous, next) pairs. A fresh, untrained model of the same shape fails it."""
+    assert SHIPPED.stat().st_size <= 20 * 2**20
+    loaded = load_model(device="cpu")
+    root = data_dir() / "lobster"
+    days = {}
+    for ticker, levels, split in (("GOOG", 10, "train"), ("AAPL", 1, "test")):
+        stem = f"{ticker}_2012-06-21_34200000_57600000_{{}}_{levels}.csv.gz"
+        orders = lobster_orders(root / stem.format("message"), root / stem.format("orderbook"))
+        table = corpus_table([(Unit("lobster", ticker, "2012-06-21", split), orders)], {})
+        days[ticker] = tokenize(table, loaded.tokenizer)
+    block = loaded.model.config.block_size
+    prev, nxt = days["AAPL"].pairs(days["AAPL"].eval_windows(block, 64), block)
+    train_ids = token_ids(days["GOOG"].components)
+    markov = MarkovBaseline(train_ids, days["GOOG"].starts).nll(prev, nxt)
+    unigram = UnigramBaseline(train_ids).nll(prev, nxt)
+    model_nll = held_out_nll(loaded.model, days)
+    assert model_nll < markov < unigram, (model_nll, markov, unigram)
+    torch.manual_seed(0)
+    untrained = OrderModel(loaded.model.config).eval()
+    assert held_out_nll(untrained, days) > markov
