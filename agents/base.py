@@ -28,7 +28,7 @@ from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.validation import StrictModel
 
-# What a population returns when a step has nothing to send (building an empty batch costs ~10 us).
+# What a population returns when a step has nothing to send (shared: building one is not free).
 NO_ORDERS = OrderBatch.empty()
 
 

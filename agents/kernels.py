@@ -1,7 +1,7 @@
 """Compiled per-step work of the busiest agent kinds (numba).
 
 A population's step is a few dozen numpy operations on arrays of a few dozen
-agents, so its cost was the ~2 us overhead of each operation, not the
+agents, so its cost was the per-call overhead of each operation, not the
 arithmetic: noise traders and market makers took half of a simulation's time.
 These kernels do the same work in one compiled call per population and step.
 The random draws stay in numpy, on each population's own generator and in the

@@ -28,8 +28,8 @@ import ray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mars_ray.sim.config import load_config  # noqa: E402
 from mars_ray.schema.events import event_digest  # noqa: E402
+from mars_ray.sim.config import load_config  # noqa: E402
 from mars_ray.sim.kernel import Simulation  # noqa: E402
 
 

@@ -14,8 +14,8 @@ is in the batch: on the CPUs we measured, batches of 1-8 rows take other matrix
 kernels than batches of 16 or more, whose results agree to the last bit
 (``tests/test_generate.py`` checks it). So a book's orders do not depend on how
 many other books, shards or concurrent simulations share its forward pass. The
-price is small: a 16-row forward of the shipped model takes 3.85 ms on one core
-at the full context, a 1-row one 3.06 ms.
+price is small: at the shipped model's size a 16-row forward costs about a quarter
+more than a 1-row one.
 
 Sampling is driven by uniforms the caller draws from its own per-book seeded
 generators, so a row's orders do not depend on torch's global RNG.

@@ -237,9 +237,9 @@ class CausalSelfAttention(nn.Module):
         """One new position per row: x (B, C); the new key/value go into the ring in place.
 
         Decoding is one query against the window, a memory-bound matrix-vector product,
-        written here as two batched matmuls: on the 2-core CPU a whole step at batch 256
-        and a full window ran about 7% faster than with SDPA (26.7 vs 28.6 ms), with the
-        same maths (tests hold it equal to ``forward``, which uses SDPA).
+        written here as two batched matmuls, which on CPUs ran a whole step a little faster
+        than SDPA (docs/performance.md), with the same maths (tests hold it equal to
+        ``forward``, which uses SDPA).
         """
         B, C = x.shape
         H, G, D = self.n_head, self.n_kv, self.head_dim

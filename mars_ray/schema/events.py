@@ -185,7 +185,11 @@ def with_metadata(table: pa.Table, extra: dict[str, str]) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-CANONICAL_ORDER = [("trajectory_id", "ascending"), ("instrument", "ascending"), ("seq", "ascending")]
+CANONICAL_ORDER = [
+    ("trajectory_id", "ascending"),
+    ("instrument", "ascending"),
+    ("seq", "ascending"),
+]
 
 
 def event_digest(table: pa.Table) -> str:

@@ -1,8 +1,7 @@
 """One step's arrays as one float32 matrix: what a served step request carries.
 
-A handle call costs about 2 ms of CPU on the 2-core machine, much of it pickling;
-one array instead of a dict of five takes a measurable share off (an empty
-batched deployment answered 645 vs 490 requests/s). float32 loses nothing:
+Much of a handle call's CPU cost is pickling, and one array pickles faster than a
+dict of five (docs/performance.md has the measurement). float32 loses nothing:
 component ids are small integers, the book features and biases are float32
 already, and the model turns uniforms into float32 itself before sampling.
 
