@@ -27,9 +27,6 @@ says otherwise; the count is reported.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -247,18 +245,10 @@ def main() -> None:
             "config": cfg.to_dict(),
             "params": model.num_params(),
         },
-        "machine": {
-            "device": args.device,
-            "torch": torch.__version__,
-            "torch_threads": threads,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "runtime": {"device": args.device, "torch": torch.__version__, "torch_threads": threads},
         "method": "best of repeats; steady state with a full window; step + sample per order",
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,6 @@ data size; loss against training orders, one line per model size). See docs/scal
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -174,7 +173,6 @@ def run_grid(
             "seed": SEED,
             "device": "cpu",
             "torch_threads": torch.get_num_threads(),
-            "machine": platform.platform(),
             "tokenizer": "fitted once on the whole training split",
         },
         "seconds": round(time.perf_counter() - begin, 1),
@@ -292,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_grid(args.corpus, args.steps, args.batch, MODEL_SIZES[: args.models], data_sizes)
     print_table(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     if args.plot:
         plot(result, args.plot)

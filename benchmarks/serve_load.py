@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -200,10 +199,8 @@ def main() -> None:
             "batch_wait_timeout_s": args.wait,
             "torch_threads": args.threads,
             "serve_env": {name: os.environ[name] for name in FAST_PATH_ENV},
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

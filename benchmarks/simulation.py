@@ -15,15 +15,13 @@ are the medians (the speed-up: median 2-shard over median 1-shard events/s).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import ray
+from provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -115,11 +113,8 @@ def main() -> None:
         "config": str(
             args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
         ),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":
