@@ -1,4 +1,4 @@
-"""``OrderBook`` compiled: the same rules and the same events, on fast_book's arrays.
+"""``OrderBook`` compiled: the same rules and the same events, on ``book_arrays``.
 
 The simulation spends most of its time applying agents' orders to books; this
 book applies a whole batch (numpy columns) in one numba call and records events
@@ -8,7 +8,7 @@ holds this one to it, event for event and queue for queue, over random order
 flow through every phase, and ``tests/test_simulation.py`` checks that a simulated
 day gives identical tables with either (``kernel.book``).
 
-State: fast_book's five arrays (orders with their owner agent, levels, the price
+State: ``book_arrays``' five arrays (orders with their owner agent, levels, the price
 ladders, the id hash table, meta), plus ``state`` (event count, phase, last trade
 price) and ``events``, one int64 row per event: ``schema.ROW_FIELDS`` with the
 reason as a code (``reasons``). Sides are +1/-1 in events and orders, 0/1 (bid/ask)
@@ -24,38 +24,40 @@ from numba import njit
 
 from mars_ray.exchange.auction import UncrossResult, find_uncross_price
 from mars_ray.exchange.book import MARKET_BUY_PRICE, MARKET_SELL_PRICE, SessionPhases
-from mars_ray.exchange.fast_book import (
-    _ASK,
-    _BID,
-    _EMPTY,
-    _INITIAL_CAPACITY,
-    _K_LEVEL,
-    _L_COUNT,
-    _L_DEPTH,
-    _L_HEAD,
-    _L_PRICE,
-    _L_SIDE,
-    _M_COUNT,
-    _M_HASH_SHIFT,
-    _M_TOP_ORDER,
-    _O_AGENT,
-    _O_ID,
-    _O_LEVEL,
-    _O_NEXT,
-    _O_SIZE,
-    _T_SLOT,
-    _checked_levels,
-    _crosses,
-    _crossing_level,
-    _execute,
-    _find_level,
-    _full,
-    _grown,
-    _hash_find,
-    _new_book,
-    _remove,
-    _rest,
-    _snapshot,
+from mars_ray.exchange.book_arrays import (
+    ASK,
+    BID,
+    EMPTY,
+    INITIAL_CAPACITY,
+    K_LEVEL,
+    L_COUNT,
+    L_DEPTH,
+    L_HEAD,
+    L_PRICE,
+    L_SIDE,
+    M_COUNT,
+    M_HASH_SHIFT,
+    M_TOP_ORDER,
+    O_AGENT,
+    O_ID,
+    O_LEVEL,
+    O_NEXT,
+    O_SIZE,
+    T_SLOT,
+    checked_levels,
+    crosses,
+    crossing_level,
+    execute,
+    find_level,
+    grown,
+    hash_find,
+    is_full,
+    level_queue,
+    new_book,
+    remove,
+    rest,
+    side_levels,
+    snapshot,
 )
 from mars_ray.schema import reasons
 from mars_ray.schema.events import EVENT_RECORD, NO_ID, NO_PRICE, ROW_FIELDS, EventType, OrderType
@@ -108,9 +110,9 @@ def _shown(price: int) -> int:
 def _index(side: int) -> int:
     """+1 (buy) / -1 (sell) as the arrays' side index; anything else is an error."""
     if side == 1:
-        return _BID
+        return BID
     if side == -1:
-        return _ASK
+        return ASK
     raise ValueError("side must be 1 (buy) or -1 (sell)")
 
 
@@ -121,21 +123,21 @@ def _match(orders, levels, ladder, table, meta, state, ev, t, oid, side, limit, 
     ``limit``, head of each queue first; return the size left."""
     s = _index(side)
     while size != 0:
-        level = _crossing_level(levels, ladder, meta, s, limit)
-        if level == _EMPTY:
+        level = crossing_level(levels, ladder, meta, s, limit)
+        if level == EMPTY:
             break
-        best = levels[level, _L_PRICE]
+        best = levels[level, L_PRICE]
         last_order = False
         while size != 0 and not last_order:
-            head = levels[level, _L_HEAD]
-            resting = orders[head, _O_SIZE]
+            head = levels[level, L_HEAD]
+            resting = orders[head, O_SIZE]
             fill = resting if resting <= size else size
-            last_order = fill == resting and levels[level, _L_COUNT] == 1
+            last_order = fill == resting and levels[level, L_COUNT] == 1
             _emit(
-                ev, state, t, _TRADE, orders[head, _O_ID], -side, best, fill,
-                orders[head, _O_AGENT], oid, agent, _R_NONE,
+                ev, state, t, _TRADE, orders[head, O_ID], -side, best, fill,
+                orders[head, O_AGENT], oid, agent, _R_NONE,
             )  # fmt: skip
-            _execute(orders, levels, ladder, table, meta, head, fill)
+            execute(orders, levels, ladder, table, meta, head, fill)
             size -= fill
         state[_S_LAST] = best
     return size
@@ -144,7 +146,7 @@ def _match(orders, levels, ladder, table, meta, state, ev, t, oid, side, limit, 
 @njit(cache=True)
 def _submit(orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent):
     """``OrderBook.submit`` (the book has a free slot)."""
-    if _hash_find(table, meta[_M_HASH_SHIFT], oid) != _EMPTY:
+    if hash_find(table, meta[M_HASH_SHIFT], oid) != EMPTY:
         _emit(ev, state, t, _REJECT, oid, side, px, size, agent, NO_ID, NO_ID, _R_DUPLICATE)
         return
     phase = state[_S_PHASE]
@@ -163,19 +165,19 @@ def _submit(orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, p
         _emit(
             ev, state, t, _SUBMIT_EV, oid, side, _shown(price), size, agent, NO_ID, NO_ID, _R_NONE
         )
-        _rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
+        rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
         return
     s = _index(side)
     shown = _shown(price)
     _emit(ev, state, t, _SUBMIT_EV, oid, side, shown, size, agent, NO_ID, NO_ID, _R_NONE)
-    if _crosses(levels, ladder, meta, s, price):
+    if crosses(levels, ladder, meta, s, price):
         size = _match(
             orders, levels, ladder, table, meta, state, ev, t, oid, side, price, size, agent
         )
     if size == 0:
         return
     if typ == _LIMIT:
-        _rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
+        rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
     else:  # what a market or IOC order could not trade is cancelled
         why = _R_MARKET_UNFILLED if typ == _MARKET else _R_IOC_UNFILLED
         _emit(ev, state, t, _CANCEL_EV, oid, side, shown, size, agent, NO_ID, NO_ID, why)
@@ -184,22 +186,22 @@ def _submit(orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, p
 @njit(cache=True)
 def _cancel(orders, levels, ladder, table, meta, state, ev, t, oid, size, agent):
     """``OrderBook.cancel``: ``0 < size < remaining`` cuts the order in place, else it goes."""
-    cell = _hash_find(table, meta[_M_HASH_SHIFT], oid)
-    if cell == _EMPTY:
+    cell = hash_find(table, meta[M_HASH_SHIFT], oid)
+    if cell == EMPTY:
         _emit(ev, state, t, _REJECT, oid, 0, NO_PRICE, size, agent, NO_ID, NO_ID, _R_UNKNOWN)
         return
-    slot = table[cell, _T_SLOT]
-    level = orders[slot, _O_LEVEL]
-    side = 1 if levels[level, _L_SIDE] == _BID else -1
-    price = _shown(levels[level, _L_PRICE])
-    owner = orders[slot, _O_AGENT]
-    resting = orders[slot, _O_SIZE]
+    slot = table[cell, T_SLOT]
+    level = orders[slot, O_LEVEL]
+    side = 1 if levels[level, L_SIDE] == BID else -1
+    price = _shown(levels[level, L_PRICE])
+    owner = orders[slot, O_AGENT]
+    resting = orders[slot, O_SIZE]
     if 0 < size < resting:
-        orders[slot, _O_SIZE] = resting - size
-        levels[level, _L_DEPTH] -= size
+        orders[slot, O_SIZE] = resting - size
+        levels[level, L_DEPTH] -= size
         _emit(ev, state, t, _CANCEL_EV, oid, side, price, size, owner, NO_ID, NO_ID, _R_NONE)
         return
-    _remove(orders, levels, ladder, table, meta, slot)
+    remove(orders, levels, ladder, table, meta, slot)
     _emit(ev, state, t, _CANCEL_EV, oid, side, price, resting, owner, NO_ID, NO_ID, _R_NONE)
 
 
@@ -207,38 +209,38 @@ def _cancel(orders, levels, ladder, table, meta, state, ev, t, oid, size, agent)
 def _modify(orders, levels, ladder, table, meta, state, ev, t, oid, px, size, agent):
     """``OrderBook.modify`` with price ``px`` (<= 0: keep the price): size down at the same
     price keeps the order's place, anything else sends it to the back (and may trade)."""
-    cell = _hash_find(table, meta[_M_HASH_SHIFT], oid)
-    if cell == _EMPTY:
+    cell = hash_find(table, meta[M_HASH_SHIFT], oid)
+    if cell == EMPTY:
         price = px if px > 0 else NO_PRICE
         _emit(ev, state, t, _REJECT, oid, 0, price, size, agent, NO_ID, NO_ID, _R_UNKNOWN)
         return
-    slot = table[cell, _T_SLOT]
-    level = orders[slot, _O_LEVEL]
-    s = levels[level, _L_SIDE]
-    side = 1 if s == _BID else -1
-    old_price = levels[level, _L_PRICE]
+    slot = table[cell, T_SLOT]
+    level = orders[slot, O_LEVEL]
+    s = levels[level, L_SIDE]
+    side = 1 if s == BID else -1
+    old_price = levels[level, L_PRICE]
     phase = state[_S_PHASE]
     if phase == _HALTED or phase == _CLOSED:
         why = _R_HALTED if phase == _HALTED else _R_CLOSED
         _emit(ev, state, t, _REJECT, oid, side, _shown(old_price), size, agent, NO_ID, NO_ID, why)
         return
-    owner = orders[slot, _O_AGENT]
+    owner = orders[slot, O_AGENT]
     new_price = px if px > 0 else old_price
-    resting = orders[slot, _O_SIZE]
+    resting = orders[slot, O_SIZE]
     _emit(
         ev, state, t, _MODIFY_EV, oid, side, _shown(new_price), size, owner, NO_ID, NO_ID, _R_NONE
     )
     if new_price == old_price and size <= resting:
-        orders[slot, _O_SIZE] = size
-        levels[level, _L_DEPTH] -= resting - size
+        orders[slot, O_SIZE] = size
+        levels[level, L_DEPTH] -= resting - size
         return
-    _remove(orders, levels, ladder, table, meta, slot)
+    remove(orders, levels, ladder, table, meta, slot)
     if phase == _CONTINUOUS:
         size = _match(
             orders, levels, ladder, table, meta, state, ev, t, oid, side, new_price, size, owner
         )
     if size != 0:
-        _rest(orders, levels, ladder, table, meta, s, new_price, oid, size, owner)
+        rest(orders, levels, ladder, table, meta, s, new_price, oid, size, owner)
 
 
 @njit(cache=True)
@@ -270,7 +272,7 @@ def _apply(
         elif typ[i] == _CANCEL_ORDER:
             _cancel(orders, levels, ladder, table, meta, state, ev, t[i], oid[i], size[i], agent[i])
         elif typ[i] <= _IOC:
-            if _full(orders, meta):
+            if is_full(orders, meta):
                 return i
             _submit(
                 orders, levels, ladder, table, meta, state, ev, t[i], typ[i], oid[i], side[i],
@@ -296,24 +298,13 @@ def _apply(
 
 # ---------------------------------------------------------------------- auctions
 @njit(cache=True)
-def _side_levels(levels, ladder, meta, s):
-    """(price, depth) of every level of side index ``s``, best first, sentinels included."""
-    n = meta[_M_COUNT + s]
-    out = np.empty((n, 2), np.int64)
-    for k in range(n):
-        level = ladder[s, n - 1 - k, _K_LEVEL]
-        out[k, 0], out[k, 1] = levels[level, _L_PRICE], levels[level, _L_DEPTH]
-    return out
-
-
-@njit(cache=True)
 def _next_in_line(orders, levels, ladder, s, pos, slot):
     """The order after ``slot`` in price-time priority on side ``s``: the next one in its
     queue, else the head of the next level (``pos`` is the slot's ladder position)."""
-    slot = orders[slot, _O_NEXT]
-    if slot == _EMPTY:
+    slot = orders[slot, O_NEXT]
+    if slot == EMPTY:
         pos -= 1
-        slot = levels[ladder[s, pos, _K_LEVEL], _L_HEAD]
+        slot = levels[ladder[s, pos, K_LEVEL], L_HEAD]
     return pos, slot
 
 
@@ -326,16 +317,16 @@ def _uncross(orders, levels, ladder, table, meta, state, ev, t, price, volume):
         filled = np.zeros(orders.shape[0], np.int64)
         touched = np.empty(2 * orders.shape[0], np.int64)
         n_touched = 0
-        b_pos, s_pos = meta[_M_COUNT + _BID] - 1, meta[_M_COUNT + _ASK] - 1
-        b = levels[ladder[_BID, b_pos, _K_LEVEL], _L_HEAD]
-        a = levels[ladder[_ASK, s_pos, _K_LEVEL], _L_HEAD]
-        b_size, a_size = orders[b, _O_SIZE], orders[a, _O_SIZE]
+        b_pos, s_pos = meta[M_COUNT + BID] - 1, meta[M_COUNT + ASK] - 1
+        b = levels[ladder[BID, b_pos, K_LEVEL], L_HEAD]
+        a = levels[ladder[ASK, s_pos, K_LEVEL], L_HEAD]
+        b_size, a_size = orders[b, O_SIZE], orders[a, O_SIZE]
         left = volume
         while left:
             fill = min(b_size, a_size, left)
             _emit(
-                ev, state, t, _TRADE, orders[a, _O_ID], -1, price, fill, orders[a, _O_AGENT],
-                orders[b, _O_ID], orders[b, _O_AGENT], _R_NONE,
+                ev, state, t, _TRADE, orders[a, O_ID], -1, price, fill, orders[a, O_AGENT],
+                orders[b, O_ID], orders[b, O_AGENT], _R_NONE,
             )  # fmt: skip
             for slot in (b, a):
                 if filled[slot] == 0:
@@ -348,43 +339,29 @@ def _uncross(orders, levels, ladder, table, meta, state, ev, t, price, volume):
             if left == 0:
                 break
             if b_size == 0:
-                b_pos, b = _next_in_line(orders, levels, ladder, _BID, b_pos, b)
-                b_size = orders[b, _O_SIZE]
+                b_pos, b = _next_in_line(orders, levels, ladder, BID, b_pos, b)
+                b_size = orders[b, O_SIZE]
             if a_size == 0:
-                s_pos, a = _next_in_line(orders, levels, ladder, _ASK, s_pos, a)
-                a_size = orders[a, _O_SIZE]
+                s_pos, a = _next_in_line(orders, levels, ladder, ASK, s_pos, a)
+                a_size = orders[a, O_SIZE]
         for k in range(n_touched):
             slot = touched[k]
-            _execute(orders, levels, ladder, table, meta, slot, filled[slot])
+            execute(orders, levels, ladder, table, meta, slot, filled[slot])
         state[_S_LAST] = price
     # market orders that did not trade in the auction do not carry into the next phase
-    for s, sentinel in ((_BID, MARKET_BUY_PRICE), (_ASK, MARKET_SELL_PRICE)):
+    for s, sentinel in ((BID, MARKET_BUY_PRICE), (ASK, MARKET_SELL_PRICE)):
         while True:
-            level = _find_level(ladder, meta, s, sentinel)
-            if level == _EMPTY:
+            level = find_level(ladder, meta, s, sentinel)
+            if level == EMPTY:
                 break
-            slot = levels[level, _L_HEAD]
-            oid, resting, owner = orders[slot, _O_ID], orders[slot, _O_SIZE], orders[slot, _O_AGENT]
-            _remove(orders, levels, ladder, table, meta, slot)
-            side = 1 if s == _BID else -1
+            slot = levels[level, L_HEAD]
+            oid, resting, owner = orders[slot, O_ID], orders[slot, O_SIZE], orders[slot, O_AGENT]
+            remove(orders, levels, ladder, table, meta, slot)
+            side = 1 if s == BID else -1
             _emit(
                 ev, state, t, _CANCEL_EV, oid, side, NO_PRICE, resting, owner, NO_ID, NO_ID,
                 _R_AUCTION_UNFILLED,
             )  # fmt: skip
-
-
-@njit(cache=True)
-def _level_queue(orders, levels, ladder, meta, s, price):
-    """(order id, size) rows of one level, head first (none if there is no such level)."""
-    level = _find_level(ladder, meta, s, price)
-    if level == _EMPTY:
-        return np.empty((0, 2), np.int64)
-    out = np.empty((levels[level, _L_COUNT], 2), np.int64)
-    slot = levels[level, _L_HEAD]
-    for k in range(out.shape[0]):
-        out[k, 0], out[k, 1] = orders[slot, _O_ID], orders[slot, _O_SIZE]
-        slot = orders[slot, _O_NEXT]
-    return out
 
 
 # ---------------------------------------------------------------------- the book
@@ -396,7 +373,7 @@ class CompiledOrderBook(SessionPhases):
     """A single book with ``OrderBook``'s interface for the simulation (see the module doc)."""
 
     def __init__(self, phase: Phase = Phase.CONTINUOUS, reference_price: int | None = None):
-        self._arrays = _new_book(_INITIAL_CAPACITY)
+        self._arrays = new_book(INITIAL_CAPACITY)
         self._state = np.array([0, int(phase), -1], dtype=np.int64)
         self._events = np.empty((1024, _EVENT_FIELDS), dtype=np.int64)
         self._seq_base = 0
@@ -419,13 +396,13 @@ class CompiledOrderBook(SessionPhases):
     def __len__(self) -> int:
         _, levels, ladder, _, meta = self._arrays
         return sum(
-            int(levels[ladder[s, :n, _K_LEVEL], _L_COUNT].sum())
-            for s, n in ((_BID, meta[_M_COUNT + _BID]), (_ASK, meta[_M_COUNT + _ASK]))
+            int(levels[ladder[s, :n, K_LEVEL], L_COUNT].sum())
+            for s, n in ((BID, meta[M_COUNT + BID]), (ASK, meta[M_COUNT + ASK]))
         )
 
     def __contains__(self, order_id: int) -> bool:
         table, meta = self._arrays[3], self._arrays[4]
-        return _hash_find(table, meta[_M_HASH_SHIFT], order_id) != _EMPTY
+        return hash_find(table, meta[M_HASH_SHIFT], order_id) != EMPTY
 
     # ------------------------------------------------------------------ events
     def _room(self, more: int) -> None:
@@ -476,7 +453,7 @@ class CompiledOrderBook(SessionPhases):
             # A row writes at most 2 events besides its trades. Each trade but an aggressor's
             # last fills a resting order completely: one resting now (no more than the order
             # slots ever used) or one that rested in this chunk (at most one per row).
-            self._room(4 * (stop - start) + int(self._arrays[4][_M_TOP_ORDER]))
+            self._room(4 * (stop - start) + int(self._arrays[4][M_TOP_ORDER]))
             i = start
             while True:
                 i = _apply(
@@ -485,7 +462,7 @@ class CompiledOrderBook(SessionPhases):
                 )  # fmt: skip
                 if i == stop:
                     break
-                self._arrays = _grown(*self._arrays)
+                self._arrays = grown(*self._arrays)
 
     def submit(
         self,
@@ -520,7 +497,7 @@ class CompiledOrderBook(SessionPhases):
         """Run the call auction at the volume-maximising price, then enter ``next_phase``."""
         result = self.indicative_uncross()
         # the auction, then trades (each but the last ends a resting order), then cancels
-        self._room(2 * int(self._arrays[4][_M_TOP_ORDER]) + 2)
+        self._room(2 * int(self._arrays[4][M_TOP_ORDER]) + 2)
         _uncross(*self._arrays, self._state, self._events, t, result.price, result.volume)
         self._enter(t, next_phase)
         return result
@@ -529,7 +506,7 @@ class CompiledOrderBook(SessionPhases):
         """The auction price and volume if the call ended now (books may be crossed)."""
         last = self.last_trade_price
         reference = last if last is not None else self.reference_price
-        buys, sells = (self._side(s).tolist() for s in (_BID, _ASK))
+        buys, sells = (self._side(s).tolist() for s in (BID, ASK))
         return find_uncross_price(
             [tuple(b) for b in buys], [tuple(s) for s in sells], reference,
             MARKET_BUY_PRICE, MARKET_SELL_PRICE,
@@ -538,35 +515,35 @@ class CompiledOrderBook(SessionPhases):
     # ------------------------------------------------------------------ queries
     def _side(self, s: int) -> np.ndarray:
         _, levels, ladder, _, meta = self._arrays
-        return _side_levels(levels, ladder, meta, s)
+        return side_levels(levels, ladder, meta, s)
 
     def snapshot(self, n: int) -> np.ndarray:
         """Top ``n`` levels as (n, 4) int64: ask px, ask size, bid px, bid size (as OrderBook)."""
         out = np.zeros((1, 4 * n), dtype=np.int64)
         _, levels, ladder, _, meta = self._arrays
-        _snapshot(levels, ladder, meta, n, out, 0)
+        snapshot(levels, ladder, meta, n, out, 0)
         return out.reshape(n, 4)
 
     def best_bid(self) -> int | None:
-        prices = [p for p, _ in self._side(_BID).tolist() if p != MARKET_BUY_PRICE]
+        prices = [p for p, _ in self._side(BID).tolist() if p != MARKET_BUY_PRICE]
         return prices[0] if prices else None
 
     def best_ask(self) -> int | None:
-        prices = [p for p, _ in self._side(_ASK).tolist() if p != MARKET_SELL_PRICE]
+        prices = [p for p, _ in self._side(ASK).tolist() if p != MARKET_SELL_PRICE]
         return prices[0] if prices else None
 
     def levels(self, side: int) -> list[tuple[int, int]]:
         """All visible (price, size) levels of a side, best first."""
         sentinel = MARKET_BUY_PRICE if side == 1 else MARKET_SELL_PRICE
-        rows = self._side(_BID if side == 1 else _ASK).tolist()
+        rows = self._side(BID if side == 1 else ASK).tolist()
         return [(p, d) for p, d in rows if p != sentinel]
 
     def queues(self) -> list[tuple[int, int, list[tuple[int, int]]]]:
         """Every level in full, (side, price, [(order id, size), ...] head first), bids then
         asks, best first, after checking the arrays' invariants (AssertionError if one fails)."""
         out: list[tuple[int, int, list[tuple[int, int]]]] = []
-        for s, price, oid, size in _checked_levels(*self._arrays).tolist():
-            side = 1 if s == _BID else -1
+        for s, price, oid, size in checked_levels(*self._arrays).tolist():
+            side = 1 if s == BID else -1
             if not out or out[-1][:2] != (side, price):
                 out.append((side, price, []))
             out[-1][2].append((oid, size))
@@ -575,24 +552,24 @@ class CompiledOrderBook(SessionPhases):
     def order(self, order_id: int) -> tuple[int, int, int, int] | None:
         """(side, price, remaining size, agent id) of a resting order, or None."""
         orders, levels, _, table, meta = self._arrays
-        cell = _hash_find(table, meta[_M_HASH_SHIFT], order_id)
-        if cell == _EMPTY:
+        cell = hash_find(table, meta[M_HASH_SHIFT], order_id)
+        if cell == EMPTY:
             return None
-        slot = int(table[cell, _T_SLOT])
-        level = int(orders[slot, _O_LEVEL])
-        side = 1 if levels[level, _L_SIDE] == _BID else -1
+        slot = int(table[cell, T_SLOT])
+        level = int(orders[slot, O_LEVEL])
+        side = 1 if levels[level, L_SIDE] == BID else -1
         return (
             side,
-            int(levels[level, _L_PRICE]),
-            int(orders[slot, _O_SIZE]),
-            int(orders[slot, _O_AGENT]),
+            int(levels[level, L_PRICE]),
+            int(orders[slot, O_SIZE]),
+            int(orders[slot, O_AGENT]),
         )
 
     def level_queue(self, side: int, price: int) -> list[tuple[int, int]]:
         """(order id, size) at one price level, head first."""
         orders, levels, ladder, _, meta = self._arrays
-        s = _BID if side == 1 else _ASK
-        return [tuple(row) for row in _level_queue(orders, levels, ladder, meta, s, price).tolist()]
+        s = BID if side == 1 else ASK
+        return [tuple(row) for row in level_queue(orders, levels, ladder, meta, s, price).tolist()]
 
     def depth_at(self, side: int, price: int) -> int:
         return sum(size for _, size in self.level_queue(side, price))
@@ -607,7 +584,7 @@ class CompiledOrderBook(SessionPhases):
     def order_ids(self) -> list[int]:
         """Ids of the resting orders (in no particular order)."""
         orders, _, _, table, _ = self._arrays
-        return orders[table[table[:, _T_SLOT] != _EMPTY, _T_SLOT], _O_ID].tolist()
+        return orders[table[table[:, T_SLOT] != EMPTY, T_SLOT], O_ID].tolist()
 
 
 def warm_up() -> None:
