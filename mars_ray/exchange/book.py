@@ -539,6 +539,18 @@ class OrderBook(SessionPhases):
         self.last_trade_price = price
         self.emit((t, _HIDDEN, oid, side, price, size, NO_ID, NO_ID, NO_ID, None))
 
+    def record_cross(self, t: int, oid: int, side: int, price: int, size: int) -> None:
+        """An auction that replayed data reports (LOBSTER type 6): recorded, and its price
+        is the last trade; its fills reach the book as executions of their own."""
+        self.last_trade_price = price
+        self.emit((t, _AUCTION, oid, side, price, size, NO_ID, NO_ID, NO_ID, None))
+
+    def move_to_head(self, oid: int) -> None:
+        """Put a resting order at the head of its level's queue: liquidity that replayed
+        data shows but no message submitted predates every order the data did submit."""
+        side, price, _ = self._orders[oid]
+        self._levels[side][price].move_to_end(oid, last=False)
+
     # ------------------------------------------------------------------ phases
     def _mark(self, t: int, event_type: int, reason: str | None) -> None:
         self.emit((t, event_type, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, reason))

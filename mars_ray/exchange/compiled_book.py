@@ -15,6 +15,16 @@ reason as a code (``reasons``). Sides are +1/-1 in events and orders, 0/1 (bid/a
 inside the arrays. Before each compiled call the event rows are made big enough for
 anything the call can write, and a submission that finds the book full returns to
 Python, which doubles the arrays and resumes: the arrays never change inside a call.
+
+The same engine replays exchange data (``mars_ray.data.lobster_replay``): besides
+submit/cancel/modify it has what a record of another exchange's book needs, each
+with ``OrderBook``'s events where ``OrderBook`` has the operation (``execute_resting``,
+``record_hidden_trade``, ``record_cross``, ``move_to_head``) and otherwise the events the
+reference replay (``tests/lobster_reference.py``) writes: ``take_liquidity`` (size that
+left a level, anonymous liquidity first), ``rest_anonymous`` (liquidity that predates
+the data) and ``record_halt``/``record_resume`` (a halt the data shows, during which
+the book keeps accepting what the data says was entered). These are njit functions
+on the arrays, for a compiled message loop, and methods, for Python.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from mars_ray.exchange.book_arrays import (
     L_SIDE,
     M_COUNT,
     M_HASH_SHIFT,
+    M_NEXT_ANON,
     M_TOP_ORDER,
     O_AGENT,
     O_ID,
@@ -44,6 +55,7 @@ from mars_ray.exchange.book_arrays import (
     O_NEXT,
     O_SIZE,
     T_SLOT,
+    cancel,
     checked_levels,
     crosses,
     crossing_level,
@@ -53,7 +65,9 @@ from mars_ray.exchange.book_arrays import (
     hash_find,
     is_full,
     level_queue,
+    move_to_head,
     new_book,
+    order_slot,
     remove,
     rest,
     side_levels,
@@ -66,6 +80,8 @@ from mars_ray.schema.phases import Phase
 _SUBMIT_EV, _CANCEL_EV = int(EventType.SUBMIT), int(EventType.CANCEL)
 _MODIFY_EV, _TRADE = int(EventType.MODIFY), int(EventType.TRADE)
 _REJECT, _AUCTION = int(EventType.REJECT), int(EventType.AUCTION)
+_HALT_EV, _RESUME_EV = int(EventType.HALT), int(EventType.RESUME)
+_HIDDEN_EV = int(EventType.HIDDEN_TRADE)
 _LIMIT, _MARKET, _IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)
 _CANCEL_ORDER = int(OrderType.CANCEL)
 _CLOSED, _CALL, _CONTINUOUS, _HALTED = (int(p) for p in Phase)
@@ -79,25 +95,27 @@ _R_UNKNOWN = reasons.code("unknown_order")
 _R_MARKET_UNFILLED = reasons.code("market_unfilled")
 _R_IOC_UNFILLED = reasons.code("ioc_unfilled")
 _R_AUCTION_UNFILLED = reasons.code("auction_market_unfilled")
+_R_QUOTE = reasons.code("quote")
+_R_TRADE = reasons.code("trade")
 
 # rows applied per compiled call: the event room reserved for a call is 4 per row, so huge
 # batches go in chunks rather than reserving room for 4 events per order at once
 _CHUNK = 1 << 16
 
-# state[field]
-_S_EVENTS, _S_PHASE, _S_LAST = 0, 1, 2  # last trade price: -1 while there was none
+# state[field]; a compiled loop that must stop to let its caller drain events reads S_EVENTS
+S_EVENTS, _S_PHASE, _S_LAST = 0, 1, 2  # last trade price: -1 while there was none
 _EVENT_FIELDS = len(ROW_FIELDS)  # the reason (a code) last
 
 
 # ---------------------------------------------------------------------- events
 @njit(cache=True)
 def _emit(ev, state, t, typ, oid, side, price, size, agent, contra_oid, contra_agent, reason):
-    i = state[_S_EVENTS]
+    i = state[S_EVENTS]
     if i >= ev.shape[0]:  # the caller's room is a proven bound; never write past it
         raise IndexError("compiled book: event rows full")
     ev[i, 0], ev[i, 1], ev[i, 2], ev[i, 3], ev[i, 4] = t, typ, oid, side, price
     ev[i, 5], ev[i, 6], ev[i, 7], ev[i, 8], ev[i, 9] = size, agent, contra_oid, contra_agent, reason
-    state[_S_EVENTS] = i + 1
+    state[S_EVENTS] = i + 1
 
 
 @njit(cache=True)
@@ -144,7 +162,9 @@ def _match(orders, levels, ladder, table, meta, state, ev, t, oid, side, limit, 
 
 
 @njit(cache=True)
-def _submit(orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent):
+def submit_order(
+    orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent
+):  # fmt: skip
     """``OrderBook.submit`` (the book has a free slot)."""
     if hash_find(table, meta[M_HASH_SHIFT], oid) != EMPTY:
         _emit(ev, state, t, _REJECT, oid, side, px, size, agent, NO_ID, NO_ID, _R_DUPLICATE)
@@ -174,11 +194,11 @@ def _submit(orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, p
         size = _match(
             orders, levels, ladder, table, meta, state, ev, t, oid, side, price, size, agent
         )
-    if size == 0:
-        return
-    if typ == _LIMIT:
+        if size == 0:
+            return
+    if typ == _LIMIT:  # (a size of 0 that crossed nothing rests, as in OrderBook)
         rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
-    else:  # what a market or IOC order could not trade is cancelled
+    elif size != 0:  # what a market or IOC order could not trade is cancelled
         why = _R_MARKET_UNFILLED if typ == _MARKET else _R_IOC_UNFILLED
         _emit(ev, state, t, _CANCEL_EV, oid, side, shown, size, agent, NO_ID, NO_ID, why)
 
@@ -186,35 +206,33 @@ def _submit(orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, p
 @njit(cache=True)
 def _cancel(orders, levels, ladder, table, meta, state, ev, t, oid, size, agent):
     """``OrderBook.cancel``: ``0 < size < remaining`` cuts the order in place, else it goes."""
-    cell = hash_find(table, meta[M_HASH_SHIFT], oid)
-    if cell == EMPTY:
+    slot = order_slot(table, meta, oid)
+    if slot == EMPTY:
         _emit(ev, state, t, _REJECT, oid, 0, NO_PRICE, size, agent, NO_ID, NO_ID, _R_UNKNOWN)
         return
-    slot = table[cell, T_SLOT]
+    cancel_resting(orders, levels, ladder, table, meta, state, ev, t, slot, size)
+
+
+@njit(cache=True)
+def cancel_resting(orders, levels, ladder, table, meta, state, ev, t, slot, size):
+    """``OrderBook.cancel`` of the order in ``slot``, with its CANCEL event."""
     level = orders[slot, O_LEVEL]
     side = 1 if levels[level, L_SIDE] == BID else -1
     price = _shown(levels[level, L_PRICE])
-    owner = orders[slot, O_AGENT]
-    resting = orders[slot, O_SIZE]
-    if 0 < size < resting:
-        orders[slot, O_SIZE] = resting - size
-        levels[level, L_DEPTH] -= size
-        _emit(ev, state, t, _CANCEL_EV, oid, side, price, size, owner, NO_ID, NO_ID, _R_NONE)
-        return
-    remove(orders, levels, ladder, table, meta, slot)
-    _emit(ev, state, t, _CANCEL_EV, oid, side, price, resting, owner, NO_ID, NO_ID, _R_NONE)
+    oid, owner = orders[slot, O_ID], orders[slot, O_AGENT]
+    gone = cancel(orders, levels, ladder, table, meta, slot, size)
+    _emit(ev, state, t, _CANCEL_EV, oid, side, price, gone, owner, NO_ID, NO_ID, _R_NONE)
 
 
 @njit(cache=True)
 def _modify(orders, levels, ladder, table, meta, state, ev, t, oid, px, size, agent):
     """``OrderBook.modify`` with price ``px`` (<= 0: keep the price): size down at the same
     price keeps the order's place, anything else sends it to the back (and may trade)."""
-    cell = hash_find(table, meta[M_HASH_SHIFT], oid)
-    if cell == EMPTY:
+    slot = order_slot(table, meta, oid)
+    if slot == EMPTY:
         price = px if px > 0 else NO_PRICE
         _emit(ev, state, t, _REJECT, oid, 0, price, size, agent, NO_ID, NO_ID, _R_UNKNOWN)
         return
-    slot = table[cell, T_SLOT]
     level = orders[slot, O_LEVEL]
     s = levels[level, L_SIDE]
     side = 1 if s == BID else -1
@@ -274,7 +292,7 @@ def _apply(
         elif typ[i] <= _IOC:
             if is_full(orders, meta):
                 return i
-            _submit(
+            submit_order(
                 orders, levels, ladder, table, meta, state, ev, t[i], typ[i], oid[i], side[i],
                 px[i], size[i], agent[i],
             )  # fmt: skip
@@ -294,6 +312,104 @@ def _apply(
                 agent[i],
             )
     return stop
+
+
+# ---------------------------------------------------------------------- exchange data
+@njit(cache=True)
+def execute_resting(orders, levels, ladder, table, meta, state, ev, t, slot, size, contra_agent):
+    """``OrderBook.execute_resting`` of the order in ``slot``: fill ``min(size, remaining)``
+    against an aggressor the data does not show; return the fill."""
+    level = orders[slot, O_LEVEL]
+    side = 1 if levels[level, L_SIDE] == BID else -1
+    price = levels[level, L_PRICE]
+    oid, owner = orders[slot, O_ID], orders[slot, O_AGENT]
+    fill = execute(orders, levels, ladder, table, meta, slot, size)
+    state[_S_LAST] = price
+    _emit(ev, state, t, _TRADE, oid, side, price, fill, owner, NO_ID, contra_agent, _R_NONE)
+    return fill
+
+
+@njit(cache=True)
+def record_hidden_trade(state, ev, t, oid, side, price, size):
+    """``OrderBook.record_hidden_trade``: recorded, the visible book unchanged."""
+    state[_S_LAST] = price
+    _emit(ev, state, t, _HIDDEN_EV, oid, side, price, size, NO_ID, NO_ID, NO_ID, _R_NONE)
+
+
+@njit(cache=True)
+def record_cross(state, ev, t, oid, side, price, size):
+    """``OrderBook.record_cross``: an auction the data reports (its fills come separately)."""
+    state[_S_LAST] = price
+    _emit(ev, state, t, _AUCTION, oid, side, price, size, NO_ID, NO_ID, NO_ID, _R_NONE)
+
+
+@njit(cache=True)
+def take_liquidity(orders, levels, ladder, table, meta, state, ev, t, s, price, size, fills):
+    """``size`` left the level at (side index ``s``, ``price``) though no order the book
+    knows can supply it: anonymous orders (negative ids) give first, then known ones,
+    each head first, ``min(resting, left)`` from each, as executions (``fills``) or
+    cancels, each with its event."""
+    level = find_level(ladder, meta, s, price)
+    if level == EMPTY:
+        return
+    known_left = False
+    for anonymous in (True, False):
+        if not anonymous and not known_left:
+            return  # only anonymous orders were there, and the level may be gone with them
+        slot = levels[level, L_HEAD]
+        while slot != EMPTY:
+            if size <= 0:
+                return
+            nxt = orders[slot, O_NEXT]
+            if (orders[slot, O_ID] < 0) == anonymous:
+                resting = orders[slot, O_SIZE]
+                part = resting if resting < size else size
+                if fills:
+                    execute_resting(
+                        orders, levels, ladder, table, meta, state, ev, t, slot, part, NO_ID
+                    )
+                else:
+                    cancel_resting(orders, levels, ladder, table, meta, state, ev, t, slot, part)
+                size -= part
+            else:
+                known_left = True
+            slot = nxt
+
+
+@njit(cache=True)
+def rest_anonymous(orders, levels, ladder, table, meta, state, ev, t, side, price, size, front):
+    """Rest liquidity no order accounts for under the next anonymous id (-1, -2, ...), as a
+    limit order in a call (it never trades on arrival); at the head of its queue if
+    ``front`` (it predates every order there). The book has a free slot."""
+    oid = meta[M_NEXT_ANON]
+    meta[M_NEXT_ANON] = oid - 1
+    phase = state[_S_PHASE]
+    state[_S_PHASE] = _CALL
+    submit_order(
+        orders, levels, ladder, table, meta, state, ev, t, _LIMIT, oid, side, price, size, NO_ID
+    )
+    state[_S_PHASE] = phase
+    if front:
+        slot = order_slot(table, meta, oid)
+        if slot != EMPTY:  # (not when the id was taken: then the submission was rejected)
+            move_to_head(orders, levels, slot)
+
+
+@njit(cache=True)
+def record_halt(state, ev, t):
+    """A halt the data shows: the HALT event, and a call phase, so the book keeps accepting
+    (never matching) what the data says was entered during it."""
+    _emit(ev, state, t, _HALT_EV, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, _R_NONE)
+    state[_S_PHASE] = _CALL
+
+
+@njit(cache=True)
+def record_resume(state, ev, t, trading, phase):
+    """A resume the data shows (of trading, else of quoting) without an auction of our own:
+    the data's own messages say what crossed. The book goes on in ``phase``."""
+    why = _R_TRADE if trading else _R_QUOTE
+    _emit(ev, state, t, _RESUME_EV, NO_ID, 0, NO_PRICE, 0, NO_ID, NO_ID, NO_ID, why)
+    state[_S_PHASE] = phase
 
 
 # ---------------------------------------------------------------------- auctions
@@ -370,65 +486,92 @@ def _int64_column(values: np.ndarray) -> np.ndarray:
 
 
 class CompiledOrderBook(SessionPhases):
-    """A single book with ``OrderBook``'s interface for the simulation (see the module doc)."""
+    """A single book with ``OrderBook``'s interface (see the module doc).
+
+    ``arrays`` (the five ``book_arrays``), ``state`` and ``event_rows`` are public for
+    compiled loops that drive the book through this module's njit functions (a LOBSTER
+    replay): such a loop calls ``reserve_events`` for what it may write and ``grow``
+    when it finds the book full.
+    """
 
     def __init__(self, phase: Phase = Phase.CONTINUOUS, reference_price: int | None = None):
-        self._arrays = new_book(INITIAL_CAPACITY)
-        self._state = np.array([0, int(phase), -1], dtype=np.int64)
-        self._events = np.empty((1024, _EVENT_FIELDS), dtype=np.int64)
+        self.arrays = new_book(INITIAL_CAPACITY)
+        self.state = np.array([0, int(phase), -1], dtype=np.int64)
+        self.event_rows = np.empty((1024, _EVENT_FIELDS), dtype=np.int64)
         self._seq_base = 0
         self.reference_price = reference_price
 
     # ------------------------------------------------------------------ state
     @property
     def phase(self) -> Phase:
-        return Phase(int(self._state[_S_PHASE]))
+        return Phase(int(self.state[_S_PHASE]))
 
     @phase.setter
     def phase(self, phase: Phase) -> None:
-        self._state[_S_PHASE] = int(phase)
+        self.state[_S_PHASE] = int(phase)
 
     @property
     def last_trade_price(self) -> int | None:
-        last = int(self._state[_S_LAST])
+        last = int(self.state[_S_LAST])
         return None if last < 0 else last
 
     def __len__(self) -> int:
-        _, levels, ladder, _, meta = self._arrays
+        _, levels, ladder, _, meta = self.arrays
         return sum(
             int(levels[ladder[s, :n, K_LEVEL], L_COUNT].sum())
             for s, n in ((BID, meta[M_COUNT + BID]), (ASK, meta[M_COUNT + ASK]))
         )
 
     def __contains__(self, order_id: int) -> bool:
-        table, meta = self._arrays[3], self._arrays[4]
-        return hash_find(table, meta[M_HASH_SHIFT], order_id) != EMPTY
+        return self._slot(order_id) != EMPTY
+
+    def _slot(self, order_id: int) -> int:
+        return int(order_slot(self.arrays[3], self.arrays[4], order_id))
+
+    def grow(self) -> None:
+        """Double the arrays (a compiled loop that found the book full resumes after this)."""
+        self.arrays = grown(*self.arrays)
+
+    def _free_slot(self) -> None:
+        """Make room for one more resting order."""
+        if is_full(self.arrays[0], self.arrays[4]):
+            self.grow()
 
     # ------------------------------------------------------------------ events
-    def _room(self, more: int) -> None:
+    def reserve_events(self, more: int) -> None:
         """Make the event rows hold ``more`` events beyond those recorded."""
-        need = int(self._state[_S_EVENTS]) + more
-        if need > len(self._events):
-            grown = np.empty((max(need, 2 * len(self._events)), _EVENT_FIELDS), np.int64)
-            grown[: self._state[_S_EVENTS]] = self._events[: self._state[_S_EVENTS]]
-            self._events = grown
+        recorded = int(self.state[S_EVENTS])
+        if recorded + more > len(self.event_rows):
+            rows = max(recorded + more, 2 * len(self.event_rows))
+            grown_rows = np.empty((rows, _EVENT_FIELDS), np.int64)
+            grown_rows[:recorded] = self.event_rows[:recorded]
+            self.event_rows = grown_rows
+
+    def _reserve_per_order(self) -> None:
+        """Room for an operation that may write an event per resting order, and two more."""
+        self.reserve_events(int(self.arrays[4][M_TOP_ORDER]) + 2)
 
     def _record(self, t: int, typ: int, reason: str | None = None, **fields: int) -> None:
         """One event from Python (phases, rejects); unnamed fields are NO_ID / 0."""
-        self._room(1)
+        self.reserve_events(1)
         _emit(
-            self._events, self._state, t, typ, fields.get("oid", NO_ID), fields.get("side", 0),
+            self.event_rows, self.state, t, typ, fields.get("oid", NO_ID), fields.get("side", 0),
             fields.get("price", NO_PRICE), fields.get("size", 0), fields.get("agent", NO_ID),
             NO_ID, NO_ID, reasons.code(reason),
         )  # fmt: skip
 
+    @property
+    def events_recorded(self) -> int:
+        """Events recorded since the last drain."""
+        return int(self.state[S_EVENTS])
+
     def drain_records(self) -> tuple[int, np.ndarray]:
         """The recorded events as ``EVENT_RECORD``s, with the ``seq`` of the first one."""
-        n = int(self._state[_S_EVENTS])
-        records = self._events[:n].copy().view(EVENT_RECORD).reshape(n)
+        n = int(self.state[S_EVENTS])
+        records = self.event_rows[:n].copy().view(EVENT_RECORD).reshape(n)
         base = self._seq_base
         self._seq_base += n
-        self._state[_S_EVENTS] = 0
+        self.state[S_EVENTS] = 0
         return base, records
 
     def drain_events(self) -> tuple[int, list[tuple]]:
@@ -453,16 +596,16 @@ class CompiledOrderBook(SessionPhases):
             # A row writes at most 2 events besides its trades. Each trade but an aggressor's
             # last fills a resting order completely: one resting now (no more than the order
             # slots ever used) or one that rested in this chunk (at most one per row).
-            self._room(4 * (stop - start) + int(self._arrays[4][M_TOP_ORDER]))
+            self.reserve_events(4 * (stop - start) + int(self.arrays[4][M_TOP_ORDER]))
             i = start
             while True:
                 i = _apply(
-                    *self._arrays, self._state, self._events,
+                    *self.arrays, self.state, self.event_rows,
                     t, typ, oid, side, px, size, agent, why, i, stop,
                 )  # fmt: skip
                 if i == stop:
                     break
-                self._arrays = grown(*self._arrays)
+                self.grow()
 
     def submit(
         self,
@@ -489,6 +632,57 @@ class CompiledOrderBook(SessionPhases):
         """One row (the ``apply_batch`` columns' values) as a batch of one."""
         self.apply_batch([np.array([value]) for value in row])
 
+    def move_to_head(self, oid: int) -> None:
+        """``OrderBook.move_to_head``: a resting order goes to the head of its queue."""
+        slot = self._slot(oid)
+        if slot == EMPTY:
+            raise KeyError(oid)
+        move_to_head(self.arrays[0], self.arrays[1], slot)
+
+    # ------------------------------------------------------------------ exchange data
+    def execute_resting(self, t: int, oid: int, size: int, contra_agent: int = NO_ID) -> bool:
+        """``OrderBook.execute_resting``: fill ``size`` of a resting order against an
+        aggressor the data does not show. Returns False when the order is unknown."""
+        slot = self._slot(oid)
+        if slot == EMPTY:
+            return False
+        self.reserve_events(1)
+        execute_resting(*self.arrays, self.state, self.event_rows, t, slot, size, contra_agent)
+        return True
+
+    def record_hidden_trade(self, t: int, oid: int, side: int, price: int, size: int) -> None:
+        """An execution against hidden liquidity: recorded, the visible book unchanged."""
+        self.reserve_events(1)
+        record_hidden_trade(self.state, self.event_rows, t, oid, side, price, size)
+
+    def record_cross(self, t: int, oid: int, side: int, price: int, size: int) -> None:
+        """``OrderBook.record_cross``: an auction the data reports, the book unchanged."""
+        self.reserve_events(1)
+        record_cross(self.state, self.event_rows, t, oid, side, price, size)
+
+    def take_liquidity(self, t: int, side: int, price: int, size: int, fills: bool) -> None:
+        """``size`` left a level though no known order supplied it (see ``take_liquidity``)."""
+        self._reserve_per_order()
+        take_liquidity(
+            *self.arrays, self.state, self.event_rows, t, _index(side), price, size, fills
+        )
+
+    def rest_anonymous(self, t: int, side: int, price: int, size: int, front: bool) -> None:
+        """Rest liquidity no order accounts for (see ``rest_anonymous``)."""
+        self._free_slot()
+        self.reserve_events(1)
+        rest_anonymous(*self.arrays, self.state, self.event_rows, t, side, price, size, front)
+
+    def record_halt(self, t: int) -> None:
+        """A halt the data shows; the book keeps accepting orders (see ``record_halt``)."""
+        self.reserve_events(1)
+        record_halt(self.state, self.event_rows, t)
+
+    def record_resume(self, t: int, trading: bool, phase: Phase) -> None:
+        """A resume the data shows, without an auction (see ``record_resume``)."""
+        self.reserve_events(1)
+        record_resume(self.state, self.event_rows, t, trading, int(phase))
+
     # ------------------------------------------------------------------ phases
     def _mark(self, t: int, event_type: int, reason: str | None) -> None:
         self._record(t, event_type, reason)
@@ -497,8 +691,8 @@ class CompiledOrderBook(SessionPhases):
         """Run the call auction at the volume-maximising price, then enter ``next_phase``."""
         result = self.indicative_uncross()
         # the auction, then trades (each but the last ends a resting order), then cancels
-        self._room(2 * int(self._arrays[4][M_TOP_ORDER]) + 2)
-        _uncross(*self._arrays, self._state, self._events, t, result.price, result.volume)
+        self.reserve_events(2 * int(self.arrays[4][M_TOP_ORDER]) + 2)
+        _uncross(*self.arrays, self.state, self.event_rows, t, result.price, result.volume)
         self._enter(t, next_phase)
         return result
 
@@ -514,13 +708,13 @@ class CompiledOrderBook(SessionPhases):
 
     # ------------------------------------------------------------------ queries
     def _side(self, s: int) -> np.ndarray:
-        _, levels, ladder, _, meta = self._arrays
+        _, levels, ladder, _, meta = self.arrays
         return side_levels(levels, ladder, meta, s)
 
     def snapshot(self, n: int) -> np.ndarray:
         """Top ``n`` levels as (n, 4) int64: ask px, ask size, bid px, bid size (as OrderBook)."""
         out = np.zeros((1, 4 * n), dtype=np.int64)
-        _, levels, ladder, _, meta = self._arrays
+        _, levels, ladder, _, meta = self.arrays
         snapshot(levels, ladder, meta, n, out, 0)
         return out.reshape(n, 4)
 
@@ -542,7 +736,7 @@ class CompiledOrderBook(SessionPhases):
         """Every level in full, (side, price, [(order id, size), ...] head first), bids then
         asks, best first, after checking the arrays' invariants (AssertionError if one fails)."""
         out: list[tuple[int, int, list[tuple[int, int]]]] = []
-        for s, price, oid, size in checked_levels(*self._arrays).tolist():
+        for s, price, oid, size in checked_levels(*self.arrays).tolist():
             side = 1 if s == BID else -1
             if not out or out[-1][:2] != (side, price):
                 out.append((side, price, []))
@@ -551,11 +745,10 @@ class CompiledOrderBook(SessionPhases):
 
     def order(self, order_id: int) -> tuple[int, int, int, int] | None:
         """(side, price, remaining size, agent id) of a resting order, or None."""
-        orders, levels, _, table, meta = self._arrays
-        cell = hash_find(table, meta[M_HASH_SHIFT], order_id)
-        if cell == EMPTY:
+        slot = self._slot(order_id)
+        if slot == EMPTY:
             return None
-        slot = int(table[cell, T_SLOT])
+        orders, levels = self.arrays[0], self.arrays[1]
         level = int(orders[slot, O_LEVEL])
         side = 1 if levels[level, L_SIDE] == BID else -1
         return (
@@ -567,12 +760,14 @@ class CompiledOrderBook(SessionPhases):
 
     def level_queue(self, side: int, price: int) -> list[tuple[int, int]]:
         """(order id, size) at one price level, head first."""
-        orders, levels, ladder, _, meta = self._arrays
+        orders, levels, ladder, _, meta = self.arrays
         s = BID if side == 1 else ASK
         return [tuple(row) for row in level_queue(orders, levels, ladder, meta, s, price).tolist()]
 
     def depth_at(self, side: int, price: int) -> int:
-        return sum(size for _, size in self.level_queue(side, price))
+        _, levels, ladder, _, meta = self.arrays
+        level = find_level(ladder, meta, BID if side == 1 else ASK, price)
+        return 0 if level == EMPTY else int(levels[level, L_DEPTH])
 
     def check_invariants(self) -> None:
         """Raise AssertionError if the arrays disagree with each other or the book is crossed."""
@@ -583,7 +778,7 @@ class CompiledOrderBook(SessionPhases):
 
     def order_ids(self) -> list[int]:
         """Ids of the resting orders (in no particular order)."""
-        orders, _, _, table, _ = self._arrays
+        orders, _, _, table, _ = self.arrays
         return orders[table[table[:, T_SLOT] != EMPTY, T_SLOT], O_ID].tolist()
 
 
