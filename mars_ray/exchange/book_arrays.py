@@ -30,7 +30,9 @@ The arrays are passed to every operation one by one, in the order above, and
 never rebuilt inside a compiled loop: numba reference-counts every array variable
 a function creates, and a tuple unpacked in each operation costs more in those
 atomic counts than the book work itself. A loop that finds the book full returns
-to Python, which calls ``grown`` and resumes.
+to Python, which calls ``grown`` and resumes. For the same reason the operations
+a message or an order always runs are inlined (``inline="always"``): a function
+that passes its arrays on to another counts a reference to each, twice per call.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def new_book(capacity: int):
     return orders, levels, ladder, table, meta
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def is_full(orders, meta) -> bool:
     """No free order slot left (and so, possibly, no free level slot)."""
     return meta[M_FREE_ORDER] == EMPTY and meta[M_TOP_ORDER] == orders.shape[0]
@@ -216,7 +218,7 @@ def find_level(ladder, meta, side: int, price: int) -> int:
     return EMPTY
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def drop_level(levels, ladder, meta, level: int) -> None:
     """Forget an emptied level, as ``OrderBook._drop_level`` does when its queue empties."""
     side = levels[level, L_SIDE]
@@ -264,7 +266,7 @@ def crossing_level(levels, ladder, meta, side: int, limit: int) -> int:
 
 
 # ---------------------------------------------------------------------- orders
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _allocate(rows, link: int, meta, free: int, top: int) -> int:
     """A slot of ``rows`` (orders or levels): the head of the free list that ``meta[free]``
     starts and ``rows[:, link]`` continues, else the next never-used slot (``meta[top]``)."""
@@ -277,7 +279,7 @@ def _allocate(rows, link: int, meta, free: int, top: int) -> int:
     return slot
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rest(
     orders, levels, ladder, table, meta, side: int, price: int, oid: int, size: int, agent: int
 ) -> int:
@@ -321,7 +323,7 @@ def rest(
     return slot
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unlink(orders, levels, slot: int) -> None:
     """Take ``slot`` out of its level's queue (the level's depth and count untouched)."""
     level = orders[slot, O_LEVEL]
@@ -350,7 +352,7 @@ def move_to_head(orders, levels, slot: int) -> None:
     levels[level, L_HEAD] = slot
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def remove(orders, levels, ladder, table, meta, slot: int) -> None:
     """Take a whole order out of the book; its level goes when its queue is empty."""
     level = orders[slot, O_LEVEL]
@@ -364,7 +366,7 @@ def remove(orders, levels, ladder, table, meta, slot: int) -> None:
     meta[M_FREE_ORDER] = slot
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cancel(orders, levels, ladder, table, meta, slot: int, size: int) -> int:
     """``OrderBook.cancel``'s arithmetic: ``0 < size < remaining`` cuts the order in place,
     else it goes; return the size cancelled."""
@@ -377,7 +379,7 @@ def cancel(orders, levels, ladder, table, meta, slot: int, size: int) -> int:
     return resting
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def execute(orders, levels, ladder, table, meta, slot: int, size: int) -> int:
     """``OrderBook.execute_resting``'s arithmetic: fill ``min(size, remaining)``, remove
     an order that fill empties; return the fill."""

@@ -108,7 +108,7 @@ _EVENT_FIELDS = len(ROW_FIELDS)  # the reason (a code) last
 
 
 # ---------------------------------------------------------------------- events
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _emit(ev, state, t, typ, oid, side, price, size, agent, contra_oid, contra_agent, reason):
     i = state[S_EVENTS]
     if i >= ev.shape[0]:  # the caller's room is a proven bound; never write past it
@@ -118,14 +118,14 @@ def _emit(ev, state, t, typ, oid, side, price, size, agent, contra_oid, contra_a
     state[S_EVENTS] = i + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _shown(price: int) -> int:
     """Price as events show it: a market buy's sentinel becomes NO_PRICE."""
     return NO_PRICE if price == MARKET_BUY_PRICE else price
 
 
-@njit(cache=True)
-def _index(side: int) -> int:
+@njit(cache=True, inline="always")
+def side_index(side: int) -> int:
     """+1 (buy) / -1 (sell) as the arrays' side index; anything else is an error."""
     if side == 1:
         return BID
@@ -139,7 +139,7 @@ def _index(side: int) -> int:
 def _match(orders, levels, ladder, table, meta, state, ev, t, oid, side, limit, size, agent):
     """``OrderBook._match``: trade against the best opposite levels while they cross
     ``limit``, head of each queue first; return the size left."""
-    s = _index(side)
+    s = side_index(side)
     while size != 0:
         level = crossing_level(levels, ladder, meta, s, limit)
         if level == EMPTY:
@@ -161,7 +161,7 @@ def _match(orders, levels, ladder, table, meta, state, ev, t, oid, side, limit, 
     return size
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def submit_order(
     orders, levels, ladder, table, meta, state, ev, t, typ, oid, side, px, size, agent
 ):  # fmt: skip
@@ -181,13 +181,13 @@ def submit_order(
         if typ == _IOC:
             _emit(ev, state, t, _REJECT, oid, side, px, size, agent, NO_ID, NO_ID, _R_IOC_CALL)
             return
-        s = _index(side)
+        s = side_index(side)
         _emit(
             ev, state, t, _SUBMIT_EV, oid, side, _shown(price), size, agent, NO_ID, NO_ID, _R_NONE
         )
         rest(orders, levels, ladder, table, meta, s, price, oid, size, agent)
         return
-    s = _index(side)
+    s = side_index(side)
     shown = _shown(price)
     _emit(ev, state, t, _SUBMIT_EV, oid, side, shown, size, agent, NO_ID, NO_ID, _R_NONE)
     if crosses(levels, ladder, meta, s, price):
@@ -213,7 +213,7 @@ def _cancel(orders, levels, ladder, table, meta, state, ev, t, oid, size, agent)
     cancel_resting(orders, levels, ladder, table, meta, state, ev, t, slot, size)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cancel_resting(orders, levels, ladder, table, meta, state, ev, t, slot, size):
     """``OrderBook.cancel`` of the order in ``slot``, with its CANCEL event."""
     level = orders[slot, O_LEVEL]
@@ -315,7 +315,7 @@ def _apply(
 
 
 # ---------------------------------------------------------------------- exchange data
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def execute_resting(orders, levels, ladder, table, meta, state, ev, t, slot, size, contra_agent):
     """``OrderBook.execute_resting`` of the order in ``slot``: fill ``min(size, remaining)``
     against an aggressor the data does not show; return the fill."""
@@ -664,7 +664,7 @@ class CompiledOrderBook(SessionPhases):
         """``size`` left a level though no known order supplied it (see ``take_liquidity``)."""
         self._reserve_per_order()
         take_liquidity(
-            *self.arrays, self.state, self.event_rows, t, _index(side), price, size, fills
+            *self.arrays, self.state, self.event_rows, t, side_index(side), price, size, fills
         )
 
     def rest_anonymous(self, t: int, side: int, price: int, size: int, front: bool) -> None:
@@ -783,10 +783,12 @@ class CompiledOrderBook(SessionPhases):
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's on-disk cache) everything a simulation calls.
+    """Compile (or load from numba's on-disk cache) everything a simulation calls, and the
+    operations a replay of exchange data calls from Python.
 
     The set-up script runs this once, so that the first simulation after an install
-    does not spend its first seconds compiling, once per shard.
+    does not spend its first seconds compiling, once per shard. (The replay's message
+    loop lives in the data layer, which warms itself: ``lobster_replay.warm_up``.)
     """
     book = CompiledOrderBook(Phase.CALL, reference_price=100)
     columns = [  # time, type, id, side, price, size, agent: a crossed call book
@@ -806,4 +808,18 @@ def warm_up() -> None:
     book.apply_batch(columns, np.array([0, 0, 0, 3], dtype=np.int8))
     book.snapshot(5)
     book.queues()
+    # what a replay does from Python
+    book.rest_anonymous(11, 1, 98, 5, front=True)
+    book.rest_anonymous(11, -1, 103, 5, front=False)
+    book.move_to_head(4)
+    book.execute_resting(12, 4, 1)
+    book.take_liquidity(13, 1, 98, 2, fills=True)
+    book.take_liquidity(13, -1, 103, 2, fills=False)
+    book.record_hidden_trade(14, 0, 1, 100, 1)
+    book.record_cross(15, 0, 1, 100, 1)
+    book.record_halt(16)
+    book.record_resume(17, True, Phase.CALL)
+    book.depth_at(1, 98)
+    book.level_queue(1, 98)
+    book.levels(1)
     book.drain_records()
