@@ -572,7 +572,7 @@ def test_compiled_book_grows_and_sweeps_within_one_batch(chunk, monkeypatch):
     every order it rested: the events and the book equal the reference's, also when the
     batch goes to the compiled code in chunks (the sweep then meets earlier chunks' orders)."""
     if chunk:
-        monkeypatch.setattr(compiled_book, "_CHUNK", chunk)
+        monkeypatch.setattr(compiled_book, "ROWS_PER_CALL", chunk)
     n = 3_000
     rng = np.random.default_rng(5)
     sells = [
@@ -697,7 +697,6 @@ def test_reference_model_catches_a_broken_book():
     h = Harness()
     h.apply("submit", 1, SELL, 100, 5, 1, LIMIT)
     h.apply("submit", 2, SELL, 100, 5, 2, LIMIT)
-    queue = h.book._levels[SELL][100]
-    queue.move_to_end(1)  # corrupt the FIFO order
+    h.book.move_to_head(2)  # corrupt the FIFO order
     with pytest.raises(AssertionError):
         h.apply("submit", 3, BUY, 100, 3, 3, LIMIT)

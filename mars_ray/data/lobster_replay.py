@@ -113,7 +113,7 @@ def _run(
     first message not applied, why): ``_DONE`` at ``stop``; ``_FULL``, a submission
     found the book full (grow it and resume there); ``_DRAIN``, ``event_limit`` events
     are recorded (drain them and resume there); ``_MISMATCH``, the book after the
-    message before it differs from ``expected``.
+    last message applied differs from its row of ``expected``.
     """
     compare = depth > 0 and out.shape[0] == 0
     scratch = np.zeros((1, 4 * depth), np.int64)

@@ -100,7 +100,7 @@ _R_TRADE = reasons.code("trade")
 
 # rows applied per compiled call: the event room reserved for a call is 4 per row, so huge
 # batches go in chunks rather than reserving room for 4 events per order at once
-_CHUNK = 1 << 16
+ROWS_PER_CALL = 1 << 16
 
 # state[field]; a compiled loop that must stop to let its caller drain events reads S_EVENTS
 S_EVENTS, _S_PHASE, _S_LAST = 0, 1, 2  # last trade price: -1 while there was none
@@ -591,8 +591,8 @@ class CompiledOrderBook(SessionPhases):
         if not n:
             return
         why = np.full(n, _R_NONE, np.int64) if rejects is None else reasons.FROM_VALIDATION[rejects]
-        for start in range(0, n, _CHUNK):
-            stop = min(start + _CHUNK, n)
+        for start in range(0, n, ROWS_PER_CALL):
+            stop = min(start + ROWS_PER_CALL, n)
             # A row writes at most 2 events besides its trades. Each trade but an aggressor's
             # last fills a resting order completely: one resting now (no more than the order
             # slots ever used) or one that rested in this chunk (at most one per row).
