@@ -7,6 +7,7 @@ import pytest
 
 from mars_ray.exchange.auction import UncrossResult
 from mars_ray.exchange.book import MARKET_BUY_PRICE, OrderBook
+from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.schema.events import NO_ID, NO_PRICE, ROW_FIELDS, EventType, OrderType
 from mars_ray.schema.phases import Phase
 
@@ -42,9 +43,9 @@ def drain(book: OrderBook) -> list[tuple]:
     return book.drain_events()[1]
 
 
-def make(*orders, phase=Phase.CONTINUOUS, reference=None):
+def make(*orders, phase=Phase.CONTINUOUS, reference=None, book_type=OrderBook):
     """A book with resting orders (oid, side, price, size, agent), events drained."""
-    book = OrderBook(phase=phase, reference_price=reference)
+    book = book_type(phase=phase, reference_price=reference)
     for oid, side, price, size, agent in orders:
         book.submit(0, oid, side, price, size, agent)
     drain(book)
@@ -664,8 +665,9 @@ def test_drained_list_is_not_appended_to_afterwards():
     assert len(book.drain_events()[1]) == 1
 
 
-def test_execute_resting_and_hidden_trade():
-    book = make((1, SELL, 100, 5, 11))
+@pytest.mark.parametrize("book_type", [OrderBook, CompiledOrderBook])
+def test_execute_resting_and_hidden_trade(book_type):
+    book = make((1, SELL, 100, 5, 11), book_type=book_type)
     assert book.execute_resting(2, 1, 3, contra_agent=9)
     assert book.order(1) == (SELL, 100, 2, 11)
     assert book.execute_resting(3, 1, 10)
@@ -677,6 +679,22 @@ def test_execute_resting_and_hidden_trade():
         (5, HIDDEN, 77, BUY, 102, 4, NO_ID, NO_ID, NO_ID, None),
     ]
     assert len(book) == 0 and book.last_trade_price == 102
+
+
+@pytest.mark.parametrize("book_type", [OrderBook, CompiledOrderBook])
+def test_a_reported_cross_and_a_move_to_the_head(book_type):
+    book = make((1, BUY, 99, 5, 11), (2, BUY, 99, 3, 12), (3, BUY, 99, 4, 13), book_type=book_type)
+    book.record_cross(4, 0, BUY, 100, 250)
+    assert drain(book) == [(4, AUCTION, 0, BUY, 100, 250, NO_ID, NO_ID, NO_ID, None)]
+    assert book.last_trade_price == 100 and len(book) == 3  # the book is unchanged
+    book.move_to_head(3)
+    assert book.level_queue(BUY, 99) == [(3, 4), (1, 5), (2, 3)]
+    book.move_to_head(3)  # already the head
+    book.move_to_head(2)  # from the tail
+    assert book.level_queue(BUY, 99) == [(2, 3), (3, 4), (1, 5)]
+    book.cancel(5, 3)
+    assert book.level_queue(BUY, 99) == [(2, 3), (1, 5)]
+    book.check_invariants()
 
 
 def test_check_invariants_detects_corruption():

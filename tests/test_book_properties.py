@@ -3,7 +3,9 @@
 The reference (``RefBook``) keeps every resting order in one flat list with a
 priority counter and finds the best contra order by sorting, applying the
 documented rules literally. It is run side by side with ``OrderBook`` and the
-two event streams must be identical, operation by operation, in every phase.
+two event streams must be identical, operation by operation, in every phase, and
+batch by batch through ``apply_batch`` with rows the exchange refused mixed in (the
+simulation's path); ``CompiledOrderBook`` goes through the same runs.
 Independently of the reference, every operation is followed by checks of the
 book's invariants, of "never crossed in continuous trading", of FIFO at each
 traded level, and of share conservation computed from the event stream alone.
@@ -22,9 +24,11 @@ from mars_ray.exchange.book import OrderBook
 from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.schema.events import NO_ID, NO_PRICE, EventType, OrderType
 from mars_ray.schema.phases import Phase
+from mars_ray.schema.reasons import VALIDATION
 
 BUY, SELL = 1, -1
 LIMIT, MARKET, IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)
+CANCEL_ORDER, MODIFY_ORDER = int(OrderType.CANCEL), int(OrderType.MODIFY)
 SUBMIT = int(EventType.SUBMIT)
 CANCEL = int(EventType.CANCEL)
 MODIFY = int(EventType.MODIFY)
@@ -145,6 +149,18 @@ class RefBook:
             left = self._match(t, oid, side, new_price, size, owner)
         if left:
             self._rest(oid, side, new_price, left, owner)
+
+    def apply_row(self, row, code):
+        """One row of a batch: refused by the exchange (``code``), or the request it is."""
+        t, otype, oid, side, price, size, agent = row
+        if code:
+            self._emit(t, REJECT, oid, side, price, size, agent, NO_ID, NO_ID, VALIDATION[code])
+        elif otype == CANCEL_ORDER:
+            self.cancel(t, oid, size, agent)
+        elif otype == MODIFY_ORDER:
+            self.modify(t, oid, price if price > 0 else None, size, agent)
+        else:
+            self.submit(t, oid, side, price, size, agent, otype)
 
     # ---------------------------------------------------------------- phases
     def _phase_event(self, t, name):
@@ -317,6 +333,23 @@ class Harness:
             assert bid is None or ask is None or bid < ask
         assert book.last_trade_price == ref.last_trade
 
+    def apply_batch(self, rows, codes):
+        """Rows (time, order type, id, side, price, size, agent) through the book's
+        ``apply_batch`` with the exchange's reject codes, and one by one through the
+        reference; then the same checks as ``apply``."""
+        book, ref = self.book, self.ref
+        columns = [np.array(column, dtype=np.int64) for column in zip(*rows, strict=True)]
+        book.apply_batch(columns, np.array(codes, dtype=np.int8))
+        for row, code in zip(rows, codes, strict=True):
+            ref.apply_row(row, code)
+        self.applied += len(rows)
+        _, events = book.drain_events()
+        want, ref.events = ref.events, []
+        assert events == want
+        self._account(events)
+        book.check_invariants()
+        assert book.last_trade_price == ref.last_trade
+
     def _account(self, events):
         """Share conservation from the event stream alone. Per order id a ledger
         [submitted, added by modifies, traded, cancelled]; the open size
@@ -326,7 +359,7 @@ class Harness:
         for e in events:
             etype, oid, size = e[1], e[2], e[5]
             if etype == SUBMIT:
-                assert oid not in live
+                assert live.get(oid, 0) == 0  # (a batch may reuse an id it emptied)
                 ledger[oid] = [size, 0, 0, 0]
                 live[oid] = size
             elif etype == MODIFY:
@@ -498,8 +531,6 @@ MIXES = {
 }
 OPS_PER_RUN = 25_000
 RUNS = [(name, seed) for name in MIXES for seed in (1, 2)]
-TOTAL_OPS = OPS_PER_RUN * len(RUNS)
-_applied: list[int] = []
 
 
 def run_sequence(mix_name, seed, n_ops, full_check_every=25, book_type=OrderBook):
@@ -520,7 +551,6 @@ def run_sequence(mix_name, seed, n_ops, full_check_every=25, book_type=OrderBook
 def test_random_sequences_match_reference(mix_name, seed):
     h = run_sequence(mix_name, seed, OPS_PER_RUN)
     assert h.applied == OPS_PER_RUN
-    _applied.append(h.applied)
     s = h.stats
     # the sequence really exercised trading, auctions, cancels, modifies and rejects
     assert s["trades"] > 500 and s["cancels"] > 500 and s["modifies"] > 300
@@ -542,7 +572,7 @@ def test_compiled_book_grows_and_sweeps_within_one_batch(chunk, monkeypatch):
     every order it rested: the events and the book equal the reference's, also when the
     batch goes to the compiled code in chunks (the sweep then meets earlier chunks' orders)."""
     if chunk:
-        monkeypatch.setattr(compiled_book, "_CHUNK", chunk)
+        monkeypatch.setattr(compiled_book, "ROWS_PER_CALL", chunk)
     n = 3_000
     rng = np.random.default_rng(5)
     sells = [
@@ -567,13 +597,77 @@ def test_compiled_book_grows_and_sweeps_within_one_batch(chunk, monkeypatch):
     ]
 
 
-def test_total_random_operations():
-    # runs after the parametrized sequences (file order); on its own it runs them itself
-    if len(_applied) < len(RUNS):
-        _applied.clear()
-        for name, seed in RUNS:
-            _applied.append(run_sequence(name, seed, OPS_PER_RUN).applied)
-    assert sum(_applied) == TOTAL_OPS >= 100_000
+def test_the_equivalence_runs_add_up_to_200000_operations():
+    """Each book's parametrised runs above assert they applied OPS_PER_RUN operations; this
+    fails if the runs are cut below 200,000 operations per book."""
+    assert OPS_PER_RUN >= 25_000 and OPS_PER_RUN * len(RUNS) >= 200_000
+
+
+# ---------------------------------------------------------------- batches with rejects
+REQUESTS = ("submit", "cancel", "modify")
+
+
+def as_row(t: int, op: tuple) -> tuple[int, ...]:
+    """A ``random_op`` request as a batch row (time, order type, id, side, price, size, agent)."""
+    name, *args = op
+    if name == "submit":
+        oid, side, price, size, agent, otype = args
+        return (t, otype, oid, side, price, size, agent)
+    if name == "cancel":
+        oid, size, agent = args
+        return (t, CANCEL_ORDER, oid, 0, 0, size, agent)
+    oid, price, size, agent = args
+    return (t, MODIFY_ORDER, oid, 0, price or 0, size, agent)
+
+
+def run_batches(mix_name, seed, n_rows, book_type, reject_share=0.1):
+    """Random batches (drawn from the book as it was before each) with a share of rows
+    refused by the exchange; the phase changes between batches, as in a simulation."""
+    mix = MIXES[mix_name]
+    rng = np.random.default_rng(seed)
+    start = Phase.CONTINUOUS if seed % 2 else Phase.CALL
+    h = Harness(phase=start, reference=mix["mid"], book_type=book_type)
+    while h.applied < n_rows:
+        rows, codes = [], []
+        for _ in range(int(rng.integers(1, 40))):
+            op = random_op(rng, h, mix)
+            if op[0] not in REQUESTS:  # a phase change ends the batch
+                h.apply(*op)
+                break
+            h.t += 1
+            rows.append(as_row(h.t, op))
+            refused = rng.random() < reject_share
+            codes.append(int(rng.integers(1, len(VALIDATION))) if refused else 0)
+        if rows:
+            h.apply_batch(rows, codes)
+        h.full_check()
+    h.check_ledger()
+    return h
+
+
+BATCH_ROWS = 25_000
+
+
+@pytest.mark.parametrize("book_type", [OrderBook, CompiledOrderBook])
+@pytest.mark.parametrize(("mix_name", "seed"), [("balanced", 3), ("auction_heavy", 4)])
+def test_random_batches_with_rejects_match_reference(book_type, mix_name, seed):
+    h = run_batches(mix_name, seed, BATCH_ROWS, book_type)
+    assert h.applied >= BATCH_ROWS
+    s = h.stats
+    assert s["trades"] > 100 and s["cancels"] > 100 and s["modifies"] > 50
+    assert s["rejects"] > BATCH_ROWS // 20 and s["auctions"] > 0
+
+
+class IgnoresRejects(OrderBook):
+    """Broken on purpose: applies the rows the exchange refused."""
+
+    def apply_batch(self, columns, rejects=None):
+        super().apply_batch(columns)
+
+
+def test_batch_harness_catches_a_book_that_ignores_rejects():
+    with pytest.raises(AssertionError):
+        run_batches("balanced", 3, 500, IgnoresRejects, reject_share=0.5)
 
 
 # ---------------------------------------------------------------- hypothesis
@@ -603,7 +697,6 @@ def test_reference_model_catches_a_broken_book():
     h = Harness()
     h.apply("submit", 1, SELL, 100, 5, 1, LIMIT)
     h.apply("submit", 2, SELL, 100, 5, 2, LIMIT)
-    queue = h.book._levels[SELL][100]
-    queue.move_to_end(1)  # corrupt the FIFO order
+    h.book.move_to_head(2)  # corrupt the FIFO order
     with pytest.raises(AssertionError):
         h.apply("submit", 3, BUY, 100, 3, 3, LIMIT)

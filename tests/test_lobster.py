@@ -416,12 +416,13 @@ def test_replay_follows_the_file_through_a_halt(tmp_path: Path) -> None:
         "6,4,1,10,1000000,1",
     ]
     path = write(tmp_path / "halt.csv", [f"34200.{line}" for line in lines])
-    replay = LobsterReplay()
+    chunks = []
+    replay = LobsterReplay(on_events=lambda seq, records: chunks.append(records))
     replay.replay(read_message_columns(path))
     book = replay.book
     # The sell entered during the halt rests (crossed), nothing matched on its own.
     assert book.levels(SELL) == [(9999, 5)] and book.levels(BUY) == []
-    kinds = [e[1] for e in book.events]
+    kinds = [e["event_type"] for chunk in chunks for e in chunk]
     assert kinds.count(int(EventType.HALT)) == 1 and kinds.count(int(EventType.RESUME)) == 2
     assert int(EventType.REJECT) not in kinds
 

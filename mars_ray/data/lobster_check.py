@@ -1,7 +1,9 @@
-"""Replay LOBSTER messages through our OrderBook and check them against the orderbook file.
+"""Replay LOBSTER messages through our book and check them against the orderbook file.
 
 The replay is ``mars_ray.data.lobster_replay.LobsterReplay``, the one the
-writer and the matching benchmark use too.
+writer and the matching benchmark use too: its compiled loop runs while the
+rebuilt book equals the file's rows, and stops at a row where it does not, for the
+rules below (in Python, on the same book) before it goes on.
 
 Real files are not perfectly self-consistent (orders resting before the file
 starts, levels beyond the file's depth, orders that vanish without a message),
@@ -166,79 +168,70 @@ def check(msgs: Messages, orderbook: np.ndarray) -> CheckResult:
     levels = orderbook.shape[1] // 4
     result = CheckResult(messages=n, rows=orderbook.shape[0], levels=levels)
     replay = LobsterReplay(track_priority=True)
-    book = replay.book
-    snapshot = book.snapshot
-    equal = np.array_equal
-    times = msgs.time_ns
-    replay.seed(orderbook[0], int(times[0]))
-    last = 4 * (levels - 1)
-    # What the previous row showed per side: asks up to bound[SELL], bids down to
-    # bound[BUY]; +-_INF when the side was short of full depth (nothing lay beyond).
-    bound = {_SELL: _INF, _BUY: -_INF}
-
-    def view(row: np.ndarray) -> None:
-        """The previous row's depth: a later level beyond it comes into view from beyond."""
-        ask_n, bid_n = int(row[last]), int(row[last + 2])
-        bound[_SELL] = ask_n if ask_n else _INF
-        bound[_BUY] = bid_n if bid_n else -_INF
-
-    view(orderbook[0])
-
-    def in_view(side: int, p: int, edge: int) -> bool:
-        return p <= edge if side == _SELL else p >= edge
-
-    def beyond(side: int, p: int) -> bool:
-        return p > bound[_SELL] if side == _SELL else p < bound[_BUY]
-
-    def compare(i: int) -> None:
-        row = orderbook[i]
-        snap = snapshot(levels).reshape(-1)
-        if equal(snap, row):
-            result.level1_matches += 1
-            result.all_matches += 1
-            view(row)
-            return
-        t = int(times[i])
-        values = row.tolist()
-        file_levels = {s: _side_levels(values, s, levels) for s in (_SELL, _BUY)}
-        # The file's view of a side ends at its last level, or nowhere when not full.
-        edge = {
-            s: (lv[-1][0] if len(lv) == levels else (_INF if s == _SELL else -_INF))
-            for s, lv in file_levels.items()
-        }
-        changed = False
-        for side, lv in file_levels.items():
-            shown = {p for p, _ in lv}
-            for p, _ in book.levels(side):
-                if p not in shown and beyond(side, p) and in_view(side, p, edge[side]):
-                    changed |= replay.set_level(t, side, p, 0, front=False)
-            for p, s in lv:
-                if beyond(side, p) and replay.set_level(t, side, p, s, front=True):
-                    result.levels_from_file += 1
-                    changed = True
-        if changed:
-            snap = snapshot(levels).reshape(-1)
-        if equal(snap[:4], row[:4]):
-            result.level1_matches += 1
-        if equal(snap, row):
-            result.all_matches += 1
-        else:
-            result.resyncs += 1
-            for side, lv in file_levels.items():
-                shown = {p for p, _ in lv}
-                for p, _ in book.levels(side):
-                    if p not in shown and in_view(side, p, edge[side]):
-                        replay.set_level(t, side, p, 0, front=False)
-                for p, s in lv:
-                    replay.set_level(t, side, p, s, front=False)
-        view(row)
-
-    replay.replay(msgs, 1, n, compare)
+    replay.seed(orderbook[0], int(msgs.time_ns[0]))
+    i = 1
+    while i < n:
+        mismatch = replay.follow(msgs, orderbook, i, n)
+        result.level1_matches += mismatch - i
+        result.all_matches += mismatch - i
+        if mismatch == n:
+            break
+        t = int(msgs.time_ns[mismatch])
+        _resync(replay, result, t, orderbook[mismatch - 1], orderbook[mismatch])
+        i = mismatch + 1
     result.compared = n - 1
     result.executions = replay.executions
     result.head_agreements = replay.head_agreements
     result.unknown_id_messages = replay.unknown_id_messages
     return result
+
+
+def _resync(
+    replay: LobsterReplay, result: CheckResult, t: int, previous: np.ndarray, row: np.ndarray
+) -> None:
+    """The rules for a row the rebuilt book does not show (module doc): levels that came
+    into view from beyond the previous row's depth are taken from the file; if the book
+    still disagrees, the row is a mismatch and the book takes the row's view.
+
+    Prices are compared as keys that grow away from the touch (asks as they are, bids
+    negated), so one comparison serves both sides.
+    """
+    book = replay.book
+    levels = row.shape[0] // 4
+    values = row.tolist()
+    file_levels = {s: _side_levels(values, s, levels) for s in (_SELL, _BUY)}
+    # The previous row's view of a side ends at its last level, the file's at the row's last
+    # level; either at _INF when the side was short of full depth (nothing lay beyond).
+    bound, edge = {}, {}
+    for side, column in ((_SELL, 4 * levels - 4), (_BUY, 4 * levels - 2)):
+        last = int(previous[column])
+        bound[side] = side * -last if last else _INF
+        lv = file_levels[side]
+        edge[side] = side * -lv[-1][0] if len(lv) == levels else _INF
+    for side, lv in file_levels.items():
+        shown = {p for p, _ in lv}
+        key, beyond, in_view = -side, bound[side], edge[side]
+        for p, _ in book.levels(side):
+            if beyond < key * p <= in_view and p not in shown:
+                replay.set_level(t, side, p, 0, front=False)
+        for p, s in lv:
+            if key * p > beyond and replay.set_level(t, side, p, s, front=True):
+                result.levels_from_file += 1
+    snap = book.snapshot(levels).reshape(-1)
+    if np.array_equal(snap[:4], row[:4]):
+        result.level1_matches += 1
+    if np.array_equal(snap, row):
+        result.all_matches += 1
+        return
+    result.resyncs += 1
+    for side, lv in file_levels.items():
+        shown = {p for p, _ in lv}
+        key, in_view = -side, edge[side]
+        for p, _ in book.levels(side):
+            if key * p <= in_view and p not in shown:
+                replay.set_level(t, side, p, 0, front=False)
+        for p, s in lv:
+            replay.set_level(t, side, p, s, front=False)
 
 
 def check_files(message_path: str | os.PathLike, orderbook_path: str | os.PathLike) -> CheckResult:

@@ -274,8 +274,8 @@ def write_lobster(
 ) -> tuple[Messages, np.ndarray, WriteStats]:
     """Write one book's events as a LOBSTER message + orderbook file pair.
 
-    The orderbook is the written messages replayed through the OrderBook by
-    ``LobsterReplay`` (the check's replay) from ``initial`` (the book before the
+    The orderbook is the written messages replayed by ``replay_orderbook`` (the
+    check's replay) from ``initial`` (the book before the
     first event, ticks; empty if None), so the pair passes ``check-lobster`` by
     construction. ``book_before_first`` gives ``initial`` for a real file.
     """

@@ -16,10 +16,10 @@ without matching; ``uncross`` runs the call auction; ``CONTINUOUS`` matches on
 arrival; ``HALTED`` rejects new orders and modifications but lets cancels
 through.
 
-The hot paths bind what they touch to locals and pick the per-side structures
-once per call: ``submit``/``cancel`` run once per message of a LOBSTER replay,
-and ``apply`` takes a simulation's batch of orders for the book in one call,
-handling the commonest rows inline.
+``submit`` and ``cancel`` bind what they touch to locals and pick the per-side
+structures once per call; ``apply`` takes a batch of orders for the book and hands
+each row to them. The simulation's fast path is ``CompiledOrderBook``, held to this
+book event for event; this one stays the readable definition.
 """
 
 from __future__ import annotations
@@ -315,80 +315,15 @@ class OrderBook(SessionPhases):
                     self.reject(t, oid, side, px, sz, agent, VALIDATION[code])
 
     def apply(self, rows: Iterable[tuple[int, int, int, int, int, int, int]]) -> None:
-        """Apply validated orders in order, as ``submit``/``cancel``/``modify`` would.
+        """Apply validated orders in order: each row is ``submit``, ``cancel`` or ``modify``.
 
         A row is (time, ``OrderType`` code, order id, side, price in ticks, whole
-        size, agent id). When the book takes orders (continuous trading or a call)
-        the two commonest rows, a limit order that rests without trading and a
-        cancel of all of an order, skip the methods' checks and are handled here
-        (a new or emptied level goes to ``_add_level``/``_drop_level``); the rest go
-        to the methods. The phase does not change within a batch: only the session
-        actions do that.
+        size, agent id); a modify's price of 0 keeps the order's price.
         """
         submit, cancel, modify = self.submit, self.cancel, self.modify
-        emit = self.emit
-        phase = self.phase
-        if phase != _CONTINUOUS and phase != _CALL:  # halted or closed: nothing is hot
-            for t, ot, oid, side, px, sz, agent in rows:
-                if ot == _CANCEL_ORDER:
-                    cancel(t, oid, sz, agent)
-                elif ot <= _IOC:
-                    submit(t, oid, side, px, sz, agent, ot)
-                else:
-                    modify(t, oid, px if px > 0 else None, sz, agent)
-            return
-        matching = phase == _CONTINUOUS
-        orders = self._orders
-        bid_levels, bid_depth = self._bid_levels, self._bid_depth
-        ask_levels, ask_depth = self._ask_levels, self._ask_depth
-        add_level, drop_level = self._add_level, self._drop_level
         for t, ot, oid, side, px, sz, agent in rows:
-            if ot == _LIMIT:
-                # what trades, duplicates and the absurd sentinel price go the long way
-                if side == _BUY:
-                    top = self._ask_top
-                    crosses = matching and top is not None and top <= px
-                    levels, depth = bid_levels, bid_depth
-                elif side == _SELL:
-                    top = self._bid_top
-                    crosses = matching and top is not None and top >= px
-                    levels, depth = ask_levels, ask_depth
-                else:
-                    submit(t, oid, side, px, sz, agent)  # no such side: submit raises
-                    continue
-                if crosses or oid in orders or px == MARKET_BUY_PRICE:
-                    submit(t, oid, side, px, sz, agent)
-                    continue
-                emit((t, _SUBMIT, oid, side, px, sz, agent, NO_ID, NO_ID, None))
-                # rest it (as _rest, inlined)
-                queue = levels.get(px)
-                if queue is None:
-                    levels[px] = queue = OrderedDict()
-                    queue[oid] = sz
-                    depth[px] = sz
-                    add_level(side, px)
-                else:
-                    queue[oid] = sz
-                    depth[px] += sz
-                orders[oid] = (side, px, agent)
-            elif ot == _CANCEL_ORDER:
-                entry = orders.pop(oid, None) if sz <= 0 else None
-                if entry is None:
-                    cancel(t, oid, sz, agent)
-                    continue
-                side, price, owner = entry
-                if side == _BUY:
-                    levels, depth = bid_levels, bid_depth
-                else:
-                    levels, depth = ask_levels, ask_depth
-                queue = levels[price]
-                resting = queue.pop(oid)
-                if queue:
-                    depth[price] -= resting
-                else:
-                    drop_level(side, price)
-                shown = NO_PRICE if price == MARKET_BUY_PRICE else price
-                emit((t, _CANCEL, oid, side, shown, resting, owner, NO_ID, NO_ID, None))
+            if ot == _CANCEL_ORDER:
+                cancel(t, oid, sz, agent)
             elif ot <= _IOC:
                 submit(t, oid, side, px, sz, agent, ot)
             else:
@@ -538,6 +473,18 @@ class OrderBook(SessionPhases):
         """An execution against hidden liquidity: recorded, the visible book unchanged."""
         self.last_trade_price = price
         self.emit((t, _HIDDEN, oid, side, price, size, NO_ID, NO_ID, NO_ID, None))
+
+    def record_cross(self, t: int, oid: int, side: int, price: int, size: int) -> None:
+        """An auction that replayed data reports (LOBSTER type 6): recorded, and its price
+        is the last trade; its fills reach the book as executions of their own."""
+        self.last_trade_price = price
+        self.emit((t, _AUCTION, oid, side, price, size, NO_ID, NO_ID, NO_ID, None))
+
+    def move_to_head(self, oid: int) -> None:
+        """Put a resting order at the head of its level's queue: liquidity that replayed
+        data shows but no message submitted predates every order the data did submit."""
+        side, price, _ = self._orders[oid]
+        self._levels[side][price].move_to_end(oid, last=False)
 
     # ------------------------------------------------------------------ phases
     def _mark(self, t: int, event_type: int, reason: str | None) -> None:

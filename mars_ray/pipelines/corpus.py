@@ -170,8 +170,8 @@ def synthetic_orders(
     """One seed's simulated day, per instrument: (instrument, orders). Runs in-process, so it
     can be the body of a Ray task. With ``continuous_only`` only the orders of continuous
     trading (open to closing call) are kept: the real files cover 09:30-16:00 only."""
+    from mars_ray.data.lobster_replay import replay_orderbook
     from mars_ray.data.lobster_write import events_to_messages
-    from mars_ray.exchange.fast_book import fast_replay_orderbook
     from mars_ray.sim.kernel import run_simulation
 
     cfg = sim_cfg.model_copy(update={"seed": seed})
@@ -183,8 +183,7 @@ def synthetic_orders(
     for inst in cfg.instruments:
         book_events = events.filter(pc.equal(events["instrument"], inst.name))
         msgs, _ = events_to_messages(book_events)
-        # replay_orderbook's result, compiled (held identical by tests/test_fast_book.py)
-        rows = fast_replay_orderbook(msgs, BOOK_LEVELS)
+        rows = replay_orderbook(msgs, BOOK_LEVELS)
         orders = derive_orders(msgs, rows, None, inst.reference_ticks, window)
         out.append((inst.name, orders))
     return out

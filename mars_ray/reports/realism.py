@@ -384,11 +384,11 @@ def events_unit_samples(
     events: pa.Table, reference: int, window: tuple[int, int]
 ) -> tuple[Samples, int]:
     """One simulated book's samples: events -> LOBSTER messages -> replayed level-1 rows."""
+    from mars_ray.data.lobster_replay import replay_orderbook
     from mars_ray.data.lobster_write import events_to_messages
-    from mars_ray.exchange.fast_book import fast_replay_orderbook
 
     msgs, _ = events_to_messages(events)
-    rows = fast_replay_orderbook(msgs, 1)  # a simulated day starts from an empty book
+    rows = replay_orderbook(msgs, 1)  # a simulated day starts from an empty book
     return unit_samples(msgs, rows, None, reference, window)
 
 

@@ -1,23 +1,28 @@
-"""The compiled LOBSTER replay (fast_book) equals the reference replay after every message.
+"""The compiled LOBSTER replay equals the reference replay after every message.
 
-``fast_replay_orderbook`` may only stand in for ``replay_orderbook`` (and the
-benchmark's ``fast_replay`` for ``LobsterReplay.replay``) if its book is the
-reference's after every message. Each test replays the same messages through
-both and compares every per-message snapshot with ``np.array_equal``: on every
-real LOBSTER file, and on synthetic sequences built to hit each message type
-and rule (unknown ids, excess cancels, anonymous liquidity, halts, levels that
-empty, deep books, a book that outgrows the initial arrays). A snapshot shows
-only each level's total, so every test also compares every queue order by order
-(``fast_replay_levels``, which checks the compiled book's own invariants too) at
-a few points of the sequence.
+``mars_ray.data.lobster_replay`` replays through the simulation's compiled book;
+``lobster_reference.ReferenceReplay`` is the same rules in Python on ``OrderBook``
+(the definition). Each test replays the same messages through both and compares
+every per-message snapshot with ``np.array_equal``, and every event either
+recorded (seeding included), on every real LOBSTER file and on synthetic
+sequences built to hit each message type and rule (unknown ids, excess cancels,
+anonymous liquidity, halts, levels that empty, deep books, a book that outgrows
+the initial arrays). A snapshot shows only each level's total, so every test also
+compares every queue order by order (``CompiledOrderBook.queues``, which checks
+the compiled book's own invariants too) at a few points of the sequence. A
+deliberately broken engine shows that the harness catches what it should.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from conftest import data_dir
+from lobster_reference import ReferenceReplay, reference_orderbook
 
+from mars_ray.data import lobster_replay
 from mars_ray.data.lobster import (
     Messages,
     book_before_first,
@@ -27,7 +32,7 @@ from mars_ray.data.lobster import (
 )
 from mars_ray.data.lobster_replay import LobsterReplay, replay_orderbook
 from mars_ray.exchange.book import MARKET_BUY_PRICE, MARKET_SELL_PRICE
-from mars_ray.exchange.fast_book import fast_replay, fast_replay_levels, fast_replay_orderbook
+from mars_ray.schema.events import EVENT_RECORD, EventType, concat_records, rows_to_records
 
 BUY, SELL = 1, -1
 ADD, CUT, DELETE, EXECUTE, HIDDEN, CROSS, HALT = 1, 2, 3, 4, 5, 6, 7
@@ -64,51 +69,93 @@ def head(msgs: Messages, n: int) -> Messages:
     )
 
 
-def reference(msgs: Messages, levels: int, initial=None, match: bool = False) -> np.ndarray:
-    """The reference's snapshots: ``replay_orderbook`` itself, or its twin with ``match``."""
-    if not match:
-        return replay_orderbook(msgs, levels, initial)
-    replay = LobsterReplay(match=True)
+class Collected:
+    """``on_events`` that keeps every chunk and checks they come in ``seq`` order."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.next_seq = 0
+
+    def __call__(self, seq: int, records: np.ndarray) -> None:
+        assert seq == self.next_seq and len(records) > 0
+        self.next_seq += len(records)
+        self.chunks.append(records)
+
+    def records(self) -> np.ndarray:
+        return concat_records(self.chunks) if self.chunks else np.empty(0, EVENT_RECORD)
+
+
+Engine = Callable[..., LobsterReplay]
+
+
+def compiled(
+    msgs: Messages, levels: int, initial=None, match: bool = False, engine: Engine = LobsterReplay
+) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled replay's snapshots (as ``replay_orderbook`` makes them) and events."""
+    events = Collected()
+    replay = engine(match=match, on_events=events)
     if initial is not None:
         replay.seed(initial, int(msgs.time_ns[0]) if len(msgs) else 0)
     out = np.zeros((len(msgs), 4 * levels), dtype=np.int64)
-
-    def record(i: int) -> None:
-        out[i] = replay.book.snapshot(levels).reshape(-1)
-
-    replay.replay(msgs, after=record)
-    return out
+    replay.replay(msgs, out=out)
+    return out, events.records()
 
 
 def assert_identical(
-    msgs: Messages, levels: int, initial=None, match: bool = False, checkpoints: int = 4
+    msgs: Messages,
+    levels: int,
+    initial=None,
+    match: bool = False,
+    checkpoints: int = 4,
+    engine: Engine = LobsterReplay,
 ) -> np.ndarray:
-    """Compare every message's snapshot (on a difference, name the first message that
-    differs), then every queue, order by order, at a few points and at the end."""
-    want = reference(msgs, levels, initial, match)
-    got = fast_replay_orderbook(msgs, levels, initial, match=match)
+    """Compare every message's snapshot and every event (on a difference, name the first
+    message or event that differs), then every queue, order by order, at a few points and
+    at the end."""
+    want, want_events = reference_orderbook(msgs, levels, initial, match)
+    got, got_events = compiled(msgs, levels, initial, match, engine)
     assert got.shape == want.shape and got.dtype == want.dtype
     if not np.array_equal(got, want):
         i = int(np.flatnonzero((got != want).any(axis=1))[0])
         row = (msgs.type[i], msgs.order_id[i], msgs.size[i], msgs.price[i], msgs.direction[i])
         raise AssertionError(
-            f"message {i} {tuple(int(v) for v in row)}: fast {got[i].reshape(-1, 4).tolist()} "
-            f"!= reference {want[i].reshape(-1, 4).tolist()}"
+            f"message {i} {tuple(int(v) for v in row)}: compiled "
+            f"{got[i].reshape(-1, 4).tolist()} != reference {want[i].reshape(-1, 4).tolist()}"
         )
-    assert fast_replay(msgs, initial, match=match) == len(msgs)
-    assert_same_queues(msgs, initial, match, checkpoints)
+    assert_same_events(got_events, rows_to_records(want_events))
+    if not match:
+        assert np.array_equal(replay_orderbook(msgs, levels, initial), got)
+    assert_same_queues(msgs, initial, match, checkpoints, engine)
     return got
 
 
-def assert_same_queues(msgs: Messages, initial, match: bool, checkpoints: int) -> None:
+def assert_same_events(got: np.ndarray, want: np.ndarray) -> None:
+    flat_got, flat_want = got.view(np.int64).reshape(-1, 10), want.view(np.int64).reshape(-1, 10)
+    if flat_got.shape == flat_want.shape and np.array_equal(flat_got, flat_want):
+        return
+    n = min(len(flat_got), len(flat_want))
+    differs = np.flatnonzero((flat_got[:n] != flat_want[:n]).any(axis=1))
+    i = int(differs[0]) if len(differs) else n
+    raise AssertionError(
+        f"{len(got)} events, reference {len(want)}; first difference at event {i}: "
+        f"{flat_got[i].tolist() if i < len(got) else None} != "
+        f"{flat_want[i].tolist() if i < len(want) else None}"
+    )
+
+
+def assert_same_queues(
+    msgs: Messages, initial, match: bool, checkpoints: int, engine: Engine = LobsterReplay
+) -> None:
     """Every level's queue (ids, sizes, order) equals the reference's after
     ``checkpoints`` evenly spaced prefixes of ``msgs`` and after all of them."""
-    replay = LobsterReplay(match=match)
+    reference, replay = ReferenceReplay(match=match), engine(match=match)
     if initial is not None:
+        reference.seed(initial, 0)
         replay.seed(initial, 0)
-    book = replay.book
+    book = reference.book
     done = 0
     for stop in sorted({len(msgs) * k // checkpoints for k in range(1, checkpoints + 1)}):
+        reference.replay(msgs, done, stop)
         replay.replay(msgs, done, stop)
         done = stop
         want = [
@@ -117,9 +164,7 @@ def assert_same_queues(msgs: Messages, initial, match: bool, checkpoints: int) -
             for price, _ in book.levels(side)
         ]
         hidden = {BUY: MARKET_BUY_PRICE, SELL: MARKET_SELL_PRICE}  # levels() skips them
-        got = [
-            q for q in fast_replay_levels(head(msgs, stop), initial, match) if q[1] != hidden[q[0]]
-        ]
+        got = [q for q in replay.book.queues() if q[1] != hidden[q[0]]]
         assert got == want, f"queues differ after message {stop - 1}"
 
 
@@ -312,9 +357,9 @@ def test_odd_values_follow_the_reference_arithmetic() -> None:
 
 
 def test_a_direction_the_book_cannot_file_is_refused() -> None:
-    msgs = messages([(ADD, 1, 5, 100, 0)])
-    with pytest.raises(ValueError, match="direction"):
-        fast_replay_orderbook(msgs, 1)
+    for row in [(ADD, 1, 5, 100, 0), (CUT, 1, 5, 100, 2), (EXECUTE, 4, 1, 100, 0)]:
+        with pytest.raises(ValueError, match=r"must be 1 \(buy\) or -1 \(sell\)"):
+            replay_orderbook(messages([row]), 1)
     # where the direction is not used (a known id, a hidden trade) any value is accepted
     ok = messages([(ADD, 1, 5, 100, BUY), (CUT, 1, 2, 100, 0), (HIDDEN, 1, 1, 100, 0)])
     assert_identical(ok, 1)
@@ -322,8 +367,9 @@ def test_a_direction_the_book_cannot_file_is_refused() -> None:
 
 def test_empty_inputs() -> None:
     empty = messages([])
-    assert fast_replay_orderbook(empty, 2, SEED).shape == (0, 8)
-    assert fast_replay(empty, SEED) == 0
+    assert replay_orderbook(empty, 2, SEED).shape == (0, 8)
+    assert LobsterReplay().replay(empty) == 0
+    assert_identical(empty, 2, SEED)
     assert_identical(messages([(HIDDEN, 1, 1, 100, BUY)]), 0, SEED)
 
 
@@ -401,3 +447,76 @@ def test_random_sequences_identical_at_every_depth(seed: int) -> None:
     for match in (False, True):
         assert_identical(msgs, DEEP, initial, match)  # the whole book
         assert_identical(msgs, levels, initial, match)  # top-N truncation
+
+
+# ---------------------------------------------------------------------- events in chunks
+def test_events_come_in_bounded_chunks_on_a_full_day() -> None:
+    """A day's events reach ``on_events`` in order, a chunk at a time, none bigger than the
+    replay's bound; the buffer the book keeps stays that size however long the day."""
+    path = data_dir() / "lobster" / GOOG
+    msgs = read_message_columns(path)
+    events = Collected()
+    replay = LobsterReplay(on_events=events)
+    replay.replay(msgs)
+    capacity = replay.book.arrays[0].shape[0]
+    bound = lobster_replay.EVENT_CHUNK + capacity + 2
+    assert len(events.chunks) > 1 and max(len(c) for c in events.chunks) <= bound
+    assert len(replay.book.event_rows) <= 2 * bound
+    _, want = reference_orderbook(msgs, 0)
+    assert_same_events(events.records(), rows_to_records(want))
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_tiny_event_chunks_change_nothing(chunk: int, monkeypatch) -> None:
+    """Every message stops the loop to drain (chunk 1) or most do: the same snapshots and
+    events, and the loop resumes where it stopped."""
+    monkeypatch.setattr(lobster_replay, "EVENT_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    seeded = list(range(-1, -7, -1))
+    for match in (False, True):
+        assert_identical(random_messages(rng, 800, seeded), 5, SEED, match)
+
+
+# ---------------------------------------------------------------------- negative controls
+class DropsHiddenTrades(LobsterReplay):
+    """Broken on purpose: the book is right, but hidden executions never reach the caller."""
+
+    def __init__(self, match: bool = False, on_events=None):
+        def without_hidden(seq: int, records: np.ndarray) -> None:
+            kept = records[records["event_type"] != int(EventType.HIDDEN_TRADE)]
+            if on_events is not None and len(kept):
+                on_events(events_seen[0], kept)
+                events_seen[0] += len(kept)
+
+        events_seen = [0]
+        super().__init__(match=match, on_events=without_hidden)
+
+
+class JumpsTheQueue(LobsterReplay):
+    """Broken on purpose: every new order goes to the head of its level. Every level's
+    total is right, so only the queues and the events can show it."""
+
+    def replay(self, msgs, start=0, stop=None, out=None) -> int:
+        stop = len(msgs) if stop is None else min(stop, len(msgs))
+        for i in range(start, stop):
+            super().replay(msgs, i, i + 1, out)
+            oid = int(msgs.order_id[i])
+            if msgs.type[i] == ADD and oid in self.book:
+                self.book.move_to_head(oid)
+        return max(stop - start, 0)
+
+
+@pytest.mark.parametrize("engine", [DropsHiddenTrades, JumpsTheQueue])
+def test_the_harness_catches_a_broken_engine(engine: Engine) -> None:
+    msgs = messages(
+        [
+            (ADD, 1, 10, 99, BUY),  # behind the seeded anonymous 70
+            (ADD, 2, 10, 99, BUY),
+            (HIDDEN, 0, 9, 100, BUY),
+            (DELETE, 901, 75, 99, BUY),  # unknown: the anonymous 70, then 5 of the head
+            (EXECUTE, 2, 4, 99, BUY),
+        ]
+    )
+    assert_identical(msgs, 3, SEED)  # the real engine passes
+    with pytest.raises(AssertionError):
+        assert_identical(msgs, 3, SEED, engine=engine)
