@@ -112,8 +112,8 @@ def main() -> int:
             "torch": torch.__version__,
             "threads": args.threads,
         },
-        "checkpoint": str(args.checkpoint.relative_to(ROOT, walk_up=True)),
-        "batch_model": str(args.batch_model.relative_to(ROOT, walk_up=True)),
+        "checkpoint": os.path.relpath(args.checkpoint, ROOT),
+        "batch_model": os.path.relpath(args.batch_model, ROOT),
         "seeds": {"simulation": args.seed, "controller": 0},
         "books": args.books,
         "seconds": args.seconds,
@@ -132,22 +132,19 @@ def main() -> int:
 
 
 def print_table(ramps: dict[str, dict[str, Any]], levels: dict[str, dict[str, Any]]) -> None:
-    print(f"{'target':22s} {'controlled':>28s} {'no control':>28s}")
+    def cell(m: dict[str, float]) -> str:
+        rms, final, corr = m["rms_error"], m["final_abs_error"], m["correlation"]
+        return f"RMS {rms:5.2f}  final {final:5.2f}  corr {corr:5.2f}"
+
+    print(f"{'mid path':16s} {'controlled':>36s} {'no control':>36s}")
     for name, r in ramps.items():
-        on, off = r["controlled"], r["uncontrolled"]
-        cells = [
-            f"RMS {m['rms_error']:5.2f} final {m['final_abs_error']:5.2f} "
-            f"corr {m['correlation']:5.2f}"
-            for m in (on, off)
-        ]
-        print(f"{name} {r['target_ticks']:+.0f} ticks / window   {cells[0]}   {cells[1]}")
+        target = f"{name} {r['target_ticks']:+.0f}"
+        print(f"{target:16s} {cell(r['controlled']):>36s} {cell(r['uncontrolled']):>36s}")
     for what, level in levels.items():
+        print(f"{what} ({level['unit']}): no control {level['free']:.2f}")
         for factor in ("0.5x", "2.0x"):
-            cell = level[factor]
-            print(
-                f"{what} {factor}: target {cell['target']:.2f}, realised {cell['realised']:.2f}"
-                f" (free {level['free']:.2f} {level['unit']})"
-            )
+            c = level[factor]
+            print(f"  {factor} target {c['target']:6.2f}   realised {c['realised']:6.2f}")
 
 
 def plot(
