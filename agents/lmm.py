@@ -33,7 +33,7 @@ steps into one forward pass; both give the same orders.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -234,6 +234,12 @@ class BookSlot:
     by_price: dict[int, SortedDict] = field(
         default_factory=lambda: {1: SortedDict(), -1: SortedDict()}
     )
+
+    def new_order_id(self) -> int:
+        """The next id of this book's orders: the agent id above, a counter below."""
+        oid = (self.agent_id << 32) | self.counter
+        self.counter += 1
+        return oid
 
     def add_live(self, oid: int, side: int, price: int, size: int) -> None:
         self.live[oid] = [side, price, size]
@@ -451,8 +457,7 @@ class LMMBackground:
             )
             return
         size = int(self.tokenizer.size_values[token[2]])
-        oid = (slot.agent_id << 32) | slot.counter
-        slot.counter += 1
+        oid = slot.new_order_id()
         if marketable:
             shadow.take(side, size)
             out.append(
@@ -486,6 +491,20 @@ class LMMBackground:
                 slot.agent_id,
             )
         )
+
+    def own_orders(self, t: int, orders: Sequence[Sequence[tuple[int, int, int]]]) -> OrderBatch:
+        """Limit orders at ``t`` on every book, ``orders[b]``: (side, price ticks, shares), made
+        this agent's own live orders. Injected before the open, they are a start book that its
+        cancel tokens reach like the orders it generated (it cancels only its own: another
+        agent's start book is a wall that only trades wear down)."""
+        rows = []
+        for slot, book_orders in zip(self.slots, orders, strict=True):
+            for side, price, size in book_orders:
+                oid = slot.new_order_id()
+                slot.add_live(oid, side, price, size)
+                px, book = price * slot.tick_size, (slot.trajectory, slot.instrument)
+                rows.append((t, *book, _LIMIT, oid, side, px, float(size), slot.agent_id))
+        return OrderBatch.from_rows(rows)
 
     def on_fills(self, slot_index: int, fills: Fills) -> None:
         """Keep each book's live-order list exact: filled shares leave it."""

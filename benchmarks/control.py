@@ -1,33 +1,32 @@
-"""Controllable generation: does the generated mid follow a target the user sets?
+"""Controllable generation through the clearing house: does the LMM agent follow a target?
 
     python benchmarks/control.py [--json OUT] [--plot PNG] [--checkpoint PATH]
-                                 [--corpus PATH] [--batch-model PATH] [--seconds S]
-                                 [--ticks N] [--books B] [--seed N] [--threads N]
+                                 [--batch-model PATH] [--seconds S] [--ticks N]
+                                 [--books B] [--seed N] [--threads N]
 
-The order model generates ``--books`` independent books (one per seed, ``simulate`` in
-mars_ray/lmm/control.py: books that only the model trades, the LMM agent's ShadowBook and
-decoding rules) for ``--seconds`` from 10:00, from the corpus's median book shape. It is
-run without control, then steered toward a rising and a falling target (a ramp of
-``--ticks`` ticks over the run, relative to the start mid), then toward a low and a high
-volatility (0.5x and 2x the free run's std of 10 s mid changes). Reported per target:
-RMS and final tracking error (ticks, mean over books) and the correlation of each path
-with the target, with and without control; for volatility, the realised std after the
-first minute. The order-batch model behind the controller is trained on the corpus
-first (its validation NLL against the naive forecasts is reported too), unless
-``--batch-model`` gives a saved one.
+Every run is a simulation (``mars_ray/reports/control.py``): one instrument, ``--books``
+trajectories, the LMM agent the only trader from a start ladder of its own, for
+``--seconds`` from 10:00, steered by its ``control`` param inside its own decoding loop.
+Runs: no control (the negative control); a mid ramp of +``--ticks`` and of -``--ticks``
+over the window; volatility targets 0.5x and 2x the free run's std of 10 s mid changes;
+volume targets 0.5x and 2x its order rate. Reported: for the ramps, RMS and final tracking
+error (ticks, mean over books) and the correlation of each path with the target, with and
+without control; for the others, the realised value after the first minute against the
+target and the free run.
 
-The order model: ``--checkpoint``, else the shipped mars_ray/lmm/checkpoints/lmm-small.pt,
-else the newest runs/lmm-small*/model.pt; with none of them it says so and exits 2.
+The order model: ``--checkpoint``, else the shipped mars_ray/lmm/checkpoints/lmm-small.pt;
+the controller's order-batch model: ``--batch-model``, else the shipped batch-small.pt.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,166 +34,124 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mars_ray.lmm.batch_model import (  # noqa: E402
-    BatchConfig,
-    load_batch_model,
-    save_batch_model,
-    train_batch_model,
-)
-from mars_ray.lmm.checkpoint import SHIPPED, load_model  # noqa: E402
-from mars_ray.lmm.control import (  # noqa: E402
-    FlowController,
-    MidPath,
-    SimResult,
-    Volatility,
-    simulate,
+from mars_ray.lmm.batch_model import SHIPPED_BATCH  # noqa: E402
+from mars_ray.lmm.checkpoint import SHIPPED  # noqa: E402
+from mars_ray.reports.control import (  # noqa: E402
+    ControlExperiment,
+    ControlRun,
+    order_rate,
+    realised_volatility,
+    run_control,
     tracking,
 )
-from mars_ray.lmm.tokenizer import OPEN_NS  # noqa: E402
 
-START = OPEN_NS + 30 * 60 * 10**9  # 10:00
-SETTLE_S = 60  # volatility is measured after this
-
-
-def find_checkpoint(given: str | None) -> Path | None:
-    if given:
-        return Path(given)
-    if SHIPPED.is_file():
-        return SHIPPED
-    runs = sorted(ROOT.glob("runs/lmm-small*/model.pt"), key=lambda p: p.stat().st_mtime)
-    return runs[-1] if runs else None
-
-
-def realised_vol(result: SimResult, settle_s: int = SETTLE_S) -> float:
-    """Std of the 10 s mid changes after ``settle_s`` (mids are sampled every second)."""
-    return float(np.diff(result.mids[:, settle_s::10], axis=1).std())
-
-
-def ramp(result: SimResult, seconds: float, ticks: float) -> np.ndarray:
-    t0 = result.grid_ns[0]
-    return np.interp(result.grid_ns, [t0, t0 + seconds * 1e9], [0.0, ticks])
+SETTLE_S = 60  # volatility and order rate are measured after this
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--plot", type=Path)
-    ap.add_argument("--checkpoint")
-    ap.add_argument("--corpus", type=Path, default=ROOT / "corpus/default/corpus.parquet")
-    ap.add_argument("--batch-model", type=Path, help="a saved order-batch model to use")
-    ap.add_argument("--save-batch-model", type=Path, help="save the trained one here")
-    ap.add_argument("--batch-steps", type=int, default=600)
+    ap.add_argument("--checkpoint", type=Path, default=SHIPPED)
+    ap.add_argument("--batch-model", type=Path, default=SHIPPED_BATCH)
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--ticks", type=float, default=20.0)
-    ap.add_argument("--books", type=int, default=4)
+    ap.add_argument("--books", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    path = find_checkpoint(args.checkpoint)
-    if path is None or not path.is_file():
-        why = f"{path} not found" if path else f"neither {SHIPPED} nor runs/lmm-small*/model.pt"
-        print(
-            f"no order model: {why} (train one with `mars-ray train configs/lmm.yaml`)",
-            file=sys.stderr,
-        )
-        return 2
-    loaded = load_model(path, device="cpu")
-    model, tokenizer = loaded.model.eval(), loaded.tokenizer
-    print(f"order model: {path} (step {loaded.meta.get('step')}, {model.num_params():,} params)")
-
-    t0 = time.perf_counter()
-    if args.batch_model:
-        batch, history = load_batch_model(args.batch_model)
-    else:
-        if not args.corpus.is_file():
-            print(f"no corpus at {args.corpus} for the order-batch model", file=sys.stderr)
+    for path in (args.checkpoint, args.batch_model):
+        if not path.is_file():
+            print(f"not found: {path}", file=sys.stderr)
             return 2
-        batch, history = train_batch_model(args.corpus, BatchConfig(), args.batch_steps, 0)
-        if args.save_batch_model:
-            save_batch_model(args.save_batch_model, batch, history)
-    batch_s = time.perf_counter() - t0
-    last = history[-1] if history else {}
-    nll = {k: v for k, v in last.items() if k.endswith("nll") and k != "train_nll"}
-    print(
-        f"order-batch model ({batch_s:.0f} s): " + ", ".join(f"{k} {v:.2f}" for k, v in nll.items())
-    )
+    lmm = {"checkpoint": str(args.checkpoint), "device": "cpu", "threads": args.threads}
+    experiment = ControlExperiment(args.books, args.seconds, seed=args.seed, lmm=lmm)
+    batch = {"batch_model": str(args.batch_model)}
 
-    def run(controller: FlowController | None) -> tuple[SimResult, float]:
-        t = time.perf_counter()
-        res = simulate(
-            model, tokenizer, args.seconds, books=args.books, seed=args.seed,
-            controller=controller, start_ns=START,
-        )  # fmt: skip
-        return res, time.perf_counter() - t
+    def run(name: str, control: dict[str, Any] | None) -> ControlRun:
+        result = run_control(experiment, None if control is None else {**control, **batch})
+        print(f"  {name}: {result.wall_s:.0f} s wall", flush=True)
+        return result
 
-    free, free_s = run(None)
-    orders_per_s = len(free.orders["row"]) / args.seconds / args.books
-    print(f"free run: {orders_per_s:.1f} orders/s per book, {free_s:.0f} s wall")
-    results: dict[str, dict] = {}
-    paths: dict[str, SimResult] = {"free": free}
+    free = run("free", None)
+    runs = {"free": free}
+    ramps: dict[str, dict[str, Any]] = {}
     for name, ticks in (("rising", args.ticks), ("falling", -args.ticks)):
-        target = MidPath.ramp(START, args.seconds, ticks)
-        steered, wall = run(FlowController(batch, tokenizer, target, args.books))
-        paths[name] = steered
-        want = ramp(steered, args.seconds, ticks)
-        on = tracking(steered.grid_ns, steered.mids - steered.mids[:, :1], want)
-        off = tracking(free.grid_ns, free.mids - free.mids[:, :1], want)
-        results[name] = {
+        runs[name] = steered = run(name, experiment.mid_path(ticks))
+        target = experiment.ramp(ticks)
+        ramps[name] = {
             "target_ticks": ticks,
-            "controlled": on,
-            "uncontrolled": off,
-            "final_move": (steered.mids[:, -1] - steered.mids[:, 0]).tolist(),
-            "mean_abs_bias": float(np.abs(steered.biases).mean()),
-            "wall_s": wall,
+            "controlled": tracking(steered.moves, target),
+            "uncontrolled": tracking(free.moves, target),
+            "final_move": steered.moves[:, -1].tolist(),
+            "mean_abs_kind_bias": float(steered.kind_bias.mean()),
         }
-        print(
-            f"{name:8s} target {ticks:+.0f}: RMS error {on['rms_error']:.2f} (free "
-            f"{off['rms_error']:.2f}), final {on['final_abs_error']:.2f} (free "
-            f"{off['final_abs_error']:.2f}), correlation {on['correlation']:.2f} (free "
-            f"{off['correlation']:.2f})"
-        )
-    natural = realised_vol(free)
-    vol: dict[str, dict[str, float]] = {}
-    for name, factor in (("low", 0.5), ("high", 2.0)):
-        steered, wall = run(
-            FlowController(batch, tokenizer, Volatility(factor * natural), args.books)
-        )
-        paths[f"vol_{name}"] = steered
-        vol[name] = {"target": factor * natural, "realised": realised_vol(steered), "wall_s": wall}
-        print(
-            f"volatility {name}: target {factor * natural:.2f} ticks/10 s, realised "
-            f"{vol[name]['realised']:.2f} (free {natural:.2f})"
-        )
-
+    levels: dict[str, dict[str, Any]] = {}
+    for what, measure, param, key in (
+        ("volatility", realised_volatility, "sigma", "ticks per 10 s"),
+        ("volume", order_rate, "orders_per_s", "orders/s per book"),
+    ):
+        natural = measure(free, SETTLE_S)
+        levels[what] = {"unit": key, "free": natural}
+        for factor in (0.5, 2.0):
+            name = f"{what}_{factor}x"
+            runs[name] = steered = run(name, {what: {param: factor * natural}})
+            levels[what][f"{factor}x"] = {
+                "target": factor * natural,
+                "realised": measure(steered, SETTLE_S),
+                "mean_abs_kind_bias": float(steered.kind_bias.mean()),
+            }
+    print_table(ramps, levels)
     report = {
-        "checkpoint": str(path),
-        "checkpoint_step": loaded.meta.get("step"),
-        "seconds": args.seconds,
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+        },
+        "checkpoint": os.path.relpath(args.checkpoint, ROOT),
+        "batch_model": os.path.relpath(args.batch_model, ROOT),
+        "seeds": {"simulation": args.seed, "controller": 0},
         "books": args.books,
-        "seed": args.seed,
-        "orders_per_s_per_book": orders_per_s,
-        "batch_model": {"history": history, "wall_s": batch_s},
-        "mid_path": results,
-        "volatility": {"free": natural, **vol},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpu": platform.processor()},
-    }  # fmt: skip
+        "seconds": args.seconds,
+        "start": "10:00",
+        "settle_s": SETTLE_S,
+        "mid_path": ramps,
+        **levels,
+        "wall_s": {name: r.wall_s for name, r in runs.items()},
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot:
-        plot(paths, results, natural, vol, args, args.plot)
+        plot(runs, ramps, levels, experiment, args.plot)
     return 0
 
 
+def print_table(ramps: dict[str, dict[str, Any]], levels: dict[str, dict[str, Any]]) -> None:
+    def cell(m: dict[str, float]) -> str:
+        rms, final, corr = m["rms_error"], m["final_abs_error"], m["correlation"]
+        return f"RMS {rms:5.2f}  final {final:5.2f}  corr {corr:5.2f}"
+
+    print(f"{'mid path':16s} {'controlled':>36s} {'no control':>36s}")
+    for name, r in ramps.items():
+        target = f"{name} {r['target_ticks']:+.0f}"
+        print(f"{target:16s} {cell(r['controlled']):>36s} {cell(r['uncontrolled']):>36s}")
+    for what, level in levels.items():
+        print(f"{what} ({level['unit']}): no control {level['free']:.2f}")
+        for factor in ("0.5x", "2.0x"):
+            c = level[factor]
+            print(f"  {factor} target {c['target']:6.2f}   realised {c['realised']:6.2f}")
+
+
 def plot(
-    paths: dict[str, SimResult],
-    results: dict[str, dict],
-    natural: float,
-    vol: dict[str, dict[str, float]],
-    args: argparse.Namespace,
+    runs: dict[str, ControlRun],
+    ramps: dict[str, dict[str, Any]],
+    levels: dict[str, dict[str, Any]],
+    experiment: ControlExperiment,
     out: Path,
 ) -> None:
     import matplotlib
@@ -202,42 +159,54 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    free = paths["free"]
-    minutes = (free.grid_ns - free.grid_ns[0]) / 60e9
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    minutes = (experiment.grid() - experiment.start) / 60e9
+    free = runs["free"]
     for ax, name in zip(axes[:2], ("rising", "falling"), strict=True):
-        ticks = results[name]["target_ticks"]
+        ticks = ramps[name]["target_ticks"]
         color = "C0" if ticks > 0 else "C3"
-        for b in range(args.books):
+        for b in range(experiment.books):
             first = b == 0
-            ax.plot(minutes, free.mids[b] - free.mids[b, 0], color="0.6", lw=0.8,
-                    label="no control" if first else None)  # fmt: skip
-            steered = paths[name].mids[b] - paths[name].mids[b, 0]
+            ax.plot(
+                minutes, free.moves[b], color="0.6", lw=0.8, label="no control" if first else None
+            )
+            steered = runs[name].moves[b]
             ax.plot(minutes, steered, color=color, lw=1.0, label="controlled" if first else None)
-        ax.plot(minutes, ramp(free, args.seconds, ticks), "k--", lw=2, label="target")
-        on, off = results[name]["controlled"], results[name]["uncontrolled"]
+        ax.plot(minutes, experiment.ramp(ticks), "k--", lw=2, label="target")
+        on, off = ramps[name]["controlled"], ramps[name]["uncontrolled"]
         ax.set_title(
-            f"{name} target: RMS error {on['rms_error']:.1f} vs {off['rms_error']:.1f} ticks,\n"
+            f"{name}: RMS error {on['rms_error']:.1f} vs {off['rms_error']:.1f} ticks,\n"
             f"correlation {on['correlation']:.2f} vs {off['correlation']:.2f}",
             fontsize=10,
         )
-        ax.set_xlabel("minutes")
         ax.set_ylabel("mid - start mid (ticks)")
+
+    def lines(what: str, digits: int) -> list[tuple[str, str, str]]:
+        """(run, colour, label) of the free run and the two targets of ``what``."""
+        level = levels[what]
+        out = [("free", "0.5", f"no control ({level['free']:.{digits}f})")]
+        for factor, color in (("0.5x", "C2"), ("2.0x", "C1")):
+            cell = level[factor]
+            label = f"target {cell['target']:.{digits}f} ({cell['realised']:.{digits}f})"
+            out.append((f"{what}_{factor}", color, label))
+        return out
+
+    for key, color, label in lines("volatility", 2):
+        axes[2].plot(minutes, runs[key].moves[0], color=color, lw=1.0, label=label)
+    axes[2].set_title("volatility target: std of 10 s mid changes (realised)", fontsize=10)
+    axes[2].set_ylabel("mid - start mid (ticks), book 0")
+    for key, color, label in lines("volume", 1):
+        times = np.sort(np.concatenate([o.time_ns for o in runs[key].orders]))
+        per_book = np.searchsorted(times, experiment.grid()) / experiment.books
+        axes[3].plot(minutes, per_book, color=color, lw=1.2, label=label)
+    axes[3].set_title("volume target: orders/s per book (realised)", fontsize=10)
+    axes[3].set_ylabel("orders so far, per book")
+    for ax in axes:
+        ax.set_xlabel("minutes from 10:00")
         ax.legend(fontsize=8, loc="best")
-    ax = axes[2]
-    for key, color, label in (
-        ("free", "0.5", f"no control ({natural:.2f})"),
-        ("vol_low", "C2", f"target {vol['low']['target']:.2f} ({vol['low']['realised']:.2f})"),
-        ("vol_high", "C1", f"target {vol['high']['target']:.2f} ({vol['high']['realised']:.2f})"),
-    ):
-        res = paths[key]
-        ax.plot(minutes, res.mids[0] - res.mids[0, 0], color=color, lw=1.0, label=label)
-    ax.set_title("volatility target (std of 10 s mid changes, realised)", fontsize=10)
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("mid - start mid (ticks), book 0")
-    ax.legend(fontsize=8, loc="best")
     fig.suptitle(
-        f"Steering the LMM through its kind logits ({args.books} books, {args.seconds:.0f} s each)",
+        f"Steering the LMM agent through the clearing house ({experiment.books} books, "
+        f"{experiment.seconds:.0f} s each)",
         fontsize=11,
     )
     fig.tight_layout()

@@ -1,42 +1,57 @@
-"""Controllable generation: the controller's maths, its bookkeeping, and that steering the
-kind mix really makes a (tiny, untrained) order model's mid follow a target path.
+"""Controllable generation: the controller's maths and bookkeeping, and that the LMM agent,
+steered by ``params.control`` inside its own decoding loop, makes a (tiny, untrained) order
+model's books in the clearing house follow a target (``mars_ray/reports/control.py``).
 
 An untrained model is enough for the proof and keeps it fast: its kinds start near
 uniform, so without control the mid wanders with no direction, and any tracking of a
-+/-20 tick ramp is the controller's doing. The order-batch model is fitted to the
-uncontrolled flow of the same order model, the way one would adapt the ensemble to a
-new order model.
++/-20 tick ramp is the controller's doing. Every behaviour is measured against the free run
+of the same seed (the negative control). The order-batch model is fitted to that free run's
+flow, derived from its events by the corpus's rules, the way one would adapt the ensemble to
+a new order model.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from mars_ray.lmm.batch_model import BatchConfig, BatchModel, train_batch_model
+from agents.lmm import GeneratorBackend, LMMParams
+from mars_ray.lmm.batch_model import BatchConfig, BatchModel, save_batch_model, train_batch_model
+from mars_ray.lmm.checkpoint import LoadedModel
 from mars_ray.lmm.control import (
     ControlConfig,
     FlowController,
     MidPath,
-    SimResult,
     Volatility,
     Volume,
-    ladder,
-    simulate,
     tilt,
+)
+from mars_ray.lmm.generate import LocalGenerator, OrderGenerator
+from mars_ray.lmm.model import LMMConfig, OrderModel
+from mars_ray.lmm.tokenizer import Kind, Tokenizer
+from mars_ray.reports.control import (
+    ControlExperiment,
+    ControlRun,
+    flow_intervals,
+    order_rate,
+    realised_volatility,
+    run_control,
     tracking,
 )
-from mars_ray.lmm.model import LMMConfig, OrderModel
-from mars_ray.lmm.tokenizer import OPEN_NS, Kind, Tokenizer
 
-SECONDS = 300
-BOOKS = 4
-START = OPEN_NS + 30 * 60 * 10**9
+EXPERIMENT = ControlExperiment(books=8, seconds=300, seed=1)
+START = EXPERIMENT.start
+Steer = Callable[..., ControlRun]  # (control params, experiment=EXPERIMENT) -> the run
 
 
 @pytest.fixture(scope="module")
-def tiny() -> tuple[OrderModel, Tokenizer]:
+def tiny() -> LoadedModel:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     tokenizer = Tokenizer.fit(
@@ -44,26 +59,45 @@ def tiny() -> tuple[OrderModel, Tokenizer]:
     )
     torch.manual_seed(0)
     model = OrderModel(LMMConfig(n_layer=1, n_head=2, n_embd=16, block_size=32)).eval()
-    return model, tokenizer
+    return LoadedModel(model, tokenizer, {}, Path("tiny"))
 
 
 @pytest.fixture(scope="module")
-def free_run(tiny: tuple[OrderModel, Tokenizer]) -> SimResult:
-    model, tokenizer = tiny
-    return simulate(model, tokenizer, SECONDS, books=BOOKS, seed=1, start_ns=START)
+def backends(tiny: LoadedModel) -> dict[str, GeneratorBackend]:
+    """The agent's ``local`` generator, on the tiny model in memory."""
+
+    def local(params: LMMParams, rows: int) -> tuple[OrderGenerator, Tokenizer]:
+        return LocalGenerator(tiny, rows, params.temperature), tiny.tokenizer
+
+    return {"local": local}
 
 
 @pytest.fixture(scope="module")
-def batch_model(free_run: SimResult) -> BatchModel:
-    data = free_run.intervals(10.0)
-    data.split[-1] = "validation"
+def free_run(backends: dict[str, GeneratorBackend]) -> ControlRun:
+    return run_control(EXPERIMENT, None, backends)
+
+
+@pytest.fixture(scope="module")
+def batch_model(free_run: ControlRun) -> BatchModel:
+    data = flow_intervals(free_run)
     model, _ = train_batch_model(data, BatchConfig(context=6, eval_every=50), steps=150, seed=0)
     return model
 
 
-def ramp(result: SimResult, ticks: float) -> np.ndarray:
-    start = result.grid_ns[0]
-    return result.mids[0, 0] + np.interp(result.grid_ns, [start, start + SECONDS * 1e9], [0, ticks])
+@pytest.fixture(scope="module")
+def steer(
+    backends: dict[str, GeneratorBackend],
+    batch_model: BatchModel,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Steer:
+    """Run a control (agent params) with the fitted batch model, on ``EXPERIMENT`` or another."""
+    path = tmp_path_factory.mktemp("control") / "batch.pt"
+    save_batch_model(path, batch_model)
+
+    def run(control: dict[str, Any], experiment: ControlExperiment = EXPERIMENT) -> ControlRun:
+        return run_control(experiment, {**control, "batch_model": str(path)}, backends)
+
+    return run
 
 
 def test_tilt_reaches_the_requested_shift_within_its_bound() -> None:
@@ -90,13 +124,10 @@ def test_mid_path_targets() -> None:
         MidPath((5,), (0.0, 1.0))
 
 
-def test_kind_bias_rows_and_bookkeeping(
-    tiny: tuple[OrderModel, Tokenizer], batch_model: BatchModel
-) -> None:
-    _, tokenizer = tiny
+def test_kind_bias_rows_and_bookkeeping(tiny: LoadedModel, batch_model: BatchModel) -> None:
     targets = [MidPath.ramp(START, 60, 20.0), None, MidPath.ramp(START, 60, -20.0)]
-    ctl = FlowController(batch_model, tokenizer, targets, books=3)
-    depth = np.stack([ladder()] * 3)
+    ctl = FlowController(batch_model, tiny.tokenizer, targets, books=3)
+    depth = np.tile(np.array([[10_001, 500, 10_000, 500]]), (3, 1, 1))  # one level a side
     token = np.array([[int(Kind.BUY), 4, 3, 2]] * 3)
     times = np.full(3, START)
     bias, gap = ctl.biases(times, depth, token, np.array([True, True, False]))
@@ -114,67 +145,43 @@ def test_kind_bias_rows_and_bookkeeping(
 
 @pytest.mark.parametrize("ticks", [20.0, -20.0])
 def test_control_makes_the_mid_follow_the_target(
-    tiny: tuple[OrderModel, Tokenizer], free_run: SimResult, batch_model: BatchModel, ticks: float
+    free_run: ControlRun, steer: Steer, ticks: float
 ) -> None:
-    model, tokenizer = tiny
-    ctl = FlowController(batch_model, tokenizer, MidPath.ramp(START, SECONDS, ticks), BOOKS)
-    steered = simulate(model, tokenizer, SECONDS, books=BOOKS, seed=1, controller=ctl)
-    target = ramp(steered, ticks)
-    on = tracking(steered.grid_ns, steered.mids, target)
-    off = tracking(free_run.grid_ns, free_run.mids, target)
+    steered = steer(EXPERIMENT.mid_path(ticks))
+    target = EXPERIMENT.ramp(ticks)
+    on, off = tracking(steered.moves, target), tracking(free_run.moves, target)
     assert on["final_abs_error"] < 0.5 * off["final_abs_error"], (on, off)
     assert on["rms_error"] < 0.5 * off["rms_error"], (on, off)
     assert on["correlation"] > 0.7 > off["correlation"], (on, off)
-    moved = (steered.mids[:, -1] - steered.mids[:, 0]) * np.sign(ticks)
-    assert (moved > abs(ticks) / 2).sum() >= 3, moved  # nearly every book, not on average
-
-
-def realised_vol(result: SimResult, skip_s: int = 60) -> float:
-    """Std of 10 s mid changes after a settling period (the mids are sampled every 1 s)."""
-    mids = result.mids[:, skip_s::10]
-    return float(np.diff(mids, axis=1).std())
+    moved = steered.moves[:, -1] * np.sign(ticks)
+    assert (moved > abs(ticks) / 2).sum() >= 6, moved  # nearly every book, not on average
+    assert (free_run.kind_bias == 0).all() and (steered.kind_bias > 0).all()
 
 
 def test_volatility_target_moves_the_realised_volatility(
-    tiny: tuple[OrderModel, Tokenizer], free_run: SimResult, batch_model: BatchModel
+    free_run: ControlRun, steer: Steer
 ) -> None:
-    model, tokenizer = tiny
-    natural = realised_vol(free_run)
-    got = {}
-    for factor in (0.3, 3.0):
-        ctl = FlowController(batch_model, tokenizer, Volatility(factor * natural), BOOKS)
-        result = simulate(model, tokenizer, SECONDS, books=BOOKS, seed=1, controller=ctl)
-        got[factor] = realised_vol(result)
-    assert got[0.3] < 0.6 * natural and got[3.0] > 1.5 * natural, (natural, got)
+    natural = realised_volatility(free_run)
+    got = {f: realised_volatility(steer({"volatility": {"sigma": f * natural}})) for f in (0.3, 3)}
+    assert got[0.3] < 0.8 * natural and got[3] > 1.4 * natural, (natural, got)
 
 
-def order_rate(result: SimResult, skip_s: int = 60) -> float:
-    """Orders per second per book after a settling period."""
-    times = result.orders["time_ns"]
-    late = times >= result.grid_ns[0] + skip_s * 10**9
-    return float(late.sum()) / (SECONDS - skip_s) / BOOKS
-
-
-def test_volume_target_moves_the_order_rate(
-    tiny: tuple[OrderModel, Tokenizer], free_run: SimResult, batch_model: BatchModel
-) -> None:
-    """Only the gap logits move: the rate follows a target at half and at twice its own."""
-    model, tokenizer = tiny
+def test_volume_target_moves_the_order_rate(free_run: ControlRun, steer: Steer) -> None:
+    """Only the gap logits move: the rate follows a target at half and at twice its own (over
+    a shorter window: the rate settles within a minute)."""
     natural = order_rate(free_run)
+    shorter = dataclasses.replace(EXPERIMENT, seconds=150)
     got = {}
     for factor in (0.5, 2.0):
-        ctl = FlowController(batch_model, tokenizer, Volume(factor * natural), BOOKS)
-        result = simulate(model, tokenizer, SECONDS, books=BOOKS, seed=1, controller=ctl)
-        got[factor] = order_rate(result)
-        assert np.allclose(ctl.last_bias, 0.0)  # the kinds are left alone
+        steered = steer({"volume": {"orders_per_s": factor * natural}}, shorter)
+        got[factor] = order_rate(steered)
+        assert (steered.kind_bias == 0).all()  # the kinds are left alone
     assert 0.35 * natural < got[0.5] < 0.7 * natural, (natural, got)
     assert 1.5 * natural < got[2.0] < 2.6 * natural, (natural, got)
 
 
-def test_config_and_target_validation(
-    tiny: tuple[OrderModel, Tokenizer], batch_model: BatchModel
-) -> None:
-    _, tokenizer = tiny
+def test_config_and_target_validation(tiny: LoadedModel, batch_model: BatchModel) -> None:
+    tokenizer = tiny.tokenizer
     with pytest.raises(ValueError, match="targets for"):
         FlowController(batch_model, tokenizer, [None, None], books=3)
     with pytest.raises(ValueError, match="impact"):

@@ -19,6 +19,7 @@ from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.checkpoint import model_payload, save_checkpoint
 from mars_ray.lmm.model import LMMConfig, OrderModel
 from mars_ray.lmm.tokenizer import Tokenizer
+from mars_ray.schema.clock import parse_clock
 from mars_ray.schema.events import EventType, OrderType
 from mars_ray.schema.validation import ConfigError
 from mars_ray.sim.config import parse_config
@@ -246,27 +247,25 @@ def test_control_params_are_validated_by_name(
         config(tiny_checkpoint, control=control)
 
 
-def test_a_control_target_from_the_config_steers_the_mid() -> None:
-    """The shipped models, LMM flow only from the balanced start book: a +20-tick mid path
-    over 85 s, given as agent params, against the same run without it."""
-    from mars_ray.serve.api import TrajectoryRequest
-    from mars_ray.serve.settings import Limits
-    from mars_ray.serve.trajectories import run_request
+def test_a_control_target_in_the_config_becomes_the_agents_controller(
+    tiny_checkpoint: Path,
+) -> None:
+    """``params.control`` builds one controller for all the agent's books, on the shipped
+    order-batch model by default (that it steers: tests/test_control.py, in the kernel)."""
+    from mars_ray.lmm.batch_model import SHIPPED_BATCH, load_batch_model
+    from mars_ray.lmm.control import FlowController, MidPath
 
-    request = TrajectoryRequest.model_validate(
-        {"horizon": {"seconds": 100}, "trajectories": 2, "seed": 4, "snapshot_every_s": 1}
-    )
-    model = {"name": "lmm-small", "sha256": "", "params": 0}
-
-    def run(control: dict | None) -> np.ndarray:
-        params = {"backend": "local", "device": "cpu", "control": control}
-        snaps = run_request(request, Limits(), params, model).snapshots.to_pandas()
-        snaps = snaps[(snaps.ask_price_1 > 0) & (snaps.bid_price_1 > 0)]
-        mid = (snaps.ask_price_1 + snaps.bid_price_1) / 2
-        ends = snaps.assign(mid=mid).groupby("trajectory_id").mid.agg(["first", "last"])
-        return (ends["last"] - ends["first"]).to_numpy()
-
-    path = {"mid_path": {"at": ["10:00:05", "10:01:30"], "ticks": [0, 20]}}
-    steered, free = run(path), run(None)
-    assert (np.abs(steered - 20) <= 5).all(), steered  # measured: +20, +19
-    assert (np.abs(steered - 20) < np.abs(free - 20)).all(), (steered, free)  # free: +2, +5
+    path = {"at": ["09:31", "09:35"], "ticks": [0, 20]}
+    sim = Simulation(config(tiny_checkpoint, control={"mid_path": path}), local=True)
+    try:
+        controller = sim.shards[0].spanning[2].controller
+        assert isinstance(controller, FlowController) and controller.books == 2
+        for target in controller.targets:
+            assert isinstance(target, MidPath) and target.relative
+            assert list(target.times_ns) == [parse_clock("09:31"), parse_clock("09:35")]
+            assert list(target.ticks) == [0.0, 20.0]
+        shipped, _ = load_batch_model(SHIPPED_BATCH)
+        for name, value in shipped.state_dict().items():
+            assert torch.equal(controller.model.state_dict()[name], value), name
+    finally:
+        sim.close()

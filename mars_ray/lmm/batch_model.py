@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -225,23 +226,16 @@ def aggregate_orders(
 
 
 def aggregate_corpus(
-    path: str | Path, interval_s: float = 10.0, sequences: list[int] | None = None
+    corpus: str | Path | pa.Table, interval_s: float = 10.0, sequences: list[int] | None = None
 ) -> IntervalData:
-    """Read the corpus (only the columns needed, one row group at a time) and aggregate it.
+    """Aggregate a corpus: a corpus.parquet (only the columns needed, one row group at a
+    time) or a table of CORPUS_SCHEMA in memory (``corpus.corpus_table``).
 
     ``sequences`` keeps only those units (a slice for quick experiments and tests).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"corpus not found: {path}")
     columns = ["sequence", "split", "time_ns", "kind", "price_level", "size", "book"]
     parts: dict[str, list[np.ndarray]] = {c: [] for c in (*columns[:-1], "spread", "two")}
-    pf = pq.ParquetFile(path)
-    missing = [c for c in columns if c not in pf.schema_arrow.names]
-    if missing:
-        raise CorpusError(f"corpus {path}: missing column(s) {missing}")
-    for g in range(pf.metadata.num_row_groups):
-        t = pf.read_row_group(g, columns=columns)
+    for t in _corpus_parts(corpus, columns):
         if sequences is not None:
             t = t.filter(pc.is_in(t["sequence"], pa.array(sequences, pa.int32())))
         if t.num_rows == 0:
@@ -253,7 +247,8 @@ def aggregate_corpus(
         for c in columns[:-1]:
             parts[c].append(t[c].to_numpy(zero_copy_only=False))
     if not parts["sequence"]:
-        raise CorpusError(f"corpus {path}: no orders (sequences={sequences})")
+        where = "table" if isinstance(corpus, pa.Table) else corpus
+        raise CorpusError(f"corpus {where}: no orders (sequences={sequences})")
     cols = {k: np.concatenate(v) for k, v in parts.items()}
     seq = cols["sequence"]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(seq)) + 1, [len(seq)]])
@@ -270,6 +265,26 @@ def aggregate_corpus(
         np.bincount(kind[train], minlength=N_KINDS), 1
     )
     return IntervalData(x, tod, offset, split, impact.astype(np.float32), interval_s)
+
+
+def _corpus_parts(corpus: str | Path | pa.Table, columns: list[str]) -> Iterator[pa.Table]:
+    """The corpus's ``columns``, a table at a time; names the columns it lacks."""
+    if isinstance(corpus, pa.Table):
+        where, names = "table", corpus.schema.names
+    else:
+        path = Path(corpus)
+        if not path.is_file():
+            raise CorpusError(f"corpus not found: {path}")
+        pf = pq.ParquetFile(path)
+        where, names = str(path), pf.schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise CorpusError(f"corpus {where}: missing column(s) {missing}")
+    if isinstance(corpus, pa.Table):
+        yield corpus.select(columns)
+        return
+    for g in range(pf.metadata.num_row_groups):
+        yield pf.read_row_group(g, columns=columns)
 
 
 # ----------------------------------------------------------------------------- model
@@ -435,16 +450,16 @@ def evaluate(model: BatchModel, data: IntervalData, split: str) -> float:
 
 
 def train_batch_model(
-    corpus: str | Path | IntervalData,
+    corpus: str | Path | pa.Table | IntervalData,
     config: BatchConfig | None = None,
     steps: int = 600,
     seed: int = 0,
 ) -> tuple[BatchModel, list[dict[str, float]]]:
     """Train on the corpus's train split; history records train/validation NLL per interval.
 
-    ``corpus``: a corpus.parquet path, or already aggregated ``IntervalData``. Held-out
-    scores use the validation split (the test split when there is none); the last history
-    record also holds the ``mean`` and ``last`` baselines on the same intervals.
+    ``corpus``: a corpus.parquet path, a corpus table, or already aggregated ``IntervalData``.
+    Held-out scores use the validation split (the test split when there is none); the last
+    history record also holds the ``mean`` and ``last`` baselines on the same intervals.
     """
     cfg = config or BatchConfig()
     data = corpus if isinstance(corpus, IntervalData) else aggregate_corpus(corpus, cfg.interval_s)

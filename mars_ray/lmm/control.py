@@ -34,44 +34,29 @@ The LMM agent steers with one call per round, before its generator draws the nex
 ``kind, gap = controller.biases(times, rows, last, active)`` with the arrays it already
 builds there, passed on to ``OrderModel.sample(..., kind_bias=kind, gap_bias=gap)``.
 
-``simulate`` is a minimal market for tests and benchmarks: independent books that only
-the order model trades, each a ``ShadowBook`` of the LMM agent, driven exactly as the
-agent drives its generator (``biases`` is called with the same arrays).
+What the controller achieves is measured through the clearing house, with the real agent
+and its decoding loop: ``mars_ray/reports/control.py``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from agents.lmm import ShadowBook
 from mars_ray.lmm.batch_model import (
     MID,
     N_CAT,
     N_FEATURES,
     BatchModel,
-    IntervalData,
-    aggregate_orders,
     expected_counts,
     interval_vectors,
     order_categories,
     time_of_day,
 )
-from mars_ray.lmm.model import OrderModel
-from mars_ray.lmm.tokenizer import (
-    CANCEL_KINDS,
-    N_KINDS,
-    OPEN_NS,
-    Kind,
-    Tokenizer,
-    book_features,
-    decode_price,
-    encode_price_level,
-)
+from mars_ray.lmm.tokenizer import N_KINDS, Tokenizer
 
 # categories (batch_model.CATEGORIES) -> kind: new buys, buy cancels, new sells, sell cancels
 _KIND_OF_CATEGORY = np.array([0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 3, 3, 3])
@@ -273,6 +258,8 @@ class FlowController:
         self.walk: dict[int, tuple[int, list[float]]] = {}  # book -> (first slot, knots)
         self.rng = np.random.default_rng(seed)
         self.last_bias = np.zeros((B, N_KINDS), dtype=np.float32)
+        self.abs_bias_sum = np.zeros((B, N_KINDS))  # over the rounds each book was active
+        self.rounds = np.zeros(B, dtype=np.int64)
         # volume targets: integral state on the gap bias, over standardised -log(gap)
         neg_log_gap = -np.log(np.maximum(tokenizer.gap_values, 1_000).astype(np.float64))
         self.psi = (neg_log_gap - neg_log_gap.mean()) / max(neg_log_gap.std(), 1e-9)
@@ -327,12 +314,19 @@ class FlowController:
         if len(steer):
             bias[steer] = self._bias(steer, times[steer])
         self.last_bias = bias
+        self.abs_bias_sum[rows] += np.abs(bias[rows])
+        self.rounds[rows] += 1
         if not self.volume_rows.any():
             return bias, None
         gap = np.zeros((B, len(self.psi)), dtype=np.float32)
         paced = rows[self.volume_rows[rows]]
         gap[paced] = self.zv[paced, None] * self.psi[None, :]
         return bias, gap
+
+    def mean_abs_bias(self) -> np.ndarray:
+        """(B, 4) mean absolute kind bias per book over its rounds so far: what the targets
+        asked of the kind logits (nothing, for a ``Volume`` target)."""
+        return self.abs_bias_sum / np.maximum(self.rounds, 1)[:, None]
 
     # -------------------------------------------------------------- flow bookkeeping
     def _count(self, rows: np.ndarray, tokens: np.ndarray) -> None:
@@ -452,189 +446,3 @@ class FlowController:
         theta = tilt(mix, self.phi, delta, self.theta_max)
         out = theta[:, None] * self.phi[None, :] + depth[:, None] * DEPTH
         return out.astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- a minimal market
-
-DEFAULT_SIZES = (2100, 8000, 8700, 5300, 4000, 3000, 2300, 1700, 1200, 900)  # synthetic median
-
-
-def ladder(bid: int = 10_000, spread: int = 1, sizes: Sequence[int] = DEFAULT_SIZES) -> np.ndarray:
-    """A (levels, 4) book: contiguous levels from the touch, the corpus's median shape."""
-    n = len(sizes)
-    out = np.zeros((n, 4), dtype=np.int64)
-    out[:, 0] = bid + spread + np.arange(n)
-    out[:, 1] = sizes
-    out[:, 2] = bid - np.arange(n)
-    out[:, 3] = sizes
-    return out
-
-
-@dataclass
-class SimResult:
-    """Mid paths on a time grid, and every order (flat, with its book row)."""
-
-    grid_ns: np.ndarray  # (n,) sample times
-    mids: np.ndarray  # (B, n) mid (ticks) at each sample time (last valid when one-sided)
-    orders: dict[str, np.ndarray] = field(default_factory=dict)  # row, time_ns, kind, ...
-    biases: np.ndarray | None = None  # (B, 4) mean kind bias applied per book
-
-    def intervals(self, interval_s: float, split: str = "train") -> IntervalData:
-        """The generated flow aggregated like the corpus, one unit per book."""
-        o = self.orders
-        order = np.lexsort((np.arange(len(o["row"])), o["row"]))
-        row = o["row"][order]
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(row)) + 1, [len(row)]])
-        x, tod, offset = aggregate_orders(
-            o["time_ns"][order],
-            o["kind"][order],
-            o["price_level"][order],
-            o["size"][order],
-            o["dmid"][order],
-            starts,
-            interval_s,
-        )
-        kind = o["kind"].astype(np.int64)
-        impact = np.bincount(kind, weights=o["dmid"], minlength=N_KINDS) / np.maximum(
-            np.bincount(kind, minlength=N_KINDS), 1
-        )
-        units = len(starts) - 1
-        return IntervalData(
-            x,
-            tod,
-            offset,
-            np.array([split] * units, dtype="<U10"),
-            impact.astype(np.float32),
-            interval_s,
-        )
-
-
-@torch.no_grad()
-def simulate(
-    model: OrderModel,
-    tokenizer: Tokenizer,
-    seconds: float,
-    books: int = 4,
-    seed: int = 0,
-    controller: FlowController | None = None,
-    start_ns: int = OPEN_NS + 30 * 60 * 10**9,
-    initial: np.ndarray | None = None,
-    sample_s: float = 1.0,
-    temperature: float = 1.0,
-) -> SimResult:
-    """Generate ``seconds`` of flow on ``books`` independent books only the model trades.
-
-    Each book starts from ``initial`` (default ``ladder()``); its liquidity is all the
-    model's, so a cancel token removes up to its size from the level nearest its price,
-    a marketable order takes what it can and the rest is dropped, and a limit order that
-    crosses takes first and rests the rest (the agent's rules, without other traders).
-    Book b's uniforms come from ``default_rng([seed, b])``, as the agent's per-book RNGs.
-    """
-    B = books
-    depth0 = ladder() if initial is None else np.asarray(initial)
-    shadows = [ShadowBook(depth0) for _ in range(B)]
-    mid0 = float(mids_of(depth0[None])[0][0])
-    spreads = np.ones(B)
-    reference = round(mid0)
-    rngs = [np.random.default_rng([seed, b]) for b in range(B)]
-    cache = model.new_cache(B)
-    size_bin = len(tokenizer.size_values) // 2
-    opening = np.array([int(Kind.BUY), encode_price_level(0), size_bin, 0], dtype=np.int64)
-    last = np.tile(opening, (B, 1))
-    times = np.full(B, start_ns, dtype=np.int64)
-    end = start_ns + round(seconds * 1e9)
-    step = round(sample_s * 1e9)
-    grid = np.arange(start_ns, end + 1, step, dtype=np.int64)
-    mids = np.full((B, len(grid)), mid0)
-    filled = np.zeros(B, dtype=np.int64)  # grid points written so far
-    current = np.full(B, mid0)
-    active = np.ones(B, dtype=bool)
-    log: dict[str, list] = {
-        k: [] for k in ("row", "time_ns", "kind", "price_level", "size", "dmid")
-    }
-    bias_sum = np.zeros((B, N_KINDS))
-    rounds = np.zeros(B)
-    gaps = tokenizer.gap_values
-    while active.any():
-        depth = np.stack([s.rows() for s in shadows])
-        feats = book_features(depth, times)
-        bias = gap_bias = None
-        if controller is not None:
-            bias, gap_bias = controller.biases(times, depth, last, active)
-            bias_sum[active] += bias[active]
-            rounds[active] += 1
-        hidden = model.step(
-            torch.from_numpy(last), torch.from_numpy(feats), cache, torch.from_numpy(active)
-        )
-        u = np.stack([rngs[b].random(4) if active[b] else np.zeros(4) for b in range(B)])
-        kb = None if bias is None else torch.from_numpy(bias)
-        gb = None if gap_bias is None else torch.from_numpy(gap_bias)
-        tokens = model.sample(hidden, torch.from_numpy(u), temperature, kb, gb).numpy()
-        for b in np.flatnonzero(active):
-            tok = tokens[b]
-            t = int(times[b] + gaps[tok[3]])
-            last[b] = tok
-            if t >= end:
-                active[b] = False
-                continue
-            k = int(np.searchsorted(grid, t, side="right"))  # grid points before t
-            mids[b, filled[b] : k] = current[b]
-            filled[b] = max(filled[b], k)
-            size = _apply(shadows[b], tok, tokenizer, reference)
-            times[b] = t
-            new_mid, spread = mids_of(shadows[b].rows()[None], spreads[b : b + 1])
-            spreads[b] = spread[0]
-            dmid = 0.0
-            if not np.isnan(new_mid[0]):
-                dmid = float(new_mid[0] - current[b])
-                current[b] = new_mid[0]
-            for key, value in zip(
-                ("row", "time_ns", "kind", "price_level", "size", "dmid"),
-                (b, t, int(tok[0]), int(tok[1]), size, dmid),
-                strict=True,
-            ):
-                log[key].append(value)
-    for b in range(B):
-        mids[b, filled[b] :] = current[b]
-    orders = {k: np.asarray(v) for k, v in log.items()}
-    orders["dmid"] = orders["dmid"].astype(np.float64)
-    biases = bias_sum / np.maximum(rounds, 1)[:, None] if controller is not None else None
-    return SimResult(grid, mids, orders, biases)
-
-
-def _apply(book: ShadowBook, token: np.ndarray, tokenizer: Tokenizer, reference: int) -> int:
-    """Apply one token to a book that holds only the model's liquidity; returns its size."""
-    kind = int(token[0])
-    side = 1 if kind in (int(Kind.BUY), int(Kind.CANCEL_BUY)) else -1
-    cancel = kind in CANCEL_KINDS
-    price, marketable = decode_price(
-        int(token[1]), side, book.best_bid, book.best_ask, reference, cancel=cancel
-    )
-    size = int(tokenizer.size_values[token[2]])
-    if cancel:
-        levels = book.bids if side > 0 else book.asks
-        if levels:
-            px = min(levels, key=lambda p: (abs(p - price), p))
-            book.remove(side, px, min(size, levels[px]))
-        return size
-    if marketable:
-        book.take(side, size)
-        return size
-    left = book.take(side, size, limit=price)
-    if left > 0:
-        book.add(side, price, left)
-    return size
-
-
-def tracking(grid_ns: np.ndarray, mids: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Tracking error (RMS and final, ticks) and correlation of mid paths with the target."""
-    err = mids - target[None, :]
-    corr = [
-        float(np.corrcoef(m, target)[0, 1]) if np.std(m) > 0 and np.std(target) > 0 else 0.0
-        for m in mids
-    ]
-    return {
-        "rms_error": float(np.sqrt((err**2).mean())),
-        "final_abs_error": float(np.abs(err[:, -1]).mean()),
-        "correlation": float(np.mean(corr)),
-    }

@@ -46,7 +46,10 @@ from mars_ray.data.lobster import (
     read_message_columns,
     read_orderbook,
 )
+from mars_ray.data.lobster_replay import replay_orderbook
+from mars_ray.data.lobster_write import events_to_messages
 from mars_ray.lmm.tokenizer import (
+    BOOK_LEVELS,
     MARKETABLE,
     N_BOOK,
     N_KINDS,
@@ -176,6 +179,17 @@ def derive_orders(
         gap_ns=gap,
         book=book_features(before, times),
     )
+
+
+def simulated_orders(
+    events: pa.Table, reference: int, window: tuple[int, int] | None = None
+) -> UnitOrders:
+    """One simulated book's orders from its events (one instrument, one trajectory), by the
+    rules a real day goes through: written as LOBSTER messages, the orderbook rebuilt by
+    replaying them (``replay_orderbook``), then ``derive_orders`` from an empty book."""
+    msgs, _ = events_to_messages(events)
+    rows = replay_orderbook(msgs, BOOK_LEVELS)
+    return derive_orders(msgs, rows, None, reference, window)
 
 
 @dataclass(frozen=True)

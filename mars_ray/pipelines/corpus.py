@@ -31,11 +31,10 @@ from mars_ray.lmm.corpus import (
     UnitOrders,
     corpus_counts,
     corpus_table,
-    derive_orders,
     lobster_orders,
+    simulated_orders,
     write_corpus,
 )
-from mars_ray.lmm.tokenizer import BOOK_LEVELS
 from mars_ray.schema.validation import ConfigError, StrictModel, read_yaml, validate_model
 from mars_ray.sim.config import SimulationConfig, load_config
 
@@ -170,8 +169,6 @@ def synthetic_orders(
     """One seed's simulated day, per instrument: (instrument, orders). Runs in-process, so it
     can be the body of a Ray task. With ``continuous_only`` only the orders of continuous
     trading (open to closing call) are kept: the real files cover 09:30-16:00 only."""
-    from mars_ray.data.lobster_replay import replay_orderbook
-    from mars_ray.data.lobster_write import events_to_messages
     from mars_ray.sim.kernel import run_simulation
 
     cfg = sim_cfg.model_copy(update={"seed": seed})
@@ -182,10 +179,7 @@ def synthetic_orders(
     out = []
     for inst in cfg.instruments:
         book_events = events.filter(pc.equal(events["instrument"], inst.name))
-        msgs, _ = events_to_messages(book_events)
-        rows = replay_orderbook(msgs, BOOK_LEVELS)
-        orders = derive_orders(msgs, rows, None, inst.reference_ticks, window)
-        out.append((inst.name, orders))
+        out.append((inst.name, simulated_orders(book_events, inst.reference_ticks, window)))
     return out
 
 
