@@ -143,6 +143,7 @@ def test_kind_bias_rows_and_bookkeeping(tiny: LoadedModel, batch_model: BatchMod
     assert np.abs(ctl.pred_mean - batch_model.mean.numpy()).max() > 0  # predictions made
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ticks", [20.0, -20.0])
 def test_control_makes_the_mid_follow_the_target(
     free_run: ControlRun, steer: Steer, ticks: float
@@ -158,6 +159,7 @@ def test_control_makes_the_mid_follow_the_target(
     assert (free_run.kind_bias == 0).all() and (steered.kind_bias > 0).all()
 
 
+@pytest.mark.slow
 def test_volatility_target_moves_the_realised_volatility(
     free_run: ControlRun, steer: Steer
 ) -> None:
@@ -166,6 +168,7 @@ def test_volatility_target_moves_the_realised_volatility(
     assert got[0.3] < 0.8 * natural and got[3] > 1.4 * natural, (natural, got)
 
 
+@pytest.mark.slow
 def test_volume_target_moves_the_order_rate(free_run: ControlRun, steer: Steer) -> None:
     """Only the gap logits move: the rate follows a target at half and at twice its own (over
     a shorter window: the rate settles within a minute)."""

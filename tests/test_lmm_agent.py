@@ -74,6 +74,7 @@ def lmm_agent_ids(cfg) -> set[int]:
     return {b.first_id for b in agent_blocks(cfg) if cfg.agents[b.group].kind == "lmm"}
 
 
+@pytest.mark.slow
 def test_lmm_orders_reach_every_book_only_in_continuous_trading(tiny_checkpoint: Path) -> None:
     cfg = config(tiny_checkpoint)
     events = run_simulation(cfg, local=True).events
@@ -94,12 +95,14 @@ def test_lmm_orders_reach_every_book_only_in_continuous_trading(tiny_checkpoint:
     assert rejects.num_rows <= 0.05 * cancels.num_rows
 
 
+@pytest.mark.slow
 def test_lmm_runs_are_reproducible(tiny_checkpoint: Path) -> None:
     a = run_simulation(config(tiny_checkpoint), local=True).events
     b = run_simulation(config(tiny_checkpoint), local=True).events
     assert a.equals(b)
 
 
+@pytest.mark.slow
 def test_lmm_reacts_to_an_injected_order(tiny_checkpoint: Path) -> None:
     """A big outside order changes the book, so the model's next orders change too."""
     cfg = config(tiny_checkpoint)
@@ -167,6 +170,7 @@ def test_lmm_count_and_params_are_validated(tiny_checkpoint: Path) -> None:
         config(tiny_checkpoint, temperature=0)
 
 
+@pytest.mark.slow
 def test_the_shipped_model_drives_a_simulation() -> None:
     raw = config(Path("unused")).model_dump(mode="json")
     raw["agents"][-1]["params"] = {"device": "cpu"}  # default checkpoint: the shipped one
@@ -206,6 +210,7 @@ def test_a_controller_steers_the_kinds_the_agent_sends(tiny_checkpoint: Path) ->
     assert set(mine["side"].to_pylist()) == {1}
 
 
+@pytest.mark.slow
 def test_lmm_flow_is_the_same_for_any_shard_layout(tiny_checkpoint: Path) -> None:
     """Two books on one shard (one 2-book forward) or on two (two 1-book forwards): every
     forward covers BATCH_FLOOR rows, so each book's orders come out bit for bit the same."""

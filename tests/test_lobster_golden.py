@@ -184,6 +184,7 @@ def test_goog_reads_exactly() -> None:
     assert book[0, :4].tolist() == [58023, 100, 57940, 496]
 
 
+@pytest.mark.slow
 def test_goog_round_trip(tmp_path: Path) -> None:
     """read -> write -> read: the same events, the message file byte for byte, and an
     orderbook file that is the replay of the written messages."""

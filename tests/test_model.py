@@ -323,6 +323,7 @@ def test_huge_gap_bias_forces_the_gap_and_leaves_the_kind(head: str) -> None:
         model.sample(hidden, u, gap_bias=torch.zeros(256, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", HEADS)
 def test_sample_frequencies_follow_log_probs(head: str) -> None:
     """Inverse CDF draws reproduce the model's joint distribution (one row, many draws)."""

@@ -211,6 +211,7 @@ def test_malformed_json_gets_422(service: str) -> None:
     assert json.loads(data)["detail"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.slow
 def test_full_queues_get_503_with_retry_after_and_the_service_survives(service: str) -> None:
     slow = body(horizon={"orders": 400}, trajectories=4, inject=[])
     with cf.ThreadPoolExecutor(4) as pool:
@@ -250,6 +251,7 @@ def test_openapi_carries_a_working_example(service: str) -> None:
     assert len(json.loads(answer)["trajectories"]) == example["trajectories"]
 
 
+@pytest.mark.slow
 def test_a_simulation_gets_the_same_flow_from_the_served_model(service: str) -> None:
     """``backend: serve`` and ``backend: local`` are the same generator behind one interface."""
     from mars_ray.sim.config import parse_config
@@ -387,6 +389,7 @@ def test_cli_rejects_a_bad_config_by_name(tmp_path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_mars_ray_serve_answers_on_its_port(stop: str) -> None:
     """The command as a user runs it: its own embedded Ray, HTTP on --port; SIGINT (Ctrl-C)
