@@ -21,15 +21,14 @@ the controller's order-batch model: ``--batch-model``, else the shipped batch-sm
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -103,15 +102,7 @@ def main() -> int:
             }
     print_table(ramps, levels)
     report = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-        },
+        "runtime": {"torch": torch.__version__, "threads": args.threads},
         "checkpoint": os.path.relpath(args.checkpoint, ROOT),
         "batch_model": os.path.relpath(args.batch_model, ROOT),
         "seeds": {"simulation": args.seed, "controller": 0},
@@ -123,9 +114,7 @@ def main() -> int:
         **levels,
         "wall_s": {name: r.wall_s for name, r in runs.items()},
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     if args.plot:
         plot(runs, ramps, levels, experiment, args.plot)
     return 0

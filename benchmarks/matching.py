@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from provenance import write_json
 
 from mars_ray.data.lobster import Messages, data_root, read_message_columns
 from mars_ray.data.lobster_replay import EVENT_CHUNK, LobsterReplay
@@ -52,15 +50,6 @@ def run_once(msgs: Messages, match: bool, gc_off: bool = False) -> tuple[float, 
         return time.perf_counter() - start, recorded
     finally:
         gc.enable()
-
-
-def machine() -> dict[str, str | int | None]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,15 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "repeats": max(1, args.repeat),
         "modes": modes,
-        "machine": machine(),
-        "command": " ".join(["python", "benchmarks/matching.py", *given]),
     }
     print(f"{path.name}: {n:,} messages, best of {result['repeats']} (events recorded)")
     print(f"{'mode':<10} {'best s':>9} {'msgs/s':>12} {'events':>9}")
     for mode, row in modes.items():
         print(f"{mode:<10} {row['seconds']:>9.4f} {row['msgs_per_s']:>12,.0f} {row['events']:>9,}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
