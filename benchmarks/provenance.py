@@ -36,13 +36,14 @@ def gpu_name() -> str | None:
 
 
 def commit() -> str:
-    """HEAD, with ``-dirty`` when the working tree has uncommitted changes."""
+    """HEAD, with ``-dirty`` when tracked files outside ``docs/`` (where benchmarks write)
+    have uncommitted changes."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
             cwd=ROOT,
             capture_output=True,
             text=True,
