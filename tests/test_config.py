@@ -48,6 +48,18 @@ def with_(**changes) -> dict:
             with_(agents=[{"kind": "noise", "count": 1, "latency": {"order_us": [5, 1]}}]),
             "agents.0.latency.order_us",
         ),
+        (
+            with_(agents=[{"kind": "noise", "count": 5, "params": {"rate": -1}}]),
+            "agents.0.params.rate: Input should be greater than 0 (got -1)",
+        ),
+        (
+            with_(agents=[{"kind": "lmm", "count": 1, "params": {"backend": "gpu"}}]),
+            "agents.0.params.backend: Input should be 'local' or 'serve' (got 'gpu')",
+        ),
+        (
+            with_(agents=[{"kind": "lmm", "count": 2}]),
+            "agents.0.count: 'lmm' allows at most 1 per instrument (got 2)",
+        ),
         (with_(typo_field=1), "typo_field: Extra inputs are not permitted"),
     ],
 )

@@ -9,7 +9,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from agents.base import LatencyConfig
 from agents.registry import AGENT_KINDS
@@ -107,18 +107,31 @@ class AgentGroupConfig(StrictModel):
     latency: LatencyConfig = LatencyConfig()
     params: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _known_kind(self) -> AgentGroupConfig:
-        if self.kind not in AGENT_KINDS:
-            raise ValueError(
-                f"unknown agent kind {self.kind!r}; known kinds: {sorted(AGENT_KINDS)}"
-            )
-        max_count = getattr(AGENT_KINDS[self.kind], "max_count", None)
-        if max_count is not None and self.count > max_count:
-            raise ValueError(f"count: {self.kind!r} allows at most {max_count} per instrument")
-        # validate params now so that a bad value is reported before anything runs
-        AGENT_KINDS[self.kind].params_model.model_validate(self.params)
-        return self
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in AGENT_KINDS:
+            raise ValueError(f"unknown agent kind {kind!r}; known kinds: {sorted(AGENT_KINDS)}")
+        return kind
+
+    @field_validator("params")
+    @classmethod
+    def _kind_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The kind's own params model checks them now, so that a bad value is reported
+        (as ``agents.N.params.FIELD``) before anything runs."""
+        kind = info.data.get("kind")
+        if kind is not None:
+            AGENT_KINDS[kind].params_model.model_validate(params)
+        return params
+
+    @field_validator("count")
+    @classmethod
+    def _kind_count(cls, count: int, info: ValidationInfo) -> int:
+        kind = info.data.get("kind")
+        max_count = getattr(AGENT_KINDS.get(kind), "max_count", None)
+        if max_count is not None and count > max_count:
+            raise ValueError(f"{kind!r} allows at most {max_count} per instrument")
+        return count
 
     def parsed_params(self) -> BaseModel:
         return AGENT_KINDS[self.kind].params_model.model_validate(self.params)
