@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# Submit a simulation to a running Ray cluster with Ray's own job API.
-#   RAY_ADDRESS=http://head-node:8265 RAY_AUTH_TOKEN=... bash cluster/submit_demo.sh [CONFIG] [OUT]
-# The working directory (this repository) is shipped to the cluster; the driver connects to the
-# cluster through the RAY_ADDRESS that `ray job submit` sets, and the shard actors spread over
-# its nodes. Outputs land in OUT on the node that runs the driver (use shared storage there).
+# Submit a simulation to a running Ray cluster with Ray's own job API:
+#   RAY_ADDRESS=http://HEAD:8265 bash cluster/submit_demo.sh [CONFIG] [OUT]
+# CONFIG defaults to configs/demo.yaml, OUT to /tmp/mars-ray/<config name> on the node that runs
+# the driver (use shared storage on a real cluster). The repository travels as the job's working
+# directory; the driver joins the cluster through the RAY_ADDRESS that `ray job submit` gives
+# it, and the shard actors spread over the cluster's nodes.
+#
+# Only RAY_ADDRESS is needed. Ray's token authentication (on by default) wants the head's token
+# on the client: like Ray, this script takes it from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+# ~/.ray/auth_token, and turns on RAY_AUTH_MODE=token for `ray job submit` when it finds one.
+# MARS_RAY_RUNTIME_ENV picks the runtime environment: cluster/runtime_env.yaml (default: the
+# image has only Ray; Ray's pip plugin installs mars-ray's pinned dependencies) or
+# cluster/runtime_env_image.yaml (an image built from cluster/Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-configs/demo.yaml}"
 out="${2:-/tmp/mars-ray/$(basename "$config" .yaml)}"
+runtime_env="${MARS_RAY_RUNTIME_ENV:-cluster/runtime_env.yaml}"
 : "${RAY_ADDRESS:?set RAY_ADDRESS to the cluster dashboard, e.g. http://127.0.0.1:8265}"
 
-ray job submit \
+if [[ -z "${RAY_AUTH_MODE:-}" ]]; then
+    if [[ -n "${RAY_AUTH_TOKEN:-}" || -n "${RAY_AUTH_TOKEN_PATH:-}" || -f "$HOME/.ray/auth_token" ]]; then
+        export RAY_AUTH_MODE=token
+    else
+        echo "submit_demo.sh: no Ray auth token here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or" \
+            "~/.ray/auth_token): submitting without one. If the cluster has token authentication" \
+            "(Ray's default), set RAY_AUTH_TOKEN to the head's token (\`ray get-auth-token\` on" \
+            "the head prints it)." >&2
+    fi
+fi
+
+exec ray job submit \
+    --address "$RAY_ADDRESS" \
     --working-dir . \
-    --runtime-env cluster/runtime_env.yaml \
+    --runtime-env "$runtime_env" \
     -- python -m mars_ray.cli simulate "$config" --out "$out" --quiet

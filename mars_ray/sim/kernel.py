@@ -107,6 +107,10 @@ class Simulation:
         """Call ``method`` on every shard (with its own args) and wait for all of them."""
         return self._results(self._start(method, args))
 
+    def locations(self) -> list[dict]:
+        """Each shard's process id and node (``ShardRuntime.location``)."""
+        return self._call("location")
+
     def progress(self) -> list[dict]:
         """Each shard's simulated time and event and trade counts (waits until it is up)."""
         return self._call("progress")

@@ -12,6 +12,7 @@ the same class as a Ray actor.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -282,6 +283,12 @@ class ShardRuntime:
     def run_through(self, barriers: list[int]) -> list[dict]:
         """Run to each barrier in turn: one call, a progress report per barrier."""
         return [self.run_until(t) for t in barriers]
+
+    def location(self) -> dict:
+        """Where this shard runs: its process id and, on a Ray worker, its node's id (to check
+        placement across nodes, and to find a shard's process)."""
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return {"pid": os.getpid(), "node": node}
 
     def progress(self) -> dict:
         return {"t": self.t, "events": self.event_count, "trades": self.trade_count}
