@@ -456,6 +456,9 @@ def test_cli_prints_and_writes_the_result(tmp_path: Path) -> None:
         "level1_match",
         "all_levels_match",
         "queue_priority_agreement",
+        "long_decimal_times",
+        "skipped_rows",
+        "skipped",
     }
     assert written["rows"] == 8 and written["level1_match"] == 1.0
     assert "level 1 match" in res.output and json.dumps(written, indent=2) in res.output

@@ -6,12 +6,18 @@ rewrites a time of a real file (a copy in tmp_path) the way public sample days c
 
 from __future__ import annotations
 
+import json
+import re
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 from conftest import data_dir, write_lines
 
+from mars_ray.cli import cli
 from mars_ray.data.lobster import (
     EMPTY_BID,
     LobsterFormatError,
@@ -19,6 +25,9 @@ from mars_ray.data.lobster import (
     read_pair,
 )
 from mars_ray.data.lobster_csv import REPORTED_ROWS
+from mars_ray.lmm.corpus import CorpusError
+from mars_ray.pipelines.corpus import build_corpus, parse_corpus_config
+from mars_ray.reports.realism import lobster_source
 
 NAME = "TEST_2012-06-21_34200000_57600000_{kind}_1.csv"
 EXCERPT = "lobster/excerpt/AAPL_2012-06-21_34200000_57600000_{kind}_10.csv"
@@ -198,3 +207,101 @@ def test_a_file_of_nothing_but_bad_rows_is_an_error_even_when_skipping(tmp_path:
     path = write_lines(tmp_path / "m.csv", ["a", "b"])
     with pytest.raises(LobsterFormatError, match="no rows left: all 2 are bad"):
         read_message_columns(path, skip_bad_rows=True)
+
+
+# ---------------------------------------------------------------------- commands
+def test_check_lobster_prints_and_writes_the_counts(tmp_path: Path) -> None:
+    msg, ob = day_files(tmp_path, message={2: "34200.200000000004,1,2,20,999900,1"})
+    out = tmp_path / "check.json"
+    res = CliRunner().invoke(cli, ["data", "check-lobster", str(msg), str(ob), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"times rounded to the ns +1\n", res.output)
+    written = json.loads(out.read_text())
+    assert written["long_decimal_times"] == 1 and written["level1_match"] == 1.0
+    assert (written["skipped_rows"], written["skipped"]) == (0, [])
+
+
+def test_check_lobster_bad_row_fails_cleanly_or_is_skipped(tmp_path: Path) -> None:
+    msg, ob = day_files(tmp_path, message={3: "34200.3,7,0,0,-1,5"})
+    args = ["data", "check-lobster", str(msg), str(ob)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert f"{msg}, line 3: direction '5' must be -1, 0 or 1" in res.output
+    out = tmp_path / "check.json"
+    res = CliRunner().invoke(cli, [*args, "--skip-bad-rows", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "bad rows skipped" in res.output and f"{msg}, line 3: direction '5'" in res.output
+    written = json.loads(out.read_text())
+    assert written["messages"] == 4 and written["level1_match"] == 1.0
+    assert written["skipped_rows"] == 1
+    assert written["skipped"] == [
+        {
+            "file": str(msg),
+            "line": 3,
+            "column": "direction",
+            "value": "5",
+            "reason": "must be -1, 0 or 1",
+        }
+    ]
+
+
+def test_ingest_lobster_prints_and_writes_the_counts(tmp_path: Path) -> None:
+    msg, _ = day_files(
+        tmp_path,
+        ".gz",
+        message={1: "34200.100000000004,1,1,10,1000100,-1", 4: "34200.4,1,3,0,1000100,-1"},
+    )
+    out, report = tmp_path / "events.parquet", tmp_path / "ingest.json"
+    args = ["data", "ingest-lobster", str(msg), str(out), "--json", str(report)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert f"{msg}, line 4: size '0' must be positive" in res.output
+    res = CliRunner().invoke(cli, [*args, "--skip-bad-rows"])
+    assert res.exit_code == 0, res.output
+    assert "4 events" in res.output and re.search(r"bad rows skipped +1\n", res.output)
+    written = json.loads(report.read_text())
+    assert written["events"] == 4 and written["long_decimal_times"] == 1
+    assert written["skipped_rows"] == 1 and written["skipped"][0]["line"] == 4
+    meta = pq.read_schema(out).metadata
+    assert json.loads(meta[b"mars_ray.read_report"])["skipped_rows"] == 1
+    assert pq.read_table(out)["time_ns"].to_pylist()[0] == DAY_NS[0]
+
+
+def test_real_file_with_a_twelve_decimal_time_checks_at_100_percent(tmp_path: Path) -> None:
+    """A public sample day carries times such as 43002.632812672004; the same artefact put
+    into a real file (a copy) reads, rounds back to its ns and replays at 100% level 1."""
+    src = data_dir() / EXCERPT.format(kind="message")
+    lines = src.read_text().splitlines()
+    t = lines[500].split(",", 1)[0]
+    artefact = f"{Decimal(t) - Decimal('0.000000000396'):.12f}"  # rounds back to t
+    assert len(artefact.split(".")[1]) == 12
+    lines[500] = artefact + "," + lines[500].split(",", 1)[1]
+    msg = write_lines(tmp_path / src.name, lines)
+    ob = data_dir() / EXCERPT.format(kind="orderbook")
+    out = tmp_path / "check.json"
+    res = CliRunner().invoke(cli, ["data", "check-lobster", str(msg), str(ob), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    written = json.loads(out.read_text())
+    assert written["level1_match"] == 1.0 and written["long_decimal_times"] == 1
+    assert np.array_equal(read_message_columns(msg).time_ns, read_message_columns(src).time_ns)
+
+
+def test_corpus_and_realism_pass_skip_bad_rows_through(tmp_path: Path) -> None:
+    folder = tmp_path / "lobster"
+    folder.mkdir()
+    src = data_dir() / EXCERPT.format(kind="message")
+    lines = src.read_text().splitlines()
+    lines[99] = lines[99].replace(",", ";", 1)
+    msg = write_lines(folder / src.name, lines)
+    ob = folder / Path(EXCERPT.format(kind="orderbook")).name
+    ob.symlink_to(data_dir() / EXCERPT.format(kind="orderbook"))
+    raw = {"lobster": {"dir": str(folder), "splits": {"AAPL": "train"}}}
+    raw["synthetic"] = {"enabled": False}
+    with pytest.raises(CorpusError, match=re.escape(f"{msg}, line 100: row")):
+        build_corpus(parse_corpus_config(raw), tmp_path / "strict")
+    raw["lobster"]["skip_bad_rows"] = True
+    result = build_corpus(parse_corpus_config(raw), tmp_path / "out")
+    written = json.loads(result.paths["counts"].read_text())
+    assert written["lobster_reads"][str(msg)]["skipped_rows"] == 1
+    source = lobster_source([(msg, ob)], skip_bad_rows=True)
+    assert source.info["reads"][str(msg)]["skipped"][0]["line"] == 100

@@ -22,7 +22,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,17 @@ def table_lines(rows: list[tuple[str, str]]) -> list[str]:
     """(name, value) rows as lines, the values aligned."""
     width = max(len(name) for name, _ in rows)
     return [f"{name:<{width}}  {value}" for name, value in rows]
+
+
+def read_note(summaries: Iterable[dict[str, Any]]) -> str:
+    """One phrase for the ``ReadReport.summary`` of several files ("" if they tolerated
+    nothing), for commands that read many files and report them in a line."""
+    summaries = list(summaries)
+    rounded = sum(s["long_decimal_times"] for s in summaries)
+    skipped = sum(s["skipped_rows"] for s in summaries)
+    if not (rounded or skipped):
+        return ""
+    return f"{rounded:,} times rounded to the ns, {skipped:,} bad rows skipped"
 
 
 @dataclass
