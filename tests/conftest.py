@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -23,6 +24,16 @@ def data_dir() -> Path:
             f"market data not found at {path}/lobster; put ../shared/data beside the project "
             "or set MARS_RAY_DATA"
         )
+    return path
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    """Write a small csv (a LOBSTER file made for a test), gzipped if the name ends in .gz."""
+    text = "".join(line + "\n" for line in lines)
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
     return path
 
 

@@ -234,8 +234,11 @@ def test_cli_on_goog_matches_the_api(tmp_path: Path) -> None:
         "level1_match",
         "all_levels_match",
         "queue_priority_agreement",
+        "long_decimal_times",
+        "skipped_rows",
+        "skipped",
     ]
-    assert payload == checked(GOOG).summary()
+    assert payload == checked(GOOG).as_json()
     assert json.dumps(payload, indent=2) in res.output
 
 

@@ -13,40 +13,62 @@ def data() -> None:
     """Ingest, check and convert order-level data."""
 
 
+SKIP_BAD_ROWS = click.option(
+    "--skip-bad-rows",
+    is_flag=True,
+    help="Skip malformed rows (and their orderbook rows), counted and listed, "
+    "instead of stopping at the first.",
+)
+
+
+def _json_option(what: str):
+    return click.option(
+        "--json",
+        "json_out",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        help=f"Also write {what} as JSON to this file.",
+    )
+
+
+def _write_json(path: Path | None, payload: str) -> None:
+    if path is None:
+        return
+    try:
+        path.write_text(payload + "\n")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+
+
 @data.command("check-lobster")
 @click.argument("message", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("orderbook", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also write the result as JSON to this file.",
-)
-def check_lobster(message: Path, orderbook: Path, json_out: Path | None) -> None:
+@_json_option("the result")
+@SKIP_BAD_ROWS
+def check_lobster(
+    message: Path, orderbook: Path, json_out: Path | None, skip_bad_rows: bool
+) -> None:
     """Replay a LOBSTER MESSAGE file and compare the rebuilt book with every ORDERBOOK row.
 
     Prints a table and the JSON {"messages", "rows", "level1_match",
-    "all_levels_match", "queue_priority_agreement"} (fractions of rows; the last
-    is the share of visible executions that hit the head of their level's queue).
-    Exits non-zero when a file with 5 or more levels agrees at level 1 on fewer
-    than 99.9% of rows or at all levels on fewer than 97%.
+    "all_levels_match", "queue_priority_agreement", "long_decimal_times",
+    "skipped_rows", "skipped"} (fractions of rows; queue_priority_agreement is the
+    share of visible executions that hit the head of their level's queue; then the
+    times rounded to the ns and the bad rows skipped, the first few with file, line,
+    column, value and reason). Exits non-zero when a file with 5 or more levels
+    agrees at level 1 on fewer than 99.9% of rows or at all levels on fewer than 97%.
     """
     # Imported here so `mars-ray --help` stays fast.
     from mars_ray.data.lobster import LobsterFormatError
     from mars_ray.data.lobster_check import check_files
 
     try:
-        result = check_files(message, orderbook)
+        result = check_files(message, orderbook, skip_bad_rows)
     except LobsterFormatError as exc:
         raise click.ClickException(str(exc)) from None
-    payload = json.dumps(result.summary(), indent=2)
+    payload = json.dumps(result.as_json(), indent=2)
     click.echo(result.table())
     click.echo(payload)
-    if json_out is not None:
-        try:
-            json_out.write_text(payload + "\n")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {json_out}: {exc.strerror}") from None
+    _write_json(json_out, payload)
     failures = result.failures()
     if failures:
         raise click.ClickException("check failed: " + "; ".join(failures))
@@ -56,20 +78,40 @@ def check_lobster(message: Path, orderbook: Path, json_out: Path | None) -> None
 @click.argument("message", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--instrument", help="Instrument name (default: the ticker in the file name).")
-def ingest_lobster(message: Path, out: Path, instrument: str | None) -> None:
-    """Convert a LOBSTER MESSAGE file into an event-schema Parquet file OUT."""
+@_json_option('{"events", "out", "long_decimal_times", "skipped_rows", "skipped"}')
+@SKIP_BAD_ROWS
+def ingest_lobster(
+    message: Path, out: Path, instrument: str | None, json_out: Path | None, skip_bad_rows: bool
+) -> None:
+    """Convert a LOBSTER MESSAGE file into an event-schema Parquet file OUT.
+
+    Prints the events written, the times rounded to the ns and the bad rows skipped
+    (also in OUT's metadata as mars_ray.read_report).
+    """
     import pyarrow.parquet as pq
 
-    from mars_ray.data.lobster import LobsterFormatError, read_messages
+    from mars_ray.data.lobster import (
+        LobsterFormatError,
+        messages_to_table,
+        read_message_columns,
+        ticker_of,
+    )
     from mars_ray.schema.events import with_metadata
 
     try:
-        table = read_messages(message, instrument)
+        name = instrument if instrument is not None else ticker_of(message)
+        msgs = read_message_columns(message, skip_bad_rows=skip_bad_rows)
     except (LobsterFormatError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    table = messages_to_table(msgs, name)
+    report = msgs.report.summary()
+    meta = {"mars_ray.source": str(message), "mars_ray.read_report": json.dumps(report)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(with_metadata(table, {"mars_ray.source": str(message)}), out, compression="zstd")
+    pq.write_table(with_metadata(table, meta), out, compression="zstd")
     click.echo(f"{table.num_rows:,} events -> {out}")
+    click.echo(msgs.report.text())
+    payload = {"events": table.num_rows, "out": str(out), **report}
+    _write_json(json_out, json.dumps(payload, indent=2))
 
 
 @data.command("to-lobster")
@@ -131,6 +173,7 @@ def build_corpus(config: Path, out_dir: Path | None, quiet: bool) -> None:
     """
     from tqdm import tqdm
 
+    from mars_ray.data.lobster_csv import read_note
     from mars_ray.lmm.corpus import SOURCES, SPLITS, CorpusError
     from mars_ray.pipelines.corpus import build_corpus as build
     from mars_ray.pipelines.corpus import load_corpus_config
@@ -177,6 +220,10 @@ def build_corpus(config: Path, out_dir: Path | None, quiet: bool) -> None:
         )
         if k == 0 or k == len(rows) - 2:
             click.echo("  ".join("-" * w for w in widths))
+    for message, read in counts.get("lobster_reads", {}).items():
+        note = read_note([read])
+        if note:
+            click.echo(f"{Path(message).name}: {note}")
     size_mb = result.paths["corpus"].stat().st_size / 1e6
     click.echo(f"\nbuilt in {result.seconds:,.1f} s; {size_mb:,.1f} MB")
     for kind, path in result.paths.items():

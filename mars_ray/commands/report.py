@@ -55,6 +55,11 @@ def report() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a PNG: one panel per metric, the three distributions overlaid.",
 )
+@click.option(
+    "--skip-bad-rows",
+    is_flag=True,
+    help="Skip malformed rows of the LOBSTER files (counted) instead of stopping.",
+)
 def realism(
     run_dir: Path,
     reference_dir: Path,
@@ -63,6 +68,7 @@ def realism(
     ticker: str | None,
     json_out: Path | None,
     plot_out: Path | None,
+    skip_bad_rows: bool,
 ) -> None:
     """How close the order flow of RUN_DIR is to a real LOBSTER day, beside a baseline run.
 
@@ -89,7 +95,7 @@ def realism(
             # theirs differently; an explicit --instrument must be in both
             base_name = base.instruments[0]
         pairs = rl.reference_pairs(reference_dir, ticker)
-        sources: dict[str, rl.Source] = {"reference": rl.lobster_source(pairs)}
+        sources: dict[str, rl.Source] = {"reference": rl.lobster_source(pairs, skip_bad_rows)}
         sources["lmm"] = rl.run_source(run, name)
         if base is not None:
             sources["baseline"] = rl.run_source(base, base_name)
@@ -142,6 +148,8 @@ def realism(
 
 def _describe(sources: dict[str, Source]) -> str:
     """One line per source: where it came from and how many orders it gave."""
+    from mars_ray.data.lobster_csv import read_note
+
     lines = []
     for label, src in sources.items():
         info = src.info
@@ -149,6 +157,9 @@ def _describe(sources: dict[str, Source]) -> str:
         if label == "reference":
             files = info.get("files", [])
             what = ", ".join(Path(f).name for f in files)
+            note = read_note(info.get("reads", {}).values())
+            if note:
+                what += f" ({note})"
         else:
             what = (
                 f"{info['run']} ({info['instrument']}, {info['trajectories']} "

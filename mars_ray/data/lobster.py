@@ -7,9 +7,23 @@ event schema (``mars_ray.schema.EVENT_SCHEMA``) so real and simulated flow can b
 compared row for row, and write event tables back out so simulated days can be
 fed to tools that speak LOBSTER.
 
-Reading is vectorised (pyarrow.csv + numpy, no Python loop over rows): a full
-day (~150k messages) loads in about 0.1 s. Every value is validated, and a bad one raises
-``LobsterFormatError`` naming the file, the 1-based line and the value.
+Reading is vectorised (``mars_ray.data.lobster_csv``: pyarrow.csv + numpy, no Python
+loop over rows): a full day (~150k messages) loads in about 0.1 s. Every value is
+validated by the rules below; a bad row raises ``LobsterFormatError`` naming the file,
+the 1-based line, the column and the value, or with ``skip_bad_rows`` is skipped and
+counted in the read's ``ReadReport`` (``Messages.report``). A message file and its
+orderbook file are read together by ``read_pair``, which skips a line in both when
+either is bad, so row i of the one stays the book after message i of the other.
+
+A message row is bad when it has not six fields, a field is not an integer in int64
+(the time: not a non-negative decimal, or beyond int64 ns), the type is not 1..7, the
+direction is not 1 or -1 (types 1-5) or not -1, 0 or 1 (types 6, 7), the size is not
+positive (types 1-5) or negative, a halt's price is not -1, 0 or 1, another price is
+not positive or off the tick grid (but see type 5 below), or a price or size is beyond
+``MAX_TICKS`` ticks or ``MAX_SHARES`` shares. An orderbook row is bad when a level
+holds a price that is not positive, off the grid or beyond ``MAX_TICKS`` ticks, a size
+that is not positive or beyond ``MAX_SHARES``, or an empty level (price
+``EMPTY_ASK``/``EMPTY_BID``) a size other than 0.
 
 Reading, message type by message type (``direction`` is the side column):
 
@@ -33,14 +47,14 @@ midpoint, half a tick (e.g. 5777750 = $577.775). Their price column holds the
 tick floor and ``reason`` holds ``"subtick:<rest>"`` (the remainder in file units),
 so a write gives the original value back.
 
-Times are seconds after midnight with up to nine decimals; they are parsed from
-the decimal string, never through a float, into ``time_ns``.
+Times are seconds after midnight. They are parsed from the decimal string, never
+through a float, into ``time_ns``: exactly up to nine decimals, and rounded to the
+nearest ns (half up) beyond, as real files hold float artefacts such as
+``43002.632812672004``; such rows are counted (``ReadReport.long_decimal_times``).
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -48,15 +62,23 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
+from mars_ray.data.lobster_csv import (
+    Lines,
+    LobsterFormatError,
+    ReadReport,
+    open_text,
+    read_lines,
+    select_rows,
+)
 from mars_ray.schema.events import EVENT_SCHEMA, NO_ID, NO_PRICE, EventType
 
 TICK = 100  # LOBSTER price units ($0.0001) per tick ($0.01)
 EMPTY_ASK = 9999999999  # price of an empty ask level in an orderbook file
 EMPTY_BID = -9999999999  # price of an empty bid level
 MESSAGE_COLUMNS = ("time", "type", "order_id", "size", "price", "direction")
+MAX_TICKS = 2**53  # prices beyond this many ticks, and sizes beyond this many shares, are
+MAX_SHARES = 2**53  # refused: far past any market, and sums of them stay exact in int64
 
 SUBMIT, PARTIAL_CANCEL, DELETE, EXECUTE, HIDDEN, CROSS, HALT = 1, 2, 3, 4, 5, 6, 7
 HALT_STOP, HALT_QUOTE, HALT_TRADE = -1, 0, 1  # the price codes of type 7
@@ -68,18 +90,6 @@ _NAME = re.compile(
     r"^(?P<ticker>[^_]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_"
     r"(?P<kind>message|orderbook)_(?P<levels>\d+)\.csv(?:\.gz)?$"
 )
-_TIME = re.compile(r"^\d+(?:\.\d{1,9})?$")
-_INT = re.compile(r"^-?\d+$")
-
-
-class LobsterFormatError(ValueError):
-    """A LOBSTER file that cannot be read as it stands; says where and why."""
-
-    def __init__(self, path: str | os.PathLike, line: int | None, message: str):
-        self.path = str(path)
-        self.line = line
-        where = f"{self.path}, line {line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
 
 
 # ---------------------------------------------------------------------- names
@@ -137,6 +147,7 @@ class Messages:
     price: np.ndarray
     direction: np.ndarray
     subtick: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    report: ReadReport = field(default_factory=ReadReport)  # what reading the file tolerated
 
     def __post_init__(self) -> None:
         n = len(self.type)
@@ -154,119 +165,74 @@ class Messages:
         return out
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")  # closed by the caller's with
-
-
-def _locate_bad_line(path: Path, n_cols: int, time_col: bool) -> tuple[int, str] | None:
-    """Find the first malformed line with a slow scan; only runs after a fast read failed."""
-    with _open_text(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            fields = line.split(",")
-            if len(fields) != n_cols:
-                return lineno, f"expected {n_cols} fields, got {len(fields)} ({line!r})"
-            for i, value in enumerate(fields):
-                ok = _TIME.match(value) if (time_col and i == 0) else _INT.match(value)
-                if not ok:
-                    what = "time" if (time_col and i == 0) else f"field {i + 1}"
-                    return lineno, f"malformed {what} {value!r}"
-    return None
-
-
-def _read_csv(path: str | os.PathLike, names: list[str], types: dict[str, pa.DataType]) -> pa.Table:
-    path = Path(path)
-    if not path.is_file():
-        raise LobsterFormatError(path, None, "no such file")
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
-            ),
-        )
-    except (pa.ArrowInvalid, OSError, EOFError) as exc:
-        where = _locate_bad_line(path, len(names), "time" in types) if path.stat().st_size else None
-        if where is not None:
-            raise LobsterFormatError(path, where[0], where[1]) from None
-        raise LobsterFormatError(path, None, f"unreadable ({exc})") from None
-    if table.num_rows == 0:
-        raise LobsterFormatError(path, None, "no rows")
-    if any(table.column(name).null_count for name in names):
-        # A short or empty line reads as nulls; the scan says which and how.
-        where = _locate_bad_line(path, len(names), "time" in types)
-        if where is not None:
-            raise LobsterFormatError(path, where[0], where[1])
-        for name in names:
-            nulls = table.column(name).is_null().to_numpy(zero_copy_only=False)
-            if nulls.any():
-                raise LobsterFormatError(path, int(np.flatnonzero(nulls)[0]) + 1, f"empty {name}")
-    return table
-
-
-def _fail_at(path: Path, bad: np.ndarray, what: str, values: np.ndarray) -> None:
-    """Raise for the first row flagged in ``bad``, if any."""
-    idx = np.flatnonzero(bad)
-    if idx.size:
-        i = int(idx[0])
-        value = values[i]
-        value = value.item() if isinstance(value, np.generic) else value
-        raise LobsterFormatError(path, i + 1, f"{what} ({value!r})")
-
-
-def _parse_times(path: Path, times: pa.ChunkedArray) -> np.ndarray:
-    """Decimal seconds strings -> int64 ns, exactly (split on '.', pad the fraction)."""
-    parts = pc.extract_regex(times, r"^(?P<s>\d{1,12})(?:\.(?P<f>\d{1,9}))?$")
-    bad = parts.is_null().to_numpy(zero_copy_only=False)
-    if bad.any():
-        raw = times.to_numpy(zero_copy_only=False)
-        _fail_at(path, bad, "malformed time, want seconds with at most 9 decimals", raw)
-    seconds = pc.cast(pc.struct_field(parts, "s"), pa.int64()).to_numpy()
-    frac = pc.utf8_rpad(pc.struct_field(parts, "f"), width=9, padding="0")
-    nanos = pc.cast(frac, pa.int64()).to_numpy()
-    return seconds * 1_000_000_000 + nanos
-
-
-def read_message_columns(path: str | os.PathLike) -> Messages:
-    """Read and validate a message file into numpy columns (the fast path for replays)."""
-    path = Path(path)
-    names = list(MESSAGE_COLUMNS)
-    types = {n: pa.int64() for n in names}
-    types["time"] = pa.string()
-    table = _read_csv(path, names, types)
-    col = {n: table.column(n).to_numpy() for n in names[1:]}
-    typ, size, price, direction = col["type"], col["size"], col["price"], col["direction"]
-    _fail_at(path, (typ < 1) | (typ > 7), "unknown message type, want 1..7", typ)
-    book_side = typ <= HIDDEN
-    _fail_at(path, book_side & (np.abs(direction) != 1), "direction must be 1 or -1", direction)
-    _fail_at(path, ~book_side & (np.abs(direction) > 1), "direction must be -1, 0 or 1", direction)
-    _fail_at(path, book_side & (size <= 0), "size must be positive", size)
-    _fail_at(path, size < 0, "size must not be negative", size)
-    halts = typ == HALT
-    _fail_at(path, halts & (np.abs(price) > 1), "halt price must be -1, 0 or 1", price)
-    _fail_at(path, ~halts & (price <= 0), "price must be positive", price)
-    on_grid = price % TICK == 0
-    _fail_at(
-        path,
-        ~halts & (typ != HIDDEN) & ~on_grid,
-        f"price is not a multiple of the tick ({TICK} = $0.01)",
-        price,
+def _check_prices(lines: Lines, column: str, priced: np.ndarray, on_grid: np.ndarray) -> None:
+    """Prices in file units (dollars x 10000): positive, within MAX_TICKS, on the tick grid
+    where ``on_grid``; checked only where ``priced``."""
+    price = lines.values[column]
+    lines.check(column, priced & (price <= 0), "must be positive")
+    lines.check(column, priced & (price // TICK > MAX_TICKS), "is beyond 2^53 ticks")
+    lines.check(
+        column,
+        priced & on_grid & (price % TICK != 0),
+        f"is not a multiple of the tick ({TICK} = $0.01)",
     )
+
+
+def _check_sizes(lines: Lines, column: str, sized: np.ndarray) -> None:
+    """Sizes: positive where ``sized``, never negative nor beyond MAX_SHARES."""
+    size = lines.values[column]
+    lines.check(column, sized & (size <= 0), "must be positive")
+    lines.check(column, size < 0, "must not be negative")
+    lines.check(column, size > MAX_SHARES, "is beyond 2^53 shares")
+
+
+def message_lines(path: str | os.PathLike) -> Lines:
+    """A message file's lines with every fault of the rules in the module docstring."""
+    lines = read_lines(path, MESSAGE_COLUMNS, time_column="time")
+    typ, direction, price = (lines.values[c] for c in ("type", "direction", "price"))
+    book_side = (typ >= SUBMIT) & (typ <= HIDDEN)
+    halts = typ == HALT
+    lines.check("type", (typ < SUBMIT) | (typ > HALT), "is not a message type (1..7)")
+    one_side = (direction == 1) | (direction == -1)
+    lines.check("direction", book_side & ~one_side, "must be 1 or -1 for types 1-5")
+    lines.check("direction", (direction < -1) | (direction > 1), "must be -1, 0 or 1")
+    _check_sizes(lines, "size", book_side)
+    halt_code = (price >= HALT_STOP) & (price <= HALT_TRADE)
+    lines.check("price", halts & ~halt_code, "must be -1, 0 or 1 for a halt (type 7)")
+    _check_prices(lines, "price", ~halts, typ != HIDDEN)
+    return lines
+
+
+def _messages(lines: Lines, keep: np.ndarray, report: ReadReport) -> Messages:
+    every = keep.all()
+    col = {
+        name: lines.values[name] if every else lines.values[name][keep] for name in MESSAGE_COLUMNS
+    }
+    typ, price = col["type"], col["price"]
+    halts = typ == HALT
     ticks = np.where(halts, price, price // TICK)
     subtick = np.where(typ == HIDDEN, price % TICK, 0)
     return Messages(
-        time_ns=_parse_times(path, table.column("time")),
+        time_ns=col["time"],
         type=typ.astype(np.int8),
         order_id=col["order_id"],
-        size=size,
+        size=col["size"],
         price=ticks.astype(np.int64),
-        direction=direction.astype(np.int8),
+        direction=col["direction"].astype(np.int8),
         subtick=subtick.astype(np.int64),
+        report=report,
     )
+
+
+def read_message_columns(path: str | os.PathLike, *, skip_bad_rows: bool = False) -> Messages:
+    """Read and validate a message file into numpy columns (the fast path for replays).
+
+    A bad row raises ``LobsterFormatError``; with ``skip_bad_rows`` it is skipped and
+    counted in ``Messages.report``.
+    """
+    lines = message_lines(path)
+    keep, report = select_rows([lines], skip_bad_rows)
+    return _messages(lines, keep, report)
 
 
 def messages_to_table(msgs: Messages, instrument: str, trajectory_id: int = 0) -> pa.Table:
@@ -316,24 +282,43 @@ def messages_to_table(msgs: Messages, instrument: str, trajectory_id: int = 0) -
     return pa.table([columns[f.name] for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
 
 
+def ticker_of(path: str | os.PathLike) -> str:
+    """The ticker a LOBSTER file name says; ValueError for another name."""
+    name = parse_name(path)
+    if name is None:
+        raise ValueError(f"{path}: not a LOBSTER file name; pass instrument=")
+    return name.ticker
+
+
 def read_messages(
-    path: str | os.PathLike, instrument: str | None = None, trajectory_id: int = 0
+    path: str | os.PathLike,
+    instrument: str | None = None,
+    trajectory_id: int = 0,
+    *,
+    skip_bad_rows: bool = False,
 ) -> pa.Table:
     """A LOBSTER message file as an EVENT_SCHEMA table; the ticker comes from the file name."""
-    if instrument is None:
-        name = parse_name(path)
-        if name is None:
-            raise ValueError(f"{path}: not a LOBSTER file name; pass instrument=")
-        instrument = name.ticker
-    return messages_to_table(read_message_columns(path), instrument, trajectory_id)
+    instrument = ticker_of(path) if instrument is None else instrument
+    msgs = read_message_columns(path, skip_bad_rows=skip_bad_rows)
+    return messages_to_table(msgs, instrument, trajectory_id)
 
 
 # ---------------------------------------------------------------------- orderbooks
-def read_orderbook(path: str | os.PathLike, levels: int | None = None) -> np.ndarray:
-    """An orderbook file as int64 (rows, 4*levels) in LOBSTER column order, prices in ticks.
+def orderbook_columns(levels: int) -> list[str]:
+    """The columns of an orderbook file, as LOBSTER names them: ask price, ask size, bid
+    price, bid size, level after level."""
+    return [
+        f"{side}_{what}_{k}"
+        for k in range(1, levels + 1)
+        for side in ("ask", "bid")
+        for what in ("price", "size")
+    ]
 
-    Empty levels (price +-9999999999, size 0) become price 0, size 0, the
-    convention of ``OrderBook.snapshot``.
+
+def orderbook_lines(path: str | os.PathLike, levels: int | None = None) -> Lines:
+    """An orderbook file's lines with every fault of the rules in the module docstring.
+
+    ``levels`` defaults to the file name's, else the first line's column count / 4.
     """
     path = Path(path)
     if not path.is_file():
@@ -343,35 +328,74 @@ def read_orderbook(path: str | os.PathLike, levels: int | None = None) -> np.nda
         if name is not None:
             levels = name.levels
     if levels is None:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             first = f.readline()
         n_cols = len(first.split(","))
         if n_cols % 4:
             raise LobsterFormatError(path, 1, f"{n_cols} columns is not a multiple of 4")
         levels = n_cols // 4
-    names = [f"c{i}" for i in range(4 * levels)]
-    table = _read_csv(path, names, {n: pa.int64() for n in names})
-    book = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.int64)
+    names = orderbook_columns(levels)
+    lines = read_lines(path, names)
+    for k in range(0, len(names), 2):
+        price_col, size_col = names[k], names[k + 1]
+        empty_code = EMPTY_ASK if price_col.startswith("ask") else EMPTY_BID
+        empty = lines.values[price_col] == empty_code
+        size = lines.values[size_col]
+        lines.check(size_col, empty & (size != 0), "must be 0 at an empty level")
+        _check_prices(lines, price_col, ~empty, ~empty)
+        _check_sizes(lines, size_col, ~empty)
+    return lines
+
+
+def _book(lines: Lines, keep: np.ndarray) -> np.ndarray:
+    """Kept lines -> int64 (rows, 4*levels), prices in ticks, empty levels 0."""
+    names = orderbook_columns(len(lines.values) // 4)
+    book = np.column_stack([lines.values[n] for n in names]).astype(np.int64)
+    if not keep.all():
+        book = book[keep]
     prices = book[:, 0::2]  # views: ask px, bid px, ask px, ...
-    sizes = book[:, 1::2]
     empty = np.zeros_like(prices, dtype=bool)
     empty[:, 0::2] = prices[:, 0::2] == EMPTY_ASK
     empty[:, 1::2] = prices[:, 1::2] == EMPTY_BID
-
-    def fail(bad: np.ndarray, what: str, values: np.ndarray, first_col: int) -> None:
-        rows, cols = np.nonzero(bad)
-        if rows.size:
-            r, c = int(rows[0]), int(cols[0])
-            col = 2 * c + first_col
-            raise LobsterFormatError(path, r + 1, f"{what} in column {col} ({values[r, c]})")
-
-    fail(empty & (sizes != 0), "empty level with a non-zero size", sizes, 2)
-    fail(~empty & (prices <= 0), "price must be positive", prices, 1)
-    fail(~empty & (prices % TICK != 0), f"price is not a multiple of the tick ({TICK})", prices, 1)
-    fail(~empty & (sizes <= 0), "size must be positive", sizes, 2)
     prices //= TICK
     prices[empty] = 0
     return book
+
+
+def read_orderbook(path: str | os.PathLike, levels: int | None = None) -> np.ndarray:
+    """An orderbook file as int64 (rows, 4*levels) in LOBSTER column order, prices in ticks.
+
+    Empty levels (price +-9999999999, size 0) become price 0, size 0, the
+    convention of ``OrderBook.snapshot``. A bad row raises; skipping one needs its
+    message file too (``read_pair``), or the rows would no longer follow the messages.
+    """
+    lines = orderbook_lines(path, levels)
+    keep, _ = select_rows([lines], skip_bad_rows=False)
+    return _book(lines, keep)
+
+
+def read_pair(
+    message: str | os.PathLike,
+    orderbook: str | os.PathLike,
+    *,
+    levels: int | None = None,
+    skip_bad_rows: bool = False,
+) -> tuple[Messages, np.ndarray]:
+    """A message file and its orderbook file, row i of the book after message i.
+
+    The files must have as many lines. A bad line in either raises, or with
+    ``skip_bad_rows`` is skipped in both (counted in the messages' ``report``).
+    """
+    msg_lines = message_lines(message)
+    book_lines = orderbook_lines(orderbook, levels)
+    if len(msg_lines) != len(book_lines):
+        raise LobsterFormatError(
+            orderbook,
+            None,
+            f"{len(book_lines):,} rows, but the message file {message} has {len(msg_lines):,}",
+        )
+    keep, report = select_rows([msg_lines, book_lines], skip_bad_rows)
+    return _messages(msg_lines, keep, report), _book(book_lines, keep)
 
 
 def book_before_first(orderbook: np.ndarray, msgs: Messages) -> np.ndarray:

@@ -38,16 +38,13 @@ It is a diagnostic, None when there are no executions.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from mars_ray.data.lobster import (
-    LobsterFormatError,
-    Messages,
-    read_message_columns,
-    read_orderbook,
-)
+from mars_ray.data.lobster import Messages, read_pair
+from mars_ray.data.lobster_csv import ReadReport, table_lines
 from mars_ray.data.lobster_replay import LobsterReplay
 from mars_ray.schema.events import Side
 
@@ -78,6 +75,7 @@ class CheckResult:
     executions: int = 0
     head_agreements: int = 0
     unknown_id_messages: int = 0
+    read: ReadReport = field(default_factory=ReadReport)  # rounded times, skipped rows
 
     @property
     def level1_match(self) -> float:
@@ -104,6 +102,10 @@ class CheckResult:
             "all_levels_match": self.all_levels_match,
             "queue_priority_agreement": self.queue_priority_agreement,
         }
+
+    def as_json(self) -> dict[str, Any]:
+        """``summary`` and what reading the files tolerated (``ReadReport.summary``)."""
+        return {**self.summary(), **self.read.summary()}
 
     def failures(self) -> list[str]:
         """Why the file fails the floors (empty: it passes, or they do not apply)."""
@@ -144,9 +146,9 @@ class CheckResult:
             verdict = "FAIL: " + "; ".join(self.failures()) if self.failures() else "pass"
         else:
             verdict = f"thresholds not applied (< {MIN_LEVELS_FOR_THRESHOLDS} levels)"
+        rows += self.read.rows()
         rows.append(("result", verdict))
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+        return "\n".join([*table_lines(rows), *self.read.named()])
 
 
 def _side_levels(row: list[int], side: int, levels: int) -> list[tuple[int, int]]:
@@ -166,7 +168,7 @@ def check(msgs: Messages, orderbook: np.ndarray) -> CheckResult:
     if orderbook.shape[0] != n:
         raise ValueError(f"{n} messages but {orderbook.shape[0]} orderbook rows")
     levels = orderbook.shape[1] // 4
-    result = CheckResult(messages=n, rows=orderbook.shape[0], levels=levels)
+    result = CheckResult(messages=n, rows=orderbook.shape[0], levels=levels, read=msgs.report)
     replay = LobsterReplay(track_priority=True)
     replay.seed(orderbook[0], int(msgs.time_ns[0]))
     i = 1
@@ -234,14 +236,12 @@ def _resync(
             replay.set_level(t, side, p, s, front=False)
 
 
-def check_files(message_path: str | os.PathLike, orderbook_path: str | os.PathLike) -> CheckResult:
-    """Read a LOBSTER file pair and ``check`` it; bad input raises ``LobsterFormatError``."""
-    msgs = read_message_columns(message_path)
-    orderbook = read_orderbook(orderbook_path)
-    if len(msgs) != orderbook.shape[0]:
-        raise LobsterFormatError(
-            orderbook_path,
-            None,
-            f"{orderbook.shape[0]:,} rows, but the message file {message_path} has {len(msgs):,}",
-        )
+def check_files(
+    message_path: str | os.PathLike,
+    orderbook_path: str | os.PathLike,
+    skip_bad_rows: bool = False,
+) -> CheckResult:
+    """Read a LOBSTER file pair (``read_pair``) and ``check`` it; bad input raises
+    ``LobsterFormatError``, or with ``skip_bad_rows`` is skipped in both files and counted."""
+    msgs, orderbook = read_pair(message_path, orderbook_path, skip_bad_rows=skip_bad_rows)
     return check(msgs, orderbook)

@@ -43,8 +43,7 @@ from mars_ray.data.lobster import (
     SUBMIT,
     Messages,
     book_before_first,
-    read_message_columns,
-    read_orderbook,
+    read_pair,
 )
 from mars_ray.data.lobster_replay import replay_orderbook
 from mars_ray.data.lobster_write import events_to_messages
@@ -202,16 +201,16 @@ class Unit:
     split: str
 
 
-def lobster_orders(message: Path, orderbook: Path) -> UnitOrders:
-    """One real day's orders (the book before the first message rebuilt from row 0)."""
-    msgs = read_message_columns(message)
-    book = read_orderbook(orderbook)
-    if len(book) != len(msgs):
-        raise CorpusError(
-            f"{orderbook}: {len(book):,} rows for {len(msgs):,} messages in {message.name}"
-        )
+def real_day_orders(msgs: Messages, book: np.ndarray) -> UnitOrders:
+    """One real day's orders from its messages and orderbook rows (``read_pair``); the book
+    before the first message is rebuilt from row 0."""
     first_price = int(msgs.price[0]) if len(msgs) else 0
     return derive_orders(msgs, book, book_before_first(book, msgs), first_price)
+
+
+def lobster_orders(message: Path, orderbook: Path, skip_bad_rows: bool = False) -> UnitOrders:
+    """One real day's orders, read from its LOBSTER file pair."""
+    return real_day_orders(*read_pair(message, orderbook, skip_bad_rows=skip_bad_rows))
 
 
 def corpus_table(parts: list[tuple[Unit, UnitOrders]], metadata: dict[str, str]) -> pa.Table:

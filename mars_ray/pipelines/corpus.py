@@ -23,6 +23,7 @@ from mars_ray.data.lobster import (
     data_root,
     find_pairs,
     parse_name,
+    read_pair,
 )
 from mars_ray.lmm.corpus import (
     CorpusError,
@@ -31,7 +32,7 @@ from mars_ray.lmm.corpus import (
     UnitOrders,
     corpus_counts,
     corpus_table,
-    lobster_orders,
+    real_day_orders,
     simulated_orders,
     write_corpus,
 )
@@ -51,6 +52,10 @@ class LobsterSourceConfig(StrictModel):
     splits: dict[str, Split] = Field(
         default_factory=lambda: {"GOOG": "train", "AAPL": "test"},
         description="ticker -> split; every ticker found must be listed",
+    )
+    skip_bad_rows: bool = Field(
+        default=False,
+        description="skip malformed rows (counted in corpus.json) instead of failing the build",
     )
 
     def directory(self) -> Path:
@@ -230,11 +235,16 @@ def build_corpus(
         pending = {task.remote(sim_cfg, seed, only): (seed, split) for seed, split in seeds}
 
     parts: list[tuple[Unit, UnitOrders]] = []
+    reads: dict[str, dict[str, Any]] = {}
     for lu in lob:
         try:
-            parts.append((lu.unit, lobster_orders(lu.message, lu.orderbook)))
+            msgs, book = read_pair(
+                lu.message, lu.orderbook, skip_bad_rows=cfg.lobster.skip_bad_rows
+            )
         except LobsterFormatError as exc:
             raise CorpusError(str(exc)) from None
+        parts.append((lu.unit, real_day_orders(msgs, book)))
+        reads[str(lu.message)] = msgs.report.summary()
         tick(f"lobster {lu.unit.instrument} {lu.unit.day}")
 
     by_seed: dict[int, list[tuple[Unit, UnitOrders]]] = {}
@@ -259,6 +269,8 @@ def build_corpus(
     table = corpus_table(parts, meta)
     counts = corpus_counts(table)
     counts["name"] = cfg.name
+    if reads:
+        counts["lobster_reads"] = reads  # per message file: rounded times, skipped rows
     counts["build_seconds"] = round(time.perf_counter() - start, 1)
     paths = write_corpus(table, out_dir, counts)
     return BuildResult(table, counts, paths, time.perf_counter() - start)

@@ -50,8 +50,7 @@ from mars_ray.data.lobster import (
     book_before_first,
     find_pairs,
     parse_name,
-    read_message_columns,
-    read_orderbook,
+    read_pair,
 )
 from mars_ray.lmm.corpus import CorpusError, UnitOrders, derive_orders
 from mars_ray.lmm.tokenizer import (
@@ -357,27 +356,27 @@ def reference_pairs(directory: str | Path, ticker: str | None = None) -> list[tu
     return [days[k] for k in sorted(days) if k[0] == chosen]
 
 
-def lobster_source(pairs: Sequence[tuple[Path, Path]]) -> Source:
-    """The real days' samples: messages and rows as LOBSTER ships them, 09:30-16:00."""
-    parts, orders, files = [], 0, []
+def lobster_source(pairs: Sequence[tuple[Path, Path]], skip_bad_rows: bool = False) -> Source:
+    """The real days' samples: messages and rows as LOBSTER ships them, 09:30-16:00.
+
+    ``info["reads"]`` says, per message file, what reading tolerated (``ReadReport``).
+    """
+    parts, orders, files, reads = [], 0, [], {}
     for message, orderbook in pairs:
         try:
-            msgs = read_message_columns(message)
-            book = read_orderbook(orderbook)
+            msgs, book = read_pair(message, orderbook, skip_bad_rows=skip_bad_rows)
         except LobsterFormatError as exc:
             raise RealismError(str(exc)) from None
-        if len(book) != len(msgs):
-            raise RealismError(
-                f"{orderbook}: {len(book):,} rows for {len(msgs):,} messages in {message.name}"
-            )
         initial = book_before_first(book, msgs)
         reference = int(msgs.price[0])
         samples, n = unit_samples(msgs, book, initial, reference, REAL_WINDOW)
         parts.append(samples)
         orders += n
         files.append(str(message))
+        reads[str(message)] = msgs.report.summary()
     samples = merge_samples(parts)
-    return Source(samples, {"files": files, "orders": orders, "window": _clock(REAL_WINDOW)})
+    info = {"files": files, "orders": orders, "window": _clock(REAL_WINDOW), "reads": reads}
+    return Source(samples, info)
 
 
 def events_unit_samples(
