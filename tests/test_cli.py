@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from click.testing import CliRunner
 
 from mars_ray.cli import cli
-from mars_ray.schema.events import EVENT_SCHEMA
+from mars_ray.schema.events import CANONICAL_ORDER, EVENT_SCHEMA
+from mars_ray.sim.run_files import read_events, read_manifest, read_snapshots, read_trades
 
 SMALL = {
     "name": "cli-test",
@@ -37,19 +40,26 @@ def test_simulate_writes_parquet_with_config_and_a_plot(tmp_path, ray_session):
         cli, ["simulate", str(write(tmp_path, SMALL)), "--out", str(out), "--seed", "9", "--quiet"]
     )
     assert result.exit_code == 0, result.output
-    for name in ("events.parquet", "trades.parquet", "snapshots.parquet", "run.png"):
-        assert (out / name).stat().st_size > 0
-    events = pq.read_table(out / "events.parquet")
+    assert (out / "run.png").stat().st_size > 0
+    manifest = read_manifest(out)
+    assert manifest["status"] == "complete" and manifest["config"]["seed"] == 9
+    events = read_events(out)
     assert events.num_rows > 1000
     assert events.schema.remove_metadata().equals(EVENT_SCHEMA.remove_metadata())
-    meta = events.schema.metadata
-    assert meta[b"mars_ray.seed"] == b"9"
-    assert json.loads(meta[b"mars_ray.config"])["seed"] == 9
-    trades = pq.read_table(out / "trades.parquet")
+    parts = sorted((out / "events").glob("part-*.parquet"))
+    assert len(parts) >= 2  # one per shard (and chunk): the shards wrote them
+    for part in parts:
+        meta = pq.read_schema(part).metadata
+        assert meta[b"mars_ray.seed"] == b"9"
+        assert json.loads(meta[b"mars_ray.config"])["seed"] == 9
+        assert meta[b"mars_ray.run_id"].decode() == manifest["run_id"]
+    assert sum(row["events"] for row in manifest["summary"]) == events.num_rows
+    trades = read_trades(out)
     assert 0 < trades.num_rows < events.num_rows
-    snaps = pq.read_table(out / "snapshots.parquet")
+    snaps = read_snapshots(out)
     assert "bid_price_3" in snaps.column_names and "bid_price_4" not in snaps.column_names
     assert "events/s" in result.output and "AAA" in result.output and "BBB" in result.output
+    assert not (out / "checkpoints").exists() or not any((out / "checkpoints").rglob("*.pkl"))
 
 
 def test_same_seed_same_files(tmp_path, ray_session):
@@ -69,8 +79,16 @@ def test_same_seed_same_files(tmp_path, ray_session):
         ]
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
-        tables.append(pq.read_table(out / "events.parquet").replace_schema_metadata(None))
+        tables.append(read_events(out).replace_schema_metadata(None))
     assert tables[0].equals(tables[1])
+    assert tables[0].equals(pd_events(out))
+
+
+def pd_events(out: Path) -> pa.Table:
+    """The run read as pandas reads a folder of Parquet files, in the canonical order."""
+    frame = pd.read_parquet(out / "events")
+    table = pa.Table.from_pandas(frame, schema=EVENT_SCHEMA.remove_metadata(), preserve_index=False)
+    return table.sort_by(CANONICAL_ORDER)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -115,7 +133,7 @@ def test_run_converts_to_lobster_files_that_pass_the_check(tmp_path, ray_session
 def test_to_lobster_needs_a_run_dir(tmp_path):
     result = CliRunner().invoke(cli, ["data", "to-lobster", str(tmp_path), str(tmp_path / "o")])
     assert result.exit_code != 0
-    assert "events.parquet not found" in result.output
+    assert "not a mars-ray simulate output" in result.output
 
 
 def test_ingest_lobster_writes_event_schema(tmp_path):

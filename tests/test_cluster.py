@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import PROJECT_ROOT
@@ -34,6 +33,7 @@ from conftest import PROJECT_ROOT
 from mars_ray.schema.events import event_digest
 from mars_ray.sim.config import load_config
 from mars_ray.sim.kernel import run_simulation
+from mars_ray.sim.run_files import read_events
 
 pytestmark = pytest.mark.slow
 
@@ -216,7 +216,7 @@ def test_a_job_submitted_by_the_script_writes_the_local_events(
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "succeeded" in (done.stdout + done.stderr).lower()
-    assert event_digest(pq.read_table(out / "events.parquet")) == digest
+    assert event_digest(read_events(out)) == digest
 
 
 def test_without_a_token_the_script_says_what_to_set(
@@ -226,7 +226,7 @@ def test_without_a_token_the_script_says_what_to_set(
     done = submit(cluster, config, tmp_path / "run", HOME=str(tmp_path))  # no ~/.ray either
     assert done.returncode != 0
     assert "set RAY_AUTH_TOKEN to the head's token" in done.stderr
-    assert not (tmp_path / "run" / "events.parquet").exists()
+    assert not (tmp_path / "run" / "events").exists()
 
 
 DRIVER = """

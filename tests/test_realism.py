@@ -195,7 +195,6 @@ def dirs(tmp_path_factory) -> dict[str, Path]:
     """Two tiny runs (the baseline with another seed and fewer agents) and a reference folder
     linking to the excerpt."""
     from mars_ray.sim.kernel import run_simulation
-    from mars_ray.sim.output import write_run
 
     root = tmp_path_factory.mktemp("realism")
     out = {"reference": root / "lobster", "empty": root / "empty"}
@@ -217,9 +216,7 @@ def dirs(tmp_path_factory) -> dict[str, Path]:
             },
         ),
     ):
-        cfg = parse_config(raw)
-        result = run_simulation(cfg, local=True)
-        write_run(root / label, cfg, result.events, result.snapshots)
+        run_simulation(parse_config(raw), local=True, out=root / label)
         out[label] = root / label
     return out
 
@@ -287,7 +284,7 @@ def test_report_without_baseline_and_against_itself(dirs, tmp_path):
     "case, expected",
     [
         ("missing_run", "run folder not found"),
-        ("not_a_run", "events.parquet"),
+        ("not_a_run", "no run.json"),
         ("missing_baseline", "run folder not found"),
         ("no_pairs", "no LOBSTER message/orderbook pairs"),
         ("missing_reference", "reference folder not found"),

@@ -120,27 +120,24 @@ def ingest_lobster(
 @click.option("--levels", type=click.IntRange(1, 50), default=10, show_default=True)
 @click.option("--trajectory", type=click.IntRange(min=0), default=0, show_default=True)
 def to_lobster(run_dir: Path, out_dir: Path, levels: int, trajectory: int) -> None:
-    """Write a simulated run (RUN_DIR/events.parquet) as LOBSTER message + orderbook files.
+    """Write a simulated run (the events in RUN_DIR) as LOBSTER message + orderbook files.
 
-    One file pair per instrument of the chosen trajectory, named as LOBSTER names
-    its files (TICKER_DATE_START_END_message_LEVELS.csv).
+    One file pair per instrument of the chosen trajectory (--trajectory, default 0: a
+    LOBSTER file holds one day of one book), named as LOBSTER names its files
+    (TICKER_DATE_START_END_message_LEVELS.csv).
     """
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from mars_ray.data.lobster_write import write_lobster
+    from mars_ray.sim.run_files import RunFilesError, read_events, read_manifest
 
-    events_path = run_dir / "events.parquet"
-    if not events_path.is_file():
-        raise click.ClickException(
-            f"{events_path} not found: RUN_DIR must be a mars-ray simulate output"
-        )
-    events = pq.read_table(events_path)
-    meta = events.schema.metadata or {}
-    date = meta.get(b"mars_ray.session_date", b"1970-01-01").decode()
-    events = events.filter(pc.equal(events["trajectory_id"], trajectory))
+    try:
+        date = read_manifest(run_dir)["config"]["session"]["date"]
+        events = read_events(run_dir, filter=pc.field("trajectory_id") == trajectory)
+    except (RunFilesError, KeyError) as exc:
+        raise click.ClickException(f"{run_dir}: not a mars-ray simulate output ({exc})") from None
     if events.num_rows == 0:
-        raise click.ClickException(f"no events for trajectory {trajectory} in {events_path}")
+        raise click.ClickException(f"no events for trajectory {trajectory} in {run_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in sorted(set(events["instrument"].to_pylist())):
         book = events.filter(pc.equal(events["instrument"], name)).sort_by("seq")

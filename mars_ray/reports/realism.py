@@ -403,47 +403,44 @@ class Run:
 
 
 def read_run(run_dir: str | Path) -> Run:
-    """Check a run folder and read its config from the events file's metadata."""
-    from mars_ray.sim.output import EVENTS_FILE, read_run_config
+    """Check a run folder and read its config from its manifest."""
+    from mars_ray.sim.run_files import RunFilesError, read_manifest
 
     path = Path(run_dir)
     if not path.is_dir():
         raise RealismError(f"run folder not found: {str(path)!r}")
-    events = path / EVENTS_FILE
-    if not events.is_file():
-        raise RealismError(f"{str(events)!r} not found: not a mars-ray simulate output")
     try:
-        cfg = read_run_config(events)
+        cfg = read_manifest(path)["config"]
         instruments = cfg["instruments"]
         ticks = {
             i["name"]: round(float(i["reference_price"]) / float(i["tick_size"]))
             for i in instruments
         }
         window = (int(cfg["session"]["open"]), int(cfg["session"]["closing_call"]))
+    except RunFilesError as exc:
+        raise RealismError(f"{exc}: not a mars-ray simulate output") from None
     except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise RealismError(f"{str(events)!r}: cannot read the run's config ({exc})") from None
+        raise RealismError(f"{str(path)!r}: cannot read the run's config ({exc})") from None
     if not ticks:
-        raise RealismError(f"{str(events)!r}: the run has no instruments")
+        raise RealismError(f"{str(path)!r}: the run has no instruments")
     return Run(path, str(cfg.get("name", path.name)), tuple(ticks), ticks, window)
 
 
 def run_source(run: Run, instrument: str) -> Source:
     """A run's samples for one instrument, every trajectory a book of its own, pooled."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    from mars_ray.sim.output import EVENTS_FILE
+    from mars_ray.sim.run_files import RunFilesError, read_events
 
     if instrument not in run.instruments:
         raise RealismError(
             f"instrument {instrument!r} not in run {str(run.path)!r}; "
             f"it has {list(run.instruments)}"
         )
-    path = run.path / EVENTS_FILE
     try:
-        events = pq.read_table(path, filters=[("instrument", "=", instrument)])
-    except (OSError, ValueError) as exc:
-        raise RealismError(f"{str(path)!r}: unreadable ({exc})") from None
+        events = read_events(run.path, filter=pc.field("instrument") == instrument)
+    except (RunFilesError, OSError, ValueError) as exc:
+        raise RealismError(f"{str(run.path)!r}: unreadable ({exc})") from None
     parts, orders = [], 0
     trajectories = sorted(set(events["trajectory_id"].to_pylist()))
     for k in trajectories:

@@ -158,6 +158,13 @@ class KernelConfig(StrictModel):
         description="order book engine: numba-compiled, or the pure-Python reference "
         "(identical events, slower)",
     )
+    max_restarts: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="times Ray may restart a lost shard of a run that writes a folder; it is "
+        "rebuilt from its last checkpoint (output.checkpoints) and the run goes on",
+    )
 
     @model_validator(mode="after")
     def _sync_multiple(self) -> KernelConfig:
@@ -182,6 +189,18 @@ class OutputConfig(StrictModel):
     snapshot_levels: int = Field(default=5, ge=1, le=50)
     snapshot_every_ms: float = Field(default=1000.0, gt=0)
     plot: bool = True
+    chunk_barriers: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description="shards write their events to the run's folder every this many sync "
+        "barriers (and at the close): what a shard holds in memory",
+    )
+    checkpoints: bool = Field(
+        default=True,
+        description="save each shard's state with every chunk, so that a lost shard is "
+        "rebuilt and an interrupted run resumes (mars-ray simulate --resume)",
+    )
 
 
 class RayConfig(StrictModel):

@@ -1,54 +1,31 @@
-"""Writing a run: Parquet files that carry their config and seed, and a summary."""
+"""What a run says about itself: the metadata every file carries, and its summary table."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mars_ray import __version__
-from mars_ray.schema.events import EventType, with_metadata
 from mars_ray.sim.config import SimulationConfig
 
-EVENTS_FILE = "events.parquet"
-TRADES_FILE = "trades.parquet"
-SNAPSHOTS_FILE = "snapshots.parquet"
 
-
-def run_metadata(config: SimulationConfig) -> dict[str, str]:
-    return {
+def run_metadata(config: SimulationConfig, run_id: str | None = None) -> dict[str, str]:
+    meta = {
         "mars_ray.version": __version__,
         "mars_ray.seed": str(config.seed),
         "mars_ray.config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
         "mars_ray.session_date": config.session.date.isoformat(),
         "mars_ray.tick_sizes": json.dumps({i.name: i.tick_size for i in config.instruments}),
     }
-
-
-def trades_of(events: pa.Table) -> pa.Table:
-    return events.filter(pc.equal(events["event_type"], int(EventType.TRADE)))
-
-
-def write_run(
-    out_dir: str | Path, config: SimulationConfig, events: pa.Table, snapshots: pa.Table
-) -> dict:
-    """Write events, trades and snapshots; return the paths written."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = run_metadata(config)
-    paths = {
-        "events": out / EVENTS_FILE,
-        "trades": out / TRADES_FILE,
-        "snapshots": out / SNAPSHOTS_FILE,
-    }
-    pq.write_table(with_metadata(events, meta), paths["events"], compression="zstd")
-    pq.write_table(with_metadata(trades_of(events), meta), paths["trades"], compression="zstd")
-    pq.write_table(with_metadata(snapshots, meta), paths["snapshots"], compression="zstd")
-    return paths
+    if run_id is not None:
+        meta["mars_ray.run_id"] = run_id
+    return meta
 
 
 def read_run_config(path: str | Path) -> dict:
@@ -62,45 +39,60 @@ def read_run_config(path: str | Path) -> dict:
     return json.loads(raw)
 
 
-def summary_rows(config: SimulationConfig, events: pa.Table) -> list[dict]:
-    """Per instrument: events, trades, volume, rejects, VWAP and last price (currency)."""
-    rows = []
-    etype = events["event_type"].to_numpy()
-    inst = events["instrument"].to_numpy(zero_copy_only=False)
-    size = events["size"].to_numpy()
-    price = events["price"].to_numpy()
-    for spec in config.instruments:
-        mine = inst == spec.name
-        trades = mine & (etype == int(EventType.TRADE))
-        volume = int(size[trades].sum())
-        vwap = (
-            float((price[trades] * size[trades]).sum() / volume * spec.tick_size)
-            if volume
-            else float("nan")
+def summary_rows(
+    config: SimulationConfig, books: Iterable[tuple[tuple[int, int], Any]]
+) -> list[dict]:
+    """Per instrument, over all trajectories: events, trades, volume, rejects, VWAP and the
+    last price (currency; the last trade of the highest trajectory that traded).
+
+    ``books`` are ((trajectory, instrument index), stats) pairs: the shards' ``BookStats``,
+    which count what settled, so that the driver never needs the events themselves.
+    """
+    totals: dict[int, dict[str, Any]] = {}
+    for (_, inst), stats in sorted(books, key=lambda item: item[0]):
+        row = totals.setdefault(
+            inst, {"events": 0, "trades": 0, "volume": 0, "notional": 0, "rejects": 0}
         )
-        last = float(price[trades][-1] * spec.tick_size) if trades.any() else float("nan")
+        for field in ("events", "trades", "volume", "notional", "rejects"):
+            row[field] += getattr(stats, field)
+        if stats.last is not None:
+            row["last"] = stats.last
+    rows = []
+    for k, spec in enumerate(config.instruments):
+        row = totals.get(k, {"events": 0, "trades": 0, "volume": 0, "notional": 0, "rejects": 0})
+        volume = row["volume"]
         rows.append(
             {
                 "instrument": spec.name,
-                "events": int(mine.sum()),
-                "trades": int(trades.sum()),
+                "events": row["events"],
+                "trades": row["trades"],
                 "volume": volume,
-                "rejects": int((mine & (etype == int(EventType.REJECT))).sum()),
-                "vwap": vwap,
-                "last": last,
+                "rejects": row["rejects"],
+                "vwap": row["notional"] / volume * spec.tick_size if volume else math.nan,
+                "last": row["last"] * spec.tick_size if "last" in row else math.nan,
             }
         )
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def summary_json(rows: list[dict]) -> list[dict]:
+    """``summary_rows`` as JSON can hold them (NaN as null)."""
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in rows
+    ]
+
+
+def format_table(rows: list[Mapping[str, Any]]) -> str:
     if not rows:
         return ""
     headers = list(rows[0])
 
-    def cell(v) -> str:
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "-"
         if isinstance(v, float):
-            return "-" if np.isnan(v) else f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.2f}"
+            return f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.2f}"
         if isinstance(v, int):
             return f"{v:,}"
         return str(v)

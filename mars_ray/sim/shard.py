@@ -8,6 +8,14 @@ identical whatever the number of shards.
 
 ``ShardRuntime`` is plain Python (tests use it directly); ``ExchangeShard`` is
 the same class as a Ray actor.
+
+Given a run folder (``RunDir``), a shard writes its own events and snapshots there every
+``output.chunk_barriers`` barriers and at the close (``run_files``), keeping only the
+current chunk in memory, and saves its state beside them with each chunk
+(``checkpoint``). A shard constructed again for the same run (Ray restarting a lost actor
+with its original arguments, or a resumed run) starts from its newest checkpoint and
+forgets the part files written after it: run forward with the same inputs, it writes them
+again, the same rows.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from agents.base import AgentPopulation
@@ -49,11 +58,17 @@ from mars_ray.schema.events import (
     records_to_table,
 )
 from mars_ray.schema.phases import Phase
+from mars_ray.sim import checkpoint
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.config import SimulationConfig
+from mars_ray.sim.output import run_metadata
+from mars_ray.sim.run_files import EVENTS, ORPHANS, SNAPSHOTS, RunDir, write_part
 from mars_ray.sim.snapshots import SnapshotRecorder
 
 _TRADE = int(EventType.TRADE)
+_REJECT = int(EventType.REJECT)
+# what a checkpoint leaves out: given again to the constructor that restores it
+_NOT_STATE = frozenset({"config", "backends", "run"})
 
 
 def instrument_specs(config: SimulationConfig) -> list[InstrumentSpec]:
@@ -103,15 +118,30 @@ class FillReceiver(Protocol):
 
 
 class SlotFills:
-    """A book-spanning agent's fills on one book, routed to its slot for that book."""
+    """A book-spanning agent's fills on one book, routed to its slot for that book (``agent``
+    is set once the agent exists: it is built from all its slots)."""
 
-    def __init__(self, shard: ShardRuntime, group: int, slot: int, agent_id: int) -> None:
-        self.shard, self.group, self.slot = shard, group, slot
+    def __init__(self, group: int, slot: int, agent_id: int) -> None:
+        self.group, self.slot = group, slot
+        self.agent: Any = None
         self.agent_ids = np.array([agent_id], dtype=np.int64)
         self.n = 1
 
     def on_fills(self, fills: Fills) -> None:
-        self.shard.spanning[self.group].on_fills(self.slot, fills)
+        self.agent.on_fills(self.slot, fills)
+
+
+@dataclass
+class BookStats:
+    """What a run's summary needs of one book, kept as events settle (the driver never
+    holds the events): counts, traded volume and notional (ticks x shares), last price."""
+
+    events: int = 0
+    trades: int = 0
+    volume: int = 0
+    notional: int = 0
+    rejects: int = 0
+    last: int | None = None
 
 
 class _BookState:
@@ -136,8 +166,9 @@ class _BookState:
         self.history[:, MID] = reference
         self.times = start - step * np.arange(1, history + 1, dtype=np.int64)
         self.step_volume = 0
-        # drained events: (seq base, EVENT_RECORD array) per step that had any
+        # drained events not yet written or collected: (seq base, EVENT_RECORD array) per step
         self.chunks: list[tuple[int, np.ndarray]] = []
+        self.stats = BookStats()
 
     def push_view(self, t: int, depth: np.ndarray) -> MarketView:
         book = self.book
@@ -171,9 +202,12 @@ class ShardRuntime:
         config: SimulationConfig,
         shard_index: int,
         backends: Mapping[str, GeneratorBackend] | None = None,
+        run: RunDir | None = None,
     ) -> None:
         self.config = config
         self.backends = dict(backends or {})
+        self.run = run
+        self.shard_index = shard_index
         kernel = config.kernel
         self.instruments = shard_instruments(len(config.instruments), kernel.shards)[shard_index]
         specs = instrument_specs(config)
@@ -198,6 +232,11 @@ class ShardRuntime:
         self._build_agents(specs)
         self.event_count = 0
         self.trade_count = 0
+        self.chunk = 0  # chunks written to the run folder
+        self.injected_through = -1  # the driver's injections taken (submit_orders' index)
+        self.chunk_ns = kernel.sync_ns * config.output.chunk_barriers
+        if run is not None:
+            self._restore()
 
     def _build_agents(self, specs: list[InstrumentSpec]) -> None:
         local = set(self.instruments)
@@ -216,7 +255,7 @@ class ShardRuntime:
                     slot = BookSlot(
                         traj, b.instrument, b.first_id, spec.tick_size, spec.reference_ticks, rng
                     )
-                    st.receivers.append(SlotFills(self, b.group, len(slots), b.first_id))
+                    st.receivers.append(SlotFills(b.group, len(slots), b.first_id))
                     slots.append(slot)
                     continue
                 population = cls(
@@ -242,12 +281,22 @@ class ShardRuntime:
             for g, slots in spanning.items()
         }
         for st in self.state.values():
+            for receiver in st.receivers:
+                if isinstance(receiver, SlotFills):
+                    receiver.agent = self.spanning[receiver.group]
             st.receivers.sort(key=lambda r: int(r.agent_ids[0]))
             st.first_ids = np.array([r.agent_ids[0] for r in st.receivers], dtype=np.int64)
 
     # ---------------------------------------------------------------- API
-    def submit_orders(self, batch: OrderBatch) -> int:
-        """Queue orders from outside (users, RL policies); they are processed at their time."""
+    def submit_orders(self, batch: OrderBatch, index: int | None = None) -> int:
+        """Queue orders from outside (users, RL policies); they are processed at their time.
+
+        ``index`` numbers the driver's injections: one this shard has already taken is
+        ignored, so the driver may give it again when it cannot tell (a lost call)."""
+        if index is not None:
+            if index <= self.injected_through:
+                return 0
+            self.injected_through = index
         self.pending = OrderBatch.concat([self.pending, batch])
         return len(batch)
 
@@ -278,6 +327,9 @@ class ShardRuntime:
             t1 = min(self.t + self.step, t_end)
             self._step(self.t, t1)
             self.t = t1
+        chunk = self._chunk_ending_now()
+        if chunk is not None and chunk > self.chunk:
+            self._write_chunk(chunk)
         return self.progress()
 
     def run_through(self, barriers: list[int]) -> list[dict]:
@@ -291,7 +343,17 @@ class ShardRuntime:
         return {"pid": os.getpid(), "node": node}
 
     def progress(self) -> dict:
-        return {"t": self.t, "events": self.event_count, "trades": self.trade_count}
+        return {
+            "t": self.t,
+            "events": self.event_count,
+            "trades": self.trade_count,
+            "chunk": self.chunk,
+            "pid": os.getpid(),
+        }
+
+    def book_stats(self) -> dict[tuple[int, int], BookStats]:
+        """Every book's running summary, by (trajectory, instrument index)."""
+        return {key: st.stats for key, st in self.state.items()}
 
     def collect(self) -> tuple[list[pa.Table], pa.Table]:
         """All events (one table per book) and snapshots so far."""
@@ -309,6 +371,59 @@ class ShardRuntime:
         """Release what agents hold outside this process (served model sessions)."""
         for agent in self.spanning.values():
             agent.close()
+
+    # ---------------------------------------------------------------- the run folder
+    def _chunk_ending_now(self) -> int | None:
+        """The chunk that ends at this shard's time: a multiple of ``chunk_ns`` after the
+        pre-open, or the close (the last chunk, however short). None between them, and
+        without a run folder."""
+        if self.run is None:
+            return None
+        if self.t >= self.end:
+            return -(-(self.end - self.start) // self.chunk_ns)
+        span = self.t - self.start
+        return span // self.chunk_ns if span > 0 and span % self.chunk_ns == 0 else None
+
+    def _write_chunk(self, chunk: int) -> None:
+        """Write the events and snapshots since the last chunk as this chunk's part files (one
+        per trajectory), forget them here, then save the state that goes with them."""
+        assert self.run is not None
+        meta = run_metadata(self.config, self.run.run_id)
+        books: dict[int, list[pa.Table]] = {}
+        for (traj, inst), st in self.state.items():
+            if st.chunks:  # consecutive in seq: one conversion per book
+                records = concat_records([records for _, records in st.chunks])
+                name = self.exchange.instruments[inst].name
+                table = records_to_table(records, name, traj, st.chunks[0][0])
+                books.setdefault(traj, []).append(table)
+                st.chunks = []
+        orphans = self.orphan_tables + [t for t in self.exchange.drain_tables() if t.num_rows]
+        self.orphan_tables = []
+        for traj, tables in sorted(books.items()):
+            path = self.run.part(EVENTS, traj, self.shard_index, chunk)
+            write_part(path, concat_books(tables), meta)
+        if orphans:
+            path = self.run.part(EVENTS, ORPHANS, self.shard_index, chunk)
+            write_part(path, concat_books(orphans), meta)
+        snapshots = self.snapshots.table(self.exchange.instruments)
+        self.snapshots = SnapshotRecorder(self.config.output.snapshot_levels)
+        trajectory = snapshots["trajectory_id"]
+        for traj in sorted(set(trajectory.to_pylist())):
+            path = self.run.part(SNAPSHOTS, traj, self.shard_index, chunk)
+            write_part(path, snapshots.filter(pc.equal(trajectory, traj)), meta)
+        self.chunk = chunk
+        if self.config.output.checkpoints:
+            state = {k: v for k, v in self.__dict__.items() if k not in _NOT_STATE}
+            checkpoint.save(self.run.checkpoint_dir(self.shard_index), chunk, state)
+
+    def _restore(self) -> None:
+        """Continue from this shard's newest checkpoint of the run, if it has one, and
+        forget what it wrote after it (from the start, when it has none)."""
+        assert self.run is not None
+        found = checkpoint.latest(self.run.checkpoint_dir(self.shard_index))
+        if found is not None:
+            self.__dict__.update(found[1])
+        self.run.drop_parts_after(self.shard_index, self.chunk)
 
     # ---------------------------------------------------------------- the step
     def _step(self, t0: int, t1: int) -> None:
@@ -352,6 +467,9 @@ class ShardRuntime:
             return
         st.chunks.append((base, records))
         self.event_count += len(records)
+        stats = st.stats
+        stats.events += len(records)
+        stats.rejects += int(np.count_nonzero(records["event_type"] == _REJECT))
         trades = records[records["event_type"] == _TRADE]
         k = len(trades)
         if not k:
@@ -359,6 +477,10 @@ class ShardRuntime:
         self.trade_count += k
         size = trades["size"]
         st.step_volume += int(size.sum())
+        stats.trades += k
+        stats.volume += int(size.sum())
+        stats.notional += int((trades["price"] * size).sum())
+        stats.last = int(trades["price"][-1])
         populations = st.receivers
         if not populations:
             return
