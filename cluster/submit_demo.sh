@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Submit a simulation to a running Ray cluster with Ray's own job API:
 #   RAY_ADDRESS=http://HEAD:8265 bash cluster/submit_demo.sh [CONFIG] [OUT]
-# CONFIG defaults to configs/demo.yaml, OUT to /tmp/mars-ray/<config name> on the node that runs
-# the driver (use shared storage on a real cluster). The repository travels as the job's working
-# directory; the driver joins the cluster through the RAY_ADDRESS that `ray job submit` gives
-# it, and the shard actors spread over the cluster's nodes.
+# CONFIG defaults to configs/demo.yaml, OUT to /tmp/mars-ray/<config name>: the shards write the
+# run folder from their own nodes, so on a real cluster OUT must be storage every node sees. The
+# repository travels as the job's working directory; the driver joins the cluster through the
+# RAY_ADDRESS that `ray job submit` gives it, and the shard actors spread over the nodes.
 #
 # Only RAY_ADDRESS is needed. Ray's token authentication (on by default) wants the head's token
 # on the client: like Ray, this script takes it from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
