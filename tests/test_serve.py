@@ -193,6 +193,13 @@ def test_injected_orders_change_the_flow(service: str) -> None:
         ({"inject": [{"at_s": 1, "side": "up", "size": 1}]}, ["body", "inject", 0, "side"]),
         ({"surprise": 1}, ["body", "surprise"]),
         ({"control": {"volatility": {"sigma": -1}}}, ["body", "control", "volatility", "sigma"]),
+        # numbers that once wrapped or answered 500: a 1e300 price, NaN and Infinity literals
+        (
+            {"inject": [{"at_s": 1, "side": "buy", "price": 1e300, "size": 1}]},
+            ["body", "inject", 0, "price"],
+        ),
+        ({"tick_size": float("nan")}, ["body", "tick_size"]),
+        ({"horizon": {"seconds": float("inf")}}, ["body", "horizon", "seconds"]),
     ],
 )
 def test_bad_values_get_422_naming_the_field(service: str, change: dict, loc: list | None) -> None:
