@@ -1,18 +1,20 @@
 """Numbers at the HTTP API, in process: the API's own FastAPI app (``routes.make_api``) in
 front of a stub service whose LMM runs locally, called as a server would call it
 (``tests/asgi.py``). Every number a body can carry is finite and in range or a 422 naming
-it; and a fuzz test over every numeric field shows no 500 and no order the user did not
-send. tests/test_serve.py checks the 422s over real HTTP."""
+it; a body over the limit is a 413 before it is read; and a fuzz test over every numeric
+field shows no 500 and no order the user did not send. tests/test_serve.py checks a 422
+and a 413 over real HTTP."""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from asgi import Answer, post_json
+from asgi import Answer, call, post_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DrawFn
@@ -24,6 +26,7 @@ from mars_ray.serve.routes import make_api
 from mars_ray.serve.settings import parse_settings
 from mars_ray.serve.trajectories import USER_AGENT
 
+MAX_BODY = 64 * 1024
 URL = "/v1/trajectories"
 
 
@@ -32,6 +35,7 @@ class LocalService:
 
     settings = parse_settings(
         {
+            "api": {"max_body_bytes": MAX_BODY},
             "limits": {"max_trajectories": 4, "max_horizon_orders": 50},
         }
     )
@@ -135,6 +139,28 @@ def test_the_largest_price_and_size_are_served_exactly() -> None:
     assert answer.status == 200, answer.body
     for traj in answer.json()["trajectories"]:
         assert sent_order_events(traj["events"]) == [(MAX_TICKS, MAX_SHARES)]
+
+
+# ------------------------------------------------------------------ the body limit
+def test_a_body_over_the_limit_gets_413_before_a_byte_is_read() -> None:
+    big = request(inject=[order()] * 1000)  # some 90 KB
+    answer = post_json(API, URL, big)
+    assert answer.status == 413 and answer.chunks_read == 0
+    assert "64,000" in answer.json()["detail"] or "65,536" in answer.json()["detail"]
+
+
+def test_a_chunked_body_over_the_limit_is_read_no_further() -> None:
+    big = request(inject=[order()] * 1000)
+    data = json.dumps(big).encode()
+    chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+    answer = call(API, "POST", URL, chunks, {"content-type": "application/json"})
+    assert answer.status == 413
+    assert answer.chunks_read == MAX_BODY // 4096 + 1 < len(chunks)
+
+
+def test_a_chunked_body_under_the_limit_is_served() -> None:
+    answer = post_json(API, URL, request(), chunked=True)
+    assert answer.status == 200, answer.body
 
 
 # ------------------------------------------------------------------ fuzz

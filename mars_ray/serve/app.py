@@ -3,8 +3,9 @@
 ``build(settings)`` composes the Serve application used by `mars-ray serve`,
 ``build_app`` is the same for `serve run configs/serve.yaml` (its ``args`` are
 ``ServeSettings``). The routes and their errors are ``routes.make_api``'s; each
-ingress replica builds that app for itself (Serve's ``__serve_build_asgi_app__``),
-so the same app runs in process in tests, in front of a stub model.
+ingress replica builds that app with its own settings (Serve's
+``__serve_build_asgi_app__``), so that the body limit is the configured one and the
+same app runs in process in tests, in front of a stub model.
 """
 
 from typing import Any
