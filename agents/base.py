@@ -37,6 +37,9 @@ class AgentParams(StrictModel):
     params, so a bad value is reported with the config's field path before anything runs."""
 
 
+MAX_LATENCY_US = 86_400e6  # a day: beyond it, latencies in ns would leave the clock's range
+
+
 class LatencyConfig(StrictModel):
     """Per-agent latencies: each agent draws its own, uniformly in [min, max] microseconds."""
 
@@ -47,8 +50,11 @@ class LatencyConfig(StrictModel):
     @classmethod
     def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
         lo, hi = value
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
-            raise ValueError(f"expected [min, max] with 0 <= min <= max, got {list(value)}")
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= MAX_LATENCY_US):
+            raise ValueError(
+                f"expected [min, max] with 0 <= min <= max <= {MAX_LATENCY_US:g} (a day), "
+                f"got {list(value)}"
+            )
         return value
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -56,6 +56,7 @@ from mars_ray.lmm.tokenizer import (
 from mars_ray.schema.clock import parse_clock
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
+from mars_ray.schema.quantities import MAX_TICKS, Ticks
 
 if TYPE_CHECKING:  # torch is imported only when a model is really loaded
     from mars_ray.lmm.control import FlowController
@@ -67,11 +68,18 @@ _MARKET = int(OrderType.MARKET)
 _CANCEL = int(OrderType.CANCEL)
 
 
+# The sampling temperature, wherever one is given: from 0.01 (near argmax already; smaller
+# values overflow the model's float32 logits) to 10 (near uniform).
+Temperature = Annotated[float, Field(ge=0.01, le=10)]
+
+
 class MidPathParams(AgentParams):
     """A target mid through (time of day, ticks) points, linear between them."""
 
     at: list[int] = Field(min_length=1, description="times of day, e.g. ['10:00', '10:05']")
-    ticks: list[float] = Field(min_length=1, description="target mid at each time (ticks)")
+    ticks: list[Annotated[Ticks, Field(ge=-MAX_TICKS)]] = Field(
+        min_length=1, description="target mid at each time (ticks)"
+    )
     relative: bool = Field(default=True, description="ticks are offsets from the first mid")
 
     @field_validator("at", mode="before")
@@ -91,7 +99,7 @@ class MidPathParams(AgentParams):
 
 
 class VolatilityParams(AgentParams):
-    sigma: float = Field(gt=0, description="target std of the mid change per 10 s (ticks)")
+    sigma: Ticks = Field(gt=0, description="target std of the mid change per 10 s (ticks)")
 
 
 class VolumeParams(AgentParams):
@@ -108,9 +116,12 @@ class ControlParams(AgentParams):
     batch_model: str | None = Field(
         default=None, description="order-batch model (default: the shipped one)"
     )
-    horizon_s: float = Field(default=10.0, gt=0, description="look-ahead to close the gap")
+    horizon_s: float = Field(
+        default=10.0, gt=0, le=86_400, description="look-ahead to close the gap"
+    )
     gain: float = Field(default=1.0, ge=0)
-    max_bias: float = Field(default=2.0, ge=0, description="cap on a kind's logit shift")
+    # 20: odds moved by e^40 are certainty already; more overflows the tilt's exp
+    max_bias: float = Field(default=2.0, ge=0, le=20, description="cap on a kind's logit shift")
     seed: int = Field(default=0, ge=0, description="the volatility target's random walk")
 
     @field_validator("batch_model")
@@ -155,7 +166,7 @@ class LMMParams(AgentParams):
     checkpoint: str | None = Field(
         default=None, description="model checkpoint (default: the shipped model)"
     )
-    temperature: float = Field(default=1.0, gt=0, le=10)
+    temperature: Temperature = 1.0
     start: int = Field(default=parse_clock("09:30"), description="first time it may act")
     end: int = Field(default=parse_clock("16:00"), description="it stops acting here")
     max_orders_per_step: int = Field(

@@ -27,6 +27,7 @@ from agents.kernels import as_int64, maker_fills, maker_step, to_batch
 from agents.view import Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.phases import Phase
+from mars_ray.schema.quantities import Shares, Ticks
 
 
 class MarketMakerParams(AgentParams):
@@ -36,12 +37,12 @@ class MarketMakerParams(AgentParams):
         le=1000,
         description="requotes per agent per second (at most one per step)",
     )
-    half_spread: float = Field(default=1.0, gt=0, description="ticks from the mid to each quote")
-    skew: float = Field(
+    half_spread: Ticks = Field(default=1.0, gt=0, description="ticks from the mid to each quote")
+    skew: Ticks = Field(
         default=2.0, ge=0, description="ticks both quotes move down at inventory = max_inventory"
     )
-    quote_size: int = Field(default=100, gt=0, description="shares per quote")
-    max_inventory: int = Field(default=1000, gt=0, description="|inventory| cap in shares")
+    quote_size: Shares = Field(default=100, description="shares per quote")
+    max_inventory: Shares = Field(default=1000, description="|inventory| cap in shares")
     quote_in_call: bool = Field(default=False, description="also quote during call phases")
 
     @model_validator(mode="after")

@@ -25,20 +25,23 @@ from agents.view import BEST_ASK, BEST_BID, MID, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
+from mars_ray.schema.quantities import Shares, TickCount, Ticks
 
 
 class MomentumParams(AgentParams):
     rate: float = Field(default=0.2, gt=0, le=1000, description="wake-ups per agent per second")
     fast_s: float = Field(default=10.0, gt=0, description="fast EMA time constant, seconds")
     slow_s: float = Field(default=60.0, gt=0, description="slow EMA time constant, seconds")
-    threshold: float = Field(default=1.0, gt=0, description="ticks of fast - slow needed to trade")
+    threshold: Ticks = Field(default=1.0, gt=0, description="ticks of fast - slow needed to trade")
     heterogeneity: float = Field(
         default=0.5, ge=0, lt=1, description="per-agent factors drawn uniformly in [1-h, 1+h]"
     )
-    order_size: int = Field(default=100, gt=0, description="shares per order")
-    max_inventory: int = Field(default=1000, gt=0, description="|inventory| cap in shares")
+    order_size: Shares = Field(default=100, description="shares per order")
+    max_inventory: Shares = Field(default=1000, description="|inventory| cap in shares")
     order_type: Literal["market", "ioc"] = "market"
-    ioc_ticks: int = Field(default=1, ge=0, description="IOC: ticks through the opposite touch")
+    ioc_ticks: TickCount = Field(
+        default=1, ge=0, description="IOC: ticks through the opposite touch"
+    )
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> MomentumParams:

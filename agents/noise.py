@@ -40,6 +40,7 @@ from agents.kernels import (
 from agents.view import Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.phases import Phase
+from mars_ray.schema.quantities import MAX_SHARES, Shares, TickCount, Ticks
 
 
 class NoiseTraderParams(AgentParams):
@@ -48,12 +49,14 @@ class NoiseTraderParams(AgentParams):
     p_cross: float = Field(
         default=0.1, ge=0, le=1, description="share of marketable limits at the opposite touch"
     )
-    mean_level: float = Field(
+    mean_level: Ticks = Field(
         default=5.0, ge=1, description="mean ticks from the mid of passive limits (geometric)"
     )
-    max_level: int = Field(default=50, ge=1, description="cap on that distance (ticks)")
-    lot_size: int = Field(default=100, gt=0, description="shares per lot")
-    mean_lots: float = Field(default=2.0, ge=1, description="mean order size in lots (geometric)")
+    max_level: TickCount = Field(default=50, ge=1, description="cap on that distance (ticks)")
+    lot_size: Shares = Field(default=100, description="shares per lot")
+    mean_lots: float = Field(
+        default=2.0, ge=1, le=MAX_SHARES, description="mean order size in lots (geometric)"
+    )
     mean_lifetime_s: float = Field(
         default=20.0, gt=0, description="mean time before an unfilled limit order is cancelled"
     )

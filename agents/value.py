@@ -23,20 +23,23 @@ from agents.view import BEST_ASK, BEST_BID, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
+from mars_ray.schema.quantities import Shares, TickCount, Ticks
 
 
 class ValueTraderParams(AgentParams):
     rate: float = Field(default=0.1, gt=0, le=1000, description="wake-ups per agent per second")
-    volatility: float = Field(
+    volatility: Ticks = Field(
         default=0.2, ge=0, description="ticks per sqrt(second) of the common fundamental"
     )
-    private_sd: float = Field(
+    private_sd: Ticks = Field(
         default=2.0, ge=0, description="ticks: spread of the agents' private offsets"
     )
-    threshold: float = Field(default=2.0, ge=0, description="ticks of mispricing needed to trade")
-    order_size: int = Field(default=100, gt=0, description="shares per order")
-    max_inventory: int = Field(default=1000, gt=0, description="|inventory| cap in shares")
-    through_ticks: int = Field(default=0, ge=0, description="IOC limit: ticks through the touch")
+    threshold: Ticks = Field(default=2.0, ge=0, description="ticks of mispricing needed to trade")
+    order_size: Shares = Field(default=100, description="shares per order")
+    max_inventory: Shares = Field(default=1000, description="|inventory| cap in shares")
+    through_ticks: TickCount = Field(
+        default=0, ge=0, description="IOC limit: ticks through the touch"
+    )
 
 
 class ValueTraders(AgentPopulation):

@@ -103,7 +103,32 @@ def test_bad_config_exits_non_zero_without_traceback(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "kernel.shards: Input should be greater than or equal to 1 (got 0)" in proc.stderr
-    assert "instruments.0.tick_size: Input should be greater than 0 (got 0)" in proc.stderr
+    assert "instruments.0.tick_size: Input should be greater than or equal to" in proc.stderr
+    assert "0.000000001 (got 0)" in proc.stderr
+
+
+def test_numbers_out_of_range_in_a_config_file_are_field_errors(tmp_path):
+    """YAML as typed: 1e300 (a string to YAML, a number to the config), .nan, a huge size."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "instruments:\n"
+        "  - {name: AAA, reference_price: 1e300}\n"
+        "  - {name: BBB, tick_size: 1e-300}\n"
+        "  - {name: CCC, reference_price: .nan}\n"
+        "agents: [{kind: market_maker, count: 1, params: {quote_size: 10000000000}}]\n"
+    )
+    proc = run_cli("simulate", str(path))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "OverflowError" not in proc.stderr
+    for expected in (
+        "instruments.0.reference_price: Input should be less than or equal to",
+        "(got '1e300')",
+        "instruments.1.tick_size: Input should be greater than or equal to",
+        "(got '1e-300')",
+        "instruments.2.reference_price: Input should be a finite number (got nan)",
+        "agents.0.params.quote_size: Input should be less than or equal to 1000000000",
+    ):
+        assert expected in proc.stderr, proc.stderr
 
 
 def test_missing_config_file(tmp_path):

@@ -61,6 +61,40 @@ def with_(**changes) -> dict:
             "agents.0.count: 'lmm' allows at most 1 per instrument (got 2)",
         ),
         (with_(typo_field=1), "typo_field: Extra inputs are not permitted"),
+        # numbers out of the bounds of schema.quantities, or not finite
+        (
+            with_(instruments=[{"name": "AAA", "reference_price": 1e300}]),
+            "instruments.0.reference_price: Input should be less than or equal to "
+            "1000000000000000 (got 1e+300)",
+        ),
+        (
+            with_(instruments=[{"name": "AAA", "reference_price": 1e12}]),
+            "instruments.0.reference_price: is 1e+14 ticks of 0.01; a price is 1 to "
+            "1,000,000,000 ticks (got 1000000000000.0)",
+        ),
+        (
+            with_(instruments=[{"name": "AAA", "tick_size": 1e-300}]),
+            "instruments.0.tick_size: Input should be greater than or equal to 0.000000001 "
+            "(got 1e-300)",
+        ),
+        (
+            with_(instruments=[{"name": "AAA", "reference_price": float("nan")}]),
+            "instruments.0.reference_price: Input should be a finite number (got nan)",
+        ),
+        (
+            with_(kernel={"step_ms": float("inf")}),
+            "kernel.step_ms: Input should be a finite number (got inf)",
+        ),
+        (
+            with_(agents=[{"kind": "market_maker", "count": 1, "params": {"quote_size": 10**10}}]),
+            "agents.0.params.quote_size: Input should be less than or equal to 1000000000 "
+            "(got 10000000000)",
+        ),
+        (
+            with_(agents=[{"kind": "market_maker", "count": 1, "params": {"half_spread": 1e300}}]),
+            "agents.0.params.half_spread: Input should be less than or equal to 1000000000 "
+            "(got 1e+300)",
+        ),
     ],
 )
 def test_errors_name_field_and_value(raw, expected):

@@ -8,7 +8,8 @@ import pytest
 
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema.events import EventType, OrderType
+from mars_ray.schema.events import NO_PRICE, EventType, OrderType
+from mars_ray.schema.quantities import MAX_SHARES, MAX_TICKS
 
 LIMIT, MARKET, IOC, CANCEL, MODIFY = (int(t) for t in OrderType)
 
@@ -54,10 +55,17 @@ def one(
         (dict(size=-5.0), "invalid_size"),
         (dict(size=np.inf), "invalid_size"),
         (dict(size=2.5), "fractional_size"),
+        (dict(size=MAX_SHARES + 1.0), "invalid_size"),
+        (dict(size=1e300), "invalid_size"),
+        (dict(ot=CANCEL, oid=42, size=1e300), "invalid_size"),
         (dict(price=np.nan), "nan_price"),
         (dict(price=-1.0), "invalid_price"),
         (dict(price=0.0), "invalid_price"),
         (dict(price=np.inf), "invalid_price"),
+        (dict(price=1e300), "invalid_price"),  # 1e302 ticks: int64 would wrap it
+        (dict(price=(MAX_TICKS + 1) * 0.01), "invalid_price"),
+        (dict(price=1e-300), "invalid_price"),  # within 1e-6 of the grid, but 0 ticks
+        (dict(ot=MODIFY, oid=42, price=1e300, size=5.0), "invalid_price"),
         (dict(price=100.005), "off_tick"),
         (dict(inst=1, price=100.01), "off_tick"),  # BBB ticks are 0.05
         (dict(ot=IOC, price=np.nan), "nan_price"),
@@ -70,6 +78,31 @@ def test_bad_orders_are_rejected_with_a_reason(exchange, order, reason):
     events = exchange.drain()
     assert events["event_type"].to_pylist() == [int(EventType.REJECT)]
     assert events["reason"].to_pylist() == [reason]
+
+
+@pytest.mark.parametrize(
+    ("price", "size", "shown"),
+    [
+        (1e300, 10.0, (NO_PRICE, 10)),
+        (-1e300, 10.0, (NO_PRICE, 10)),
+        (100.0, 1e300, (10_000, 0)),
+        (100.0, -np.inf, (10_000, 0)),
+        (-1.0, -5.0, (-100, -5)),  # what int64 holds is shown as sent
+    ],
+)
+def test_a_reject_never_shows_a_wrapped_integer(exchange, price, size, shown):
+    exchange.process(one(price=price, size=size))
+    events = exchange.drain()
+    assert events["event_type"].to_pylist() == [int(EventType.REJECT)]
+    assert (events["price"][0].as_py(), events["size"][0].as_py()) == shown
+
+
+def test_the_largest_price_and_size_are_accepted_exactly(exchange):
+    exchange.process(one(price=MAX_TICKS * 0.01, size=float(MAX_SHARES)))
+    events = exchange.drain()
+    assert events["event_type"].to_pylist() == [int(EventType.SUBMIT)]
+    assert events["price"].to_pylist() == [MAX_TICKS]
+    assert events["size"].to_pylist() == [MAX_SHARES]
 
 
 def test_rejects_do_not_disturb_accepted_orders(exchange):

@@ -29,6 +29,7 @@ from mars_ray.serve.settings import load_settings, parse_settings
 from mars_ray.serve.trajectories import ARROW_MEDIA_TYPE, USER_AGENT
 
 APP = "mars-ray-test"
+MAX_BODY = 64 * 1024  # the service's api.max_body_bytes
 
 
 def free_port() -> int:
@@ -46,7 +47,12 @@ def service(ray_session):
     settings = parse_settings(
         {
             "app_name": APP,
-            "api": {"max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2},
+            "api": {
+                "max_ongoing_requests": 1,
+                "max_queued_requests": 1,
+                "retry_after_s": 2,
+                "max_body_bytes": MAX_BODY,
+            },
             "model": {"max_rows": 16},
             "limits": {"max_trajectories": 8, "max_horizon_orders": 500},
         }
@@ -59,8 +65,10 @@ def service(ray_session):
 
 
 def call(
-    url: str, body: Any = None, accept: str | None = None, raw: bytes | None = None
+    url: str, body: Any = None, accept: str | None = None, raw: Any = None
 ) -> tuple[int, dict[str, str], bytes]:
+    """``body`` as Python's json writes it (NaN as a bare literal), or ``raw`` bytes, or
+    an iterable of byte chunks, which urllib sends chunked (no Content-Length)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     headers = {"content-type": "application/json"}
     if accept:
@@ -193,6 +201,13 @@ def test_injected_orders_change_the_flow(service: str) -> None:
         ({"inject": [{"at_s": 1, "side": "up", "size": 1}]}, ["body", "inject", 0, "side"]),
         ({"surprise": 1}, ["body", "surprise"]),
         ({"control": {"volatility": {"sigma": -1}}}, ["body", "control", "volatility", "sigma"]),
+        # numbers that once wrapped or answered 500: a 1e300 price, NaN and Infinity literals
+        (
+            {"inject": [{"at_s": 1, "side": "buy", "price": 1e300, "size": 1}]},
+            ["body", "inject", 0, "price"],
+        ),
+        ({"tick_size": float("nan")}, ["body", "tick_size"]),
+        ({"horizon": {"seconds": float("inf")}}, ["body", "horizon", "seconds"]),
     ],
 )
 def test_bad_values_get_422_naming_the_field(service: str, change: dict, loc: list | None) -> None:
@@ -203,6 +218,18 @@ def test_bad_values_get_422_naming_the_field(service: str, change: dict, loc: li
         assert ["body", "start", "book"] in locs
     else:
         assert loc in locs, locs
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_limit_gets_413(service: str, chunked: bool) -> None:
+    """With a Content-Length it is refused unread; sent chunked, the read stops at the limit."""
+    data = json.dumps(body(inject=[body()["inject"][0]] * 1200)).encode()
+    assert MAX_BODY < len(data) < 2 * MAX_BODY
+    chunks = iter([data[i : i + 8192] for i in range(0, len(data), 8192)])
+    status, _, answer = call(f"{service}/v1/trajectories", raw=chunks if chunked else data)
+    assert status == 413, answer
+    assert "api.max_body_bytes" in json.loads(answer)["detail"]
+    assert call(f"{service}/v1/trajectories", body())[0] == 200
 
 
 def test_malformed_json_gets_422(service: str) -> None:

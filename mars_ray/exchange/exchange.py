@@ -1,8 +1,10 @@
 """An exchange: the books of some instruments for some trajectories, fed with OrderBatches.
 
 Validation that needs no book (instrument, side, size, price on the tick grid,
-NaN) is done for the whole batch at once with numpy; what fails becomes a
-REJECT event with a reason and the rest of the batch goes on.
+NaN, prices and sizes within ``schema.quantities``'s bounds) is done for the whole
+batch at once with numpy; what fails becomes a REJECT event with a reason and the
+rest of the batch goes on. A reject shows the price and size sent, or NO_PRICE and 0
+where they are beyond those bounds (int64 could not hold them).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mars_ray.schema.events import (
     rows_to_table,
 )
 from mars_ray.schema.phases import Phase
+from mars_ray.schema.quantities import MAX_SHARES, MAX_TICKS, on_grid, ticks_in_range
 from mars_ray.schema.reasons import VALIDATION
 
 # the book engines (``kernel.book``): the same rules and events, the compiled one faster
@@ -39,7 +42,6 @@ _REJECT = int(EventType.REJECT)
 
 # Codes of the reject reasons found by batch validation (``reasons.VALIDATION``, 0 = accepted).
 _CODE = {name: code for code, name in enumerate(VALIDATION) if name}
-_GRID_TOLERANCE = 1e-6  # in ticks: float prices like 100.07 land within 1e-12 of the grid
 
 # For the fast check of a whole batch (Exchange._all_pass): order types as kinds, indexed
 # by the int8 code's byte (0 = no such type), and by kind the least size (sizes are whole),
@@ -113,8 +115,9 @@ class Exchange:
 
         The common case, checked with a third of ``_reason_codes``'s numpy calls
         (table lookups by order type and side, one final count): local
-        instruments, known order types, a side for new orders, whole finite sizes
-        (zero only to cancel), prices positive and on the grid where they count.
+        instruments, known order types, a side for new orders, whole sizes up to
+        MAX_SHARES (zero only to cancel), prices on the grid and from 1 to MAX_TICKS
+        ticks where they count.
         None says nothing about which rows fail; ``_reason_codes`` does.
         """
         inst, ot, side = batch.instrument, batch.order_type, batch.side
@@ -123,15 +126,15 @@ class Exchange:
         index = inst.view(np.uint32)  # a negative instrument becomes a huge one: clipped
         kind = _KIND.take(ot.view(np.uint8))
         size, price = batch.size, batch.price
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             ok = self._is_local.take(index, mode="clip")  # out of range: the last slot, False
             # sizes: NaN fails every comparison, +-inf the bound or the minimum
             ok &= size >= _MIN_SIZE.take(kind)
             ok &= size == np.rint(size)
-            ok &= size < np.inf
+            ok &= size <= MAX_SHARES
             ok &= _SIDE_SET.take(side.view(np.uint8)) | _SIDELESS.take(kind)
             ticks = price / self._ticks.take(index, mode="clip")
-            priced = (np.abs(ticks - np.rint(ticks)) <= _GRID_TOLERANCE) & (price > 0)
+            priced = on_grid(ticks) & ticks_in_range(ticks)
             # market orders and cancels ignore the price; a modify may leave it out (NaN)
             priced |= _UNPRICED.take(kind) | ((kind == _KIND_MODIFY) & np.isnan(price))
             ok &= priced
@@ -153,19 +156,22 @@ class Exchange:
         is_modify = ot == _MODIFY
         priced = (ot == _LIMIT) | (ot == _IOC) | (is_modify & ~np.isnan(price))
 
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             tick = self._ticks[np.where(in_range, inst, 0)]
             ticks = price / tick
-            off_grid = np.abs(ticks - np.round(ticks)) > _GRID_TOLERANCE
+            off_grid = ~on_grid(ticks)
             checks = (
                 ("unknown_instrument", ~local),
                 ("invalid_order_type", ~(is_new | is_cancel | is_modify)),
                 ("invalid_side", is_new & (side != 1) & (side != -1)),
                 ("nan_size", np.isnan(size)),
-                ("invalid_size", ~np.isfinite(size) | (size < 0) | (~is_cancel & (size == 0))),
+                (
+                    "invalid_size",
+                    ~(size <= MAX_SHARES) | (size < 0) | (~is_cancel & (size == 0)),
+                ),
                 ("fractional_size", size != np.round(size)),
                 ("nan_price", ((ot == _LIMIT) | (ot == _IOC)) & np.isnan(price)),
-                ("invalid_price", priced & (~np.isfinite(price) | (price <= 0))),
+                ("invalid_price", priced & ~ticks_in_range(ticks)),
                 ("off_tick", priced & off_grid),
             )
         # the first failing check names the reason
@@ -186,12 +192,16 @@ class Exchange:
             return
         ticks = self._all_pass(batch)  # the common case: no rejects, prices in ticks
         reasons = None if ticks is not None else self._reason_codes(batch)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             if ticks is None:
                 n_inst = len(self.instruments)
                 ticks = batch.price / self._ticks[np.clip(batch.instrument, 0, n_inst - 1)]
-            price_ticks = np.where(np.isfinite(batch.price), np.rint(ticks), 0).astype(np.int64)
-            size = np.where(np.isfinite(batch.size), np.rint(batch.size), 0).astype(np.int64)
+            # what int64 cannot hold (NaN, inf, 1e300) is shown as NO_PRICE and size 0,
+            # never wrapped; only rejected rows can be out of these bounds
+            shown = np.abs(ticks) <= MAX_TICKS
+            price_ticks = np.where(shown, np.rint(ticks), NO_PRICE).astype(np.int64)
+            shown = np.abs(batch.size) <= MAX_SHARES
+            size = np.where(shown, np.rint(batch.size), 0).astype(np.int64)
         columns = [
             batch.time_ns,
             batch.order_type,

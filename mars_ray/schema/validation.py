@@ -17,9 +17,10 @@ class ConfigError(ValueError):
 
 
 class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, validated values are frozen."""
+    """Base of every config model: unknown keys are errors, validated values are frozen, and
+    a float is finite (NaN or inf in a config is a typo that would surface deep in a run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

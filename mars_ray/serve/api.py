@@ -2,18 +2,20 @@
 
 FastAPI turns a validation error into a 422 that names the field (``loc``) and
 the value; OpenAPI docs (``/docs``, ``/openapi.json``) come from these models,
-including the example body, which works as is.
+including the example body, which works as is. Every number is finite (JSON's
+``NaN`` and ``Infinity``, which Python's parser accepts, are field errors), and
+prices, sizes and the tick size are bounded as ``schema.quantities`` says.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agents.lmm import ControlParams
+from agents.lmm import ControlParams, Temperature
 from mars_ray.schema.clock import parse_clock
+from mars_ray.schema.quantities import MAX_SHARES, Price, Shares, TickSize
 
 # Named start books, laid out on the request's tick grid from the best bid outwards.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -42,24 +44,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BookLevels(_Body):
-    """A start book as price levels: [price, shares] pairs, best first on each side."""
+    """A start book as price levels: [price, shares] pairs, best first on each side (the
+    prices' tick grid is checked with the request's ``tick_size``: ``check_request``)."""
 
-    bids: list[tuple[float, int]] = Field(default_factory=list)
-    asks: list[tuple[float, int]] = Field(default_factory=list)
-
-    @field_validator("bids", "asks")
-    @classmethod
-    def _levels(cls, levels: list[tuple[float, int]]) -> list[tuple[float, int]]:
-        for k, (price, size) in enumerate(levels):
-            if not (math.isfinite(price) and price > 0):
-                raise ValueError(f"level {k}: price must be a finite number > 0, got {price}")
-            if size <= 0:
-                raise ValueError(f"level {k}: size must be > 0, got {size}")
-        return levels
+    bids: list[tuple[Price, Shares]] = Field(default_factory=list)
+    asks: list[tuple[Price, Shares]] = Field(default_factory=list)
 
 
 class LobsterSnapshot(_Body):
@@ -67,13 +60,16 @@ class LobsterSnapshot(_Body):
     level, prices as integers times ``price_scale`` (LOBSTER's 10,000)."""
 
     row: list[int] = Field(min_length=4)
-    price_scale: int = Field(default=10_000, gt=0)
+    price_scale: int = Field(default=10_000, gt=0, le=10**12)
 
     @field_validator("row")
     @classmethod
     def _whole_levels(cls, row: list[int]) -> list[int]:
         if len(row) % 4:
             raise ValueError(f"row must have 4 values per level, got {len(row)} values")
+        for k in range(1, len(row), 2):  # sizes; prices are checked on the tick grid
+            if row[k] > MAX_SHARES:
+                raise ValueError(f"row[{k}]: a size is at most {MAX_SHARES:,}, got {row[k]}")
         return row
 
     def levels(self) -> BookLevels:
@@ -122,7 +118,7 @@ class Horizon(_Body):
     """How long each trajectory runs: a number of generated orders or of seconds (one)."""
 
     orders: int | None = Field(default=None, gt=0, description="LMM orders per trajectory")
-    seconds: float | None = Field(default=None, gt=0, description="simulated seconds")
+    seconds: float | None = Field(default=None, gt=0, le=86_400, description="simulated seconds")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Horizon:
@@ -134,11 +130,11 @@ class Horizon(_Body):
 class InjectedOrder(_Body):
     """An order of yours, sent at ``at_s`` seconds after the start in the chosen trajectories."""
 
-    at_s: float = Field(ge=0, description="seconds after start_time")
+    at_s: float = Field(ge=0, le=86_400, description="seconds after start_time")
     side: Literal["buy", "sell"]
     type: Literal["limit", "market", "ioc"] = "limit"
-    price: float | None = Field(default=None, gt=0, description="required for limit and ioc")
-    size: int = Field(gt=0)
+    price: Price | None = Field(default=None, description="required for limit and ioc")
+    size: Shares
     trajectories: list[int] | None = Field(default=None, description="default: every one")
 
     @model_validator(mode="after")
@@ -171,7 +167,7 @@ class TrajectoryRequest(_Body):
     instrument: str = Field(
         default="DEMO", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$"
     )
-    tick_size: float = Field(default=0.01, gt=0, le=1000)
+    tick_size: TickSize = 0.01
     start: StartState = Field(default_factory=lambda: StartState(preset="balanced"))
     start_time: str | float = Field(
         default="10:00", description="time of day the trajectories start (HH:MM[:SS])"
@@ -179,7 +175,7 @@ class TrajectoryRequest(_Body):
     horizon: Horizon
     trajectories: int = Field(default=1, ge=1, description="independent continuations")
     seed: int = Field(default=0, ge=0, lt=2**63)
-    temperature: float = Field(default=1.0, gt=0, le=10)
+    temperature: Temperature = 1.0
     inject: list[InjectedOrder] = Field(default_factory=list)
     control: ControlParams | None = Field(
         default=None,

@@ -76,6 +76,12 @@ class ApiSettings(StrictModel):
         default=16, ge=-1, description="requests waiting beyond that; more get 503"
     )
     retry_after_s: float = Field(default=1.0, gt=0, description="Retry-After on a 503")
+    max_body_bytes: int = Field(
+        default=4_000_000,
+        ge=1024,
+        le=1 << 30,
+        description="larger request bodies get 413 before they are read or parsed",
+    )
 
     _queue = field_validator("max_queued_requests")(lambda cls, v: _queue_limit(v))
     num_replicas: int = Field(default=1, ge=1, le=1024)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.clock import NS_PER_S
 from mars_ray.schema.events import OrderType
+from mars_ray.schema.quantities import MAX_TICKS, price_problem
 from mars_ray.serve.api import BookLevels, TrajectoryRequest
 from mars_ray.serve.generator import SERVE_BACKENDS
 from mars_ray.serve.settings import Limits
@@ -83,25 +84,15 @@ def check_request(req: TrajectoryRequest, limits: Limits) -> BookLevels:
         levels = getattr(book, side)
         over(("start", where, side), len(levels), limits.max_book_levels)
         for k, (price, _) in enumerate(levels):
-            if _off_grid(price, req.tick_size):
-                problems.append(
-                    (
-                        ("body", "start", where, side, k),
-                        f"price {price} is not a multiple of tick_size {req.tick_size}",
-                        price,
-                    )
-                )
+            problem = price_problem(price, req.tick_size)
+            if problem is not None:
+                problems.append((("body", "start", where, side, k), f"price {problem}", price))
     if book.bids and book.asks and max(p for p, _ in book.bids) >= min(p for p, _ in book.asks):
         problems.append((("body", "start", where), "the start book is crossed (bid >= ask)", None))
     for k, order in enumerate(req.inject):
-        if order.price is not None and _off_grid(order.price, req.tick_size):
-            problems.append(
-                (
-                    ("body", "inject", k, "price"),
-                    f"not a multiple of tick_size {req.tick_size}",
-                    order.price,
-                )
-            )
+        problem = None if order.price is None else price_problem(order.price, req.tick_size)
+        if problem is not None:
+            problems.append((("body", "inject", k, "price"), problem, order.price))
         for traj in order.trajectories or []:
             if not 0 <= traj < req.trajectories:
                 problems.append(
@@ -120,11 +111,6 @@ def check_request(req: TrajectoryRequest, limits: Limits) -> BookLevels:
     return book
 
 
-def _off_grid(price: float, tick: float) -> bool:
-    ticks = price / tick
-    return abs(ticks - round(ticks)) > 1e-6
-
-
 def _horizon_s(req: TrajectoryRequest, limits: Limits) -> float:
     """Simulated seconds to allow: the horizon, or for an order horizon the server's cap."""
     return req.horizon.seconds if req.horizon.seconds is not None else limits.max_horizon_seconds
@@ -138,7 +124,8 @@ def simulation_config(
     t_end = t0 + round(_horizon_s(req, limits) * NS_PER_S)
     prices = [p for p, _ in book.bids[:1] + book.asks[:1]]
     reference = sum(prices) / len(prices) if prices else 100.0
-    reference = max(round(reference / req.tick_size), 1) * req.tick_size
+    # on the grid and within the bounds even for an empty book on an extreme tick size
+    reference = min(max(round(reference / req.tick_size), 1), MAX_TICKS) * req.tick_size
     params = {
         "start": t0 / NS_PER_S,
         "end": t_end / NS_PER_S,

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from agents.base import LatencyConfig
 from agents.registry import AGENT_KINDS
-from mars_ray.schema.clock import format_clock, parse_clock
+from mars_ray.schema.clock import clock_ns, format_clock, parse_clock
+from mars_ray.schema.quantities import Price, TickSize, price_problem
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
+
+# A step, sync or snapshot interval in ms: at least a µs (the clock counts ns, and an
+# interval that rounds to 0 ns would never advance) and at most a day.
+Interval = Annotated[float, Field(ge=0.001, le=86_400_000)]
 
 
 class HaltConfig(StrictModel):
@@ -54,9 +59,7 @@ class SessionConfig(StrictModel):
     @field_validator("pre_open", "open", "closing_call", "close", mode="before")
     @classmethod
     def _clock(cls, value: Any) -> int:
-        if isinstance(value, int) and value > 86400:  # already ns
-            return value
-        return parse_clock(value)
+        return clock_ns(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionConfig:
@@ -79,19 +82,22 @@ class SessionConfig(StrictModel):
 
 
 class InstrumentConfig(StrictModel):
-    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")
-    tick_size: float = Field(default=0.01, gt=0)
-    reference_price: float = Field(default=100.0, gt=0, description="currency units")
+    """An instrument; its tick size and reference price within ``schema.quantities``'s
+    bounds, so that the books' int64 ticks hold every price."""
 
-    @model_validator(mode="after")
-    def _on_grid(self) -> InstrumentConfig:
-        ticks = self.reference_price / self.tick_size
-        if abs(ticks - round(ticks)) > 1e-6:
-            raise ValueError(
-                f"reference_price {self.reference_price} is not a multiple of "
-                f"tick_size {self.tick_size}"
-            )
-        return self
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")
+    tick_size: TickSize = 0.01
+    reference_price: Price = Field(default=100.0, description="currency units")
+
+    @field_validator("reference_price")
+    @classmethod
+    def _on_grid(cls, price: float, info: ValidationInfo) -> float:
+        tick_size = info.data.get("tick_size")
+        if tick_size is not None:  # else tick_size has its own error
+            problem = price_problem(price, tick_size)
+            if problem is not None:
+                raise ValueError(problem)
+        return price
 
     @property
     def reference_ticks(self) -> int:
@@ -138,8 +144,8 @@ class AgentGroupConfig(StrictModel):
 
 
 class KernelConfig(StrictModel):
-    step_ms: float = Field(default=1000.0, gt=0, description="agent decision step")
-    sync_ms: float = Field(default=60_000.0, gt=0, description="shard synchronisation interval")
+    step_ms: Interval = Field(default=1000.0, description="agent decision step")
+    sync_ms: Interval = Field(default=60_000.0, description="shard synchronisation interval")
     shards: int = Field(default=1, ge=1, le=1024)
     trajectories: int = Field(default=1, ge=1, le=100_000)
     history_steps: int = Field(
@@ -187,7 +193,7 @@ class KernelConfig(StrictModel):
 class OutputConfig(StrictModel):
     dir: str = "runs/out"
     snapshot_levels: int = Field(default=5, ge=1, le=50)
-    snapshot_every_ms: float = Field(default=1000.0, gt=0)
+    snapshot_every_ms: Interval = 1000.0
     plot: bool = True
     chunk_barriers: int = Field(
         default=30,
