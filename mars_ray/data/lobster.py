@@ -72,13 +72,12 @@ from mars_ray.data.lobster_csv import (
     select_rows,
 )
 from mars_ray.schema.events import EVENT_SCHEMA, NO_ID, NO_PRICE, EventType
+from mars_ray.schema.quantities import MAX_SHARES, MAX_TICKS
 
 TICK = 100  # LOBSTER price units ($0.0001) per tick ($0.01)
 EMPTY_ASK = 9999999999  # price of an empty ask level in an orderbook file
 EMPTY_BID = -9999999999  # price of an empty bid level
 MESSAGE_COLUMNS = ("time", "type", "order_id", "size", "price", "direction")
-MAX_TICKS = 2**53  # prices beyond this many ticks, and sizes beyond this many shares, are
-MAX_SHARES = 2**53  # refused: far past any market, and sums of them stay exact in int64
 
 SUBMIT, PARTIAL_CANCEL, DELETE, EXECUTE, HIDDEN, CROSS, HALT = 1, 2, 3, 4, 5, 6, 7
 HALT_STOP, HALT_QUOTE, HALT_TRADE = -1, 0, 1  # the price codes of type 7
@@ -166,11 +165,11 @@ class Messages:
 
 
 def _check_prices(lines: Lines, column: str, priced: np.ndarray, on_grid: np.ndarray) -> None:
-    """Prices in file units (dollars x 10000): positive, within MAX_TICKS, on the tick grid
-    where ``on_grid``; checked only where ``priced``."""
+    """Prices in file units (dollars x 10000): positive, within ``schema.quantities``'
+    MAX_TICKS, on the tick grid where ``on_grid``; checked only where ``priced``."""
     price = lines.values[column]
     lines.check(column, priced & (price <= 0), "must be positive")
-    lines.check(column, priced & (price // TICK > MAX_TICKS), "is beyond 2^53 ticks")
+    lines.check(column, priced & (price // TICK > MAX_TICKS), f"is beyond {MAX_TICKS:,} ticks")
     lines.check(
         column,
         priced & on_grid & (price % TICK != 0),
@@ -183,7 +182,7 @@ def _check_sizes(lines: Lines, column: str, sized: np.ndarray) -> None:
     size = lines.values[column]
     lines.check(column, sized & (size <= 0), "must be positive")
     lines.check(column, size < 0, "must not be negative")
-    lines.check(column, size > MAX_SHARES, "is beyond 2^53 shares")
+    lines.check(column, size > MAX_SHARES, f"is beyond {MAX_SHARES:,} shares")
 
 
 def message_lines(path: str | os.PathLike) -> Lines:
