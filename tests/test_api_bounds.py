@@ -19,9 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DrawFn
 from nasty_numbers import EXTREMES, NASTY, is_non_finite
+from pydantic import ValidationError
 
 from mars_ray.schema.events import NO_PRICE, EventType
 from mars_ray.schema.quantities import MAX_SHARES, MAX_TICKS
+from mars_ray.serve.api import TrajectoryRequest
 from mars_ray.serve.routes import make_api
 from mars_ray.serve.settings import parse_settings
 from mars_ray.serve.trajectories import USER_AGENT
@@ -301,3 +303,19 @@ def sent_order_events(events: dict[str, list]) -> list[tuple[int, int]]:
 @given(fuzzed_requests())
 def test_fuzzed_requests_never_fail_and_never_change_an_order(case) -> None:
     check_answer(*case)
+
+
+def test_a_request_cannot_name_a_file_on_the_server() -> None:
+    """control.batch_model would make the server read (or probe for) any path it can."""
+    body = {"horizon": {"orders": 5}, "control": {"volume": {"orders_per_s": 5}}}
+    TrajectoryRequest.model_validate(body)
+    messages = []
+    for path in ("/etc/passwd", "/no/such/file"):
+        with pytest.raises(ValidationError) as info:
+            TrajectoryRequest.model_validate(
+                {**body, "control": {**body["control"], "batch_model": path}}
+            )
+        messages += [error["msg"] for error in info.value.errors()]
+    # one answer whether the file exists or not: nothing to probe with
+    assert len(messages) == 2 and messages[0] == messages[1]
+    assert "cannot name a file" in messages[0]

@@ -194,6 +194,18 @@ class TrajectoryRequest(_Body):
         parse_clock(value)  # raises with the value named
         return value
 
+    @field_validator("control", mode="before")
+    @classmethod
+    def _server_batch_model(cls, value: Any) -> Any:
+        """A request steers with the server's order-batch model: a path in a request would
+        let a client make the server read (or probe for) any file it can."""
+        if isinstance(value, dict) and value.get("batch_model") is not None:
+            raise ValueError(
+                "batch_model: a request cannot name a file; the server's own order-batch "
+                "model steers every request"
+            )
+        return value
+
     @property
     def start_ns(self) -> int:
         return parse_clock(self.start_time)
