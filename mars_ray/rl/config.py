@@ -8,29 +8,22 @@ a simulation config (``background: lmm`` is an ``lmm`` group there), and the ker
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from agents.base import LatencyConfig
+from agents.rl_policy import RoleParams
 from mars_ray.schema.clock import clock_ns, format_clock, parse_clock
-from mars_ray.schema.quantities import Shares
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 from mars_ray.sim.config import AgentGroupConfig, InstrumentConfig
 
-ROLES = ("execution", "market_maker", "directional")
-Role = Literal["execution", "market_maker", "directional"]
 
-
-class RoleConfig(StrictModel):
+class RoleConfig(RoleParams):
     """``count`` learning agents of one role; they share the role's policy."""
 
-    role: Role
     count: int = Field(default=1, ge=1, le=64)
     latency: LatencyConfig = LatencyConfig()
-    # execution
-    side: Literal["buy", "sell"] = "buy"
-    quantity: Shares = Field(default=5_000, description="execution: parent order, shares")
     leftover_penalty_bp: float = Field(
         default=50.0,
         ge=0,
@@ -38,10 +31,6 @@ class RoleConfig(StrictModel):
         description="execution: bp charged per share still undone after the clean-up order, "
         "as a fraction of the parent order",
     )
-    # market_maker and directional
-    max_inventory: Shares = Field(default=2_000, description="|position| cap, shares")
-    lot: Shares = Field(default=100, description="shares of a full quote / reward unit")
-    max_offset_ticks: int = Field(default=10, ge=1, le=1000, description="market_maker")
     inventory_penalty: float = Field(
         default=0.1,
         ge=0,

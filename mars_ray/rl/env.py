@@ -32,6 +32,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from agents.rl_features import CLIP, LEVELS, N_OBS, RETURNS, OwnState, observation
+from agents.rl_policy import ACTION_DIMS, LIMIT, MARKET, role_orders
 from agents.view import MID, N_FEATURES, VOLUME
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.rl.config import EnvConfig, RoleConfig
@@ -41,9 +42,7 @@ from mars_ray.schema.validation import ConfigError, validate_model
 from mars_ray.sim.config import SimulationConfig, parse_config
 from mars_ray.sim.shard import ShardRuntime, agent_blocks
 
-ACTION_DIMS = {"execution": 2, "market_maker": 4, "directional": 1}
 _TRADE, _CANCEL, _REJECT = int(EventType.TRADE), int(EventType.CANCEL), int(EventType.REJECT)
-_LIMIT, _MARKET, _IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)
 _CANCEL_ORDER = int(OrderType.CANCEL)
 _TOLERANCE = 1e-6  # an action may exceed [-1, 1] by this much (float32 rounding)
 
@@ -68,16 +67,6 @@ class LearningAgent:
     counter: int = 0
     value: float = 0.0  # mark-to-market at the last step, ticks x shares
     step_shortfall: float = 0.0  # execution: shares x bp against the arrival mid, this step
-
-    @property
-    def sign(self) -> int:
-        return 1 if self.role.side == "buy" else -1
-
-    @property
-    def scale(self) -> float:
-        return float(
-            self.role.quantity if self.role.role == "execution" else self.role.max_inventory
-        )
 
     def order_id(self) -> int:
         self.counter += 1
@@ -213,54 +202,28 @@ class MarketEnv(MultiAgentEnv):
 
     def _orders(self, agent: LearningAgent, action: np.ndarray, t: int) -> OrderBatch:
         """Cancel the agent's resting orders, then send what its role does with ``action``."""
-        rows: list[tuple] = []
         at = t + agent.latency_ns
-        for oid in sorted(agent.live):
-            rows.append((at, 0, 0, _CANCEL_ORDER, oid, 0, math.nan, 0.0, agent.agent_id))
-        agent.live.clear()
-        role = agent.role
+        rows = self._cancels(agent, at)
         bid, ask, mid = self._touch()
-
-        def send(kind: int, side: int, price_ticks: float, size: int) -> None:
-            if size <= 0:
-                return
+        steps_left = self.config.episode.steps - self.k
+        for kind, side, price_ticks, size in role_orders(
+            agent.role, action, bid, ask, mid, agent.inventory, agent.executed, steps_left
+        ):
             oid = agent.order_id()
-            price = math.nan if kind == _MARKET else max(price_ticks, 1) * self.tick
+            price = price_ticks * self.tick
             rows.append((at, 0, 0, kind, oid, side, price, float(size), agent.agent_id))
-            if kind == _LIMIT:
+            if kind == LIMIT:
                 agent.live[oid] = [side, size]
-
-        if role.role == "execution":
-            left = role.quantity - agent.executed
-            steps_left = self.config.episode.steps - self.k
-            size = min(left, round(left / steps_left * (1.0 + action[0])))
-            push = round(abs(action[1]) * 2)
-            if action[1] > 0:  # cross: an IOC through the opposite touch
-                far = (
-                    (ask if ask else math.ceil(mid)) if agent.sign > 0 else (bid or math.floor(mid))
-                )
-                send(_IOC, agent.sign, far + agent.sign * push, size)
-            else:  # rest at the own touch, or behind it
-                near = (
-                    (bid or math.ceil(mid) - 1) if agent.sign > 0 else (ask or math.floor(mid) + 1)
-                )
-                send(_LIMIT, agent.sign, near - agent.sign * push, size)
-        elif role.role == "market_maker":
-            span = role.max_offset_ticks - 1
-            bid_off = 1 + round((action[0] + 1) / 2 * span)
-            ask_off = 1 + round((action[1] + 1) / 2 * span)
-            bid_size = min(
-                round((action[2] + 1) / 2 * role.lot), role.max_inventory - agent.inventory
-            )
-            ask_size = min(
-                round((action[3] + 1) / 2 * role.lot), role.max_inventory + agent.inventory
-            )
-            send(_LIMIT, 1, math.floor(mid - bid_off + 0.5), bid_size)
-            send(_LIMIT, -1, math.ceil(mid + ask_off - 0.5), ask_size)
-        else:  # directional: a target position, reached with a market order
-            diff = round(action[0] * role.max_inventory) - agent.inventory
-            send(_MARKET, 1 if diff > 0 else -1, 0, abs(diff))
         return OrderBatch.from_rows(rows)
+
+    @staticmethod
+    def _cancels(agent: LearningAgent, at: int) -> list[tuple]:
+        """Cancel requests (arriving at ``at``) for every resting order of ``agent``."""
+        rows = [
+            (at, 0, 0, _CANCEL_ORDER, oid, 0, math.nan, 0.0, agent.agent_id) for oid in agent.live
+        ]
+        agent.live.clear()
+        return rows
 
     def _clean_up(self, infos: dict[str, dict]) -> int:
         """The last step's market orders for what execution agents have left; one more step."""
@@ -270,17 +233,15 @@ class MarketEnv(MultiAgentEnv):
             if agent.role.role != "execution" or left <= 0:
                 continue
             at = self.t + agent.latency_ns
-            for oid in sorted(agent.live):
-                rows.append((at, 0, 0, _CANCEL_ORDER, oid, 0, math.nan, 0.0, agent.agent_id))
-            agent.live.clear()
+            rows += self._cancels(agent, at)
             rows.append(
                 (
                     at,
                     0,
                     0,
-                    _MARKET,
+                    MARKET,
                     agent.order_id(),
-                    agent.sign,
+                    agent.role.sign,
                     math.nan,
                     float(left),
                     agent.agent_id,
@@ -335,9 +296,9 @@ class MarketEnv(MultiAgentEnv):
     def _fill(self, agent: LearningAgent, oid: int, side: int, price: int, size: int) -> None:
         agent.inventory += side * size
         agent.cash -= side * price * size
-        if agent.role.role == "execution" and side == agent.sign:
+        if agent.role.role == "execution" and side == agent.role.sign:
             agent.executed += size
-            bp = agent.sign * (price - self.arrival_mid) / self.arrival_mid * 1e4
+            bp = agent.role.sign * (price - self.arrival_mid) / self.arrival_mid * 1e4
             agent.step_shortfall += size * bp
         live = agent.live.get(oid)
         if live is not None:
@@ -390,7 +351,7 @@ class MarketEnv(MultiAgentEnv):
                 open_ask=agent.open_size(-1),
                 time_left=(steps - self.k) / steps,
                 quantity_left=left / agent.role.quantity if agent.role.role == "execution" else 0.0,
-                scale=agent.scale,
+                scale=agent.role.scale,
                 reference_ticks=float(self.book_state.reference),
             )
             out[name] = observation(depth, self.history, own)

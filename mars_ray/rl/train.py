@@ -3,7 +3,8 @@
 A run folder (``--out``) holds what a run leaves: ``checkpoint/`` (the whole algorithm,
 RLlib's own format, what ``--resume`` continues from), ``progress.jsonl`` (one line per
 iteration), ``curve_ROLE.png`` (the learning curve of each policy) and ``policies/ROLE.pt``
-(each policy's RLModule weights as a plain torch state dict, loadable without RLlib).
+(each policy's RLModule weights as a plain torch state dict) and ``policies/ROLE.npz``
+(its actor as numpy layers: what the ``rl_policy`` agent kind loads, without Ray or torch).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.ppo import PPOConfig
@@ -25,11 +27,14 @@ from ray.rllib.utils.metrics import (
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
 )
 
+from agents.rl_policy import ACTION_DIMS, PolicyWeights
 from mars_ray.rl.config import RLConfig
 from mars_ray.rl.env import MarketEnv, role_of
 from mars_ray.sim.ray_runtime import ensure_ray
 
 CHECKPOINT = "checkpoint"
+ENCODER = "encoder.encoder.net.mlp."  # the shared actor-critic encoder's dense layers
+HEAD = "pi.net.mlp."  # the policy head: mean and log std of each action dimension
 PROGRESS = "progress.jsonl"
 POLICIES = "policies"
 
@@ -135,6 +140,27 @@ def save(algo: Algorithm, config: RLConfig, out: Path) -> None:
         module = algo.get_module(role)
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
         torch.save(state, out / POLICIES / f"{role}.pt")
+        export_actor(state, ACTION_DIMS[role]).save(out / POLICIES / f"{role}.npz")
+
+
+def export_actor(state: dict[str, torch.Tensor], action_dim: int) -> PolicyWeights:
+    """The actor of RLlib's default PPO module (a shared MLP encoder, tanh, then the policy
+    head) as numpy layers for the ``rl_policy`` agent kind."""
+
+    def dense(prefix: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        index = sorted({int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)})
+        return [
+            (state[f"{prefix}{i}.weight"].numpy(), state[f"{prefix}{i}.bias"].numpy())
+            for i in index
+        ]
+
+    encoder, head = dense(ENCODER), dense(HEAD)
+    if not encoder or len(head) != 1:
+        raise ValueError(
+            f"unexpected policy module layout (keys {sorted(state)}): expected {ENCODER}N and "
+            f"one {HEAD}N layer"
+        )
+    return PolicyWeights(encoder + head, action_dim)
 
 
 def read_progress(out: Path) -> list[Iteration]:
