@@ -40,3 +40,55 @@ def train(config: str, out_dir: str | None, iterations: int | None, resume: bool
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{len(history)} iterations; checkpoint, curves and policies in {out}")
+
+
+@rl.command("evaluate")
+@click.argument("run", required=False, type=click.Path(file_okay=False))
+@click.option("--episodes", type=click.IntRange(min=2), default=200, show_default=True)
+@click.option("--seed-start", type=click.IntRange(min=0), default=1_000_000, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a PNG.")
+def evaluate(
+    run: str | None, episodes: int, seed_start: int, json_out: str | None, plot_out: str | None
+) -> None:
+    """Each trained policy of RUN (a `mars-ray rl train` folder) against its baseline on
+    held-out seeds, paired by seed, with a bootstrap 95% interval, and a cross-play table."""
+    import json
+    from pathlib import Path
+
+    from mars_ray.rl.config import RLConfig
+    from mars_ray.rl.evaluate import evaluate as run_evaluation
+    from mars_ray.rl.evaluate import load_policies, plot_report, write_report
+    from mars_ray.rl.train import CONFIG
+    from mars_ray.schema.validation import validate_model
+
+    if run is None:
+        raise click.ClickException(
+            "no policies ship with the package yet: pass the folder of a `mars-ray rl train` run"
+        )
+    folder = Path(run)
+    try:
+        raw = json.loads((folder / CONFIG).read_text())
+        cfg = validate_model(RLConfig, raw, str(folder / CONFIG))
+        roles = sorted({g.role for g in cfg.env.agents})
+        policies = load_policies(folder, roles)
+    except (OSError, ConfigError) as exc:
+        raise click.ClickException(f"{folder} is not a usable run folder: {exc}") from None
+    report, trace = run_evaluation(cfg.env, policies, episodes, seed_start)
+    click.echo(f"{'role':<14}{'trained':>10}{'baseline':>10}{'diff':>10}  95% CI         unit")
+    for role, row in report["policies"].items():
+        lo, hi = row["diff_ci95"]
+        click.echo(
+            f"{role:<14}{row['trained_mean']:>10.3f}{row['baseline_mean']:>10.3f}"
+            f"{row['diff_mean']:>10.3f}  [{lo:.3f}, {hi:.3f}]  {row['unit']}"
+        )
+    click.echo("cross-play (mean return of the trained policy):")
+    for role, row in report["cross_play"].items():
+        click.echo(
+            f"  {role:<14} with trained: {row['with_trained']:.3f}   "
+            f"with baselines: {row['with_baseline']:.3f}"
+        )
+    if json_out:
+        write_report(report, Path(json_out))
+    if plot_out:
+        plot_report(report, trace, Path(plot_out))

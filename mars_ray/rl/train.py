@@ -1,10 +1,11 @@
 """Multi-agent PPO on ``MarketEnv``: one policy per role, wired by RLlib's config builder.
 
-A run folder (``--out``) holds what a run leaves: ``checkpoint/`` (the whole algorithm,
-RLlib's own format, what ``--resume`` continues from), ``progress.jsonl`` (one line per
-iteration), ``curve_ROLE.png`` (the learning curve of each policy) and ``policies/ROLE.pt``
-(each policy's RLModule weights as a plain torch state dict) and ``policies/ROLE.npz``
-(its actor as numpy layers: what the ``rl_policy`` agent kind loads, without Ray or torch).
+A run folder (``--out``) holds what a run leaves: ``config.json`` (the validated config),
+``checkpoint/`` (the whole algorithm, RLlib's own format, what ``--resume`` continues
+from), ``progress.jsonl`` (one line per iteration), ``curve_ROLE.png`` (the learning curve
+of each policy), ``policies/ROLE.pt`` (each policy's RLModule weights as a plain torch state
+dict) and ``policies/ROLE.npz`` (its actor as numpy layers: what the ``rl_policy`` agent
+kind loads, without Ray or torch).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CHECKPOINT = "checkpoint"
 ENCODER = "encoder.encoder.net.mlp."  # the shared actor-critic encoder's dense layers
 HEAD = "pi.net.mlp."  # the policy head: mean and log std of each action dimension
 PROGRESS = "progress.jsonl"
+CONFIG = "config.json"  # the run's validated config: what evaluation rebuilds the env from
 POLICIES = "policies"
 
 
@@ -108,6 +110,7 @@ def train(
         raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT}/ in {out}")
     if not resume:
         (out / PROGRESS).unlink(missing_ok=True)
+    (out / CONFIG).write_text(config.model_dump_json(indent=2) + "\n")
     ensure_ray(None, max(1, config.training.num_env_runners + 1))
     algo = ppo_config(config).build_algo()
     try:
