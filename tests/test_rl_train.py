@@ -4,6 +4,7 @@ resumes and exports a policy per role."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from click.testing import CliRunner
@@ -48,3 +49,23 @@ def test_rl_train_resume_without_a_run_is_an_error(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["rl", "train", TINY, "--out", str(tmp_path), "--resume"])
     assert result.exit_code != 0
     assert "nothing to resume" in result.output
+
+
+def test_rl_tune_runs_a_two_trial_sweep(tmp_path, ray_session) -> None:
+    out = tmp_path / "sweep"
+    args = ["rl", "tune", TINY, "--out", str(out), "--samples", "2", "--iterations", "2"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("trial,lr,iterations,episode_return_mean")
+    assert len(rows) == 3  # the header and two trials
+    best = result.output.split("checkpoint ")[-1].strip()
+    assert Path(best).is_dir()
+
+
+def test_rl_tune_refuses_an_unknown_search_field(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env:\n  agents: [{role: execution}]\ntune:\n  search: {entropy: [0.1]}\n")
+    result = CliRunner().invoke(cli, ["rl", "tune", str(bad)])
+    assert result.exit_code != 0
+    assert "tune.search" in result.output and "cannot search 'entropy'" in result.output

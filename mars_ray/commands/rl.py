@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from mars_ray.schema.validation import ConfigError
+
+if TYPE_CHECKING:
+    from mars_ray.rl.config import RLConfig
 
 
 @click.group()
 def rl() -> None:
     """Multi-agent reinforcement learning on the simulator's market (docs/rl.md)."""
+
+
+def load(config: str, overrides: dict[str, object | None]) -> RLConfig:
+    """The RL config with the options given on the command line; a ClickException naming
+    the field when it is invalid."""
+    from mars_ray.rl.config import load_rl_config
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return load_rl_config(config, given)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @rl.command("train")
@@ -23,21 +40,17 @@ def train(config: str, out_dir: str | None, iterations: int | None, resume: bool
     Prints a line per iteration (mean episode return per policy, env steps/s) and writes
     OUT/checkpoint/, OUT/progress.jsonl, OUT/curve_ROLE.png and OUT/policies/ROLE.pt.
     """
-    from mars_ray.rl.config import load_rl_config
+    from mars_ray.rl.train import NothingToResume
     from mars_ray.rl.train import train as run_training
 
-    overrides = {"training.iterations": iterations} if iterations is not None else None
-    try:
-        cfg = load_rl_config(config, overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    cfg = load(config, {"training.iterations": iterations})
     out = out_dir or f"runs/rl/{cfg.name}"
     click.echo(f"{cfg.name}: training {', '.join(sorted({a.role for a in cfg.env.agents}))}")
     try:
         history = run_training(
             cfg, out, resume=resume, on_iteration=lambda it: click.echo(it.line())
         )
-    except FileNotFoundError as exc:
+    except NothingToResume as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{len(history)} iterations; checkpoint, curves and policies in {out}")
 
@@ -92,3 +105,24 @@ def evaluate(
         write_report(report, Path(json_out))
     if plot_out:
         plot_report(report, trace, Path(plot_out))
+
+
+@rl.command("tune")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Sweep folder.")
+@click.option("--samples", type=click.IntRange(min=1), help="Override tune.num_samples.")
+@click.option("--iterations", type=click.IntRange(min=1), help="Override training.iterations.")
+def tune(config: str, out_dir: str | None, samples: int | None, iterations: int | None) -> None:
+    """A Ray Tune sweep (ASHA) over CONFIG's `tune.search`: a results table (printed and
+    OUT/results.csv) and the best trial's checkpoint."""
+    from mars_ray.rl.sweep import sweep
+
+    cfg = load(config, {"tune.num_samples": samples, "training.iterations": iterations})
+    out = out_dir or f"runs/rl-tune/{cfg.name}"
+    result = sweep(cfg, out)
+    keys = list(result.table[0]) if result.table else []
+    click.echo("  ".join(f"{k:>12}" for k in keys))
+    for row in result.table:
+        click.echo("  ".join(f"{row[k]!s:>12}" for k in keys))
+    click.echo(f"results: {result.csv}")
+    click.echo(f"best: {result.best_config}; checkpoint {result.best_checkpoint}")

@@ -118,10 +118,34 @@ class TrainingConfig(StrictModel):
         return self
 
 
+SEARCHABLE = ("lr", "gamma", "num_epochs", "minibatch_size", "train_batch_size")
+
+
+class TuneConfig(StrictModel):
+    """A Ray Tune sweep: ``num_samples`` trials, each drawing every ``search`` field from its
+    list of values; ASHA stops the weak ones early on the mean episode return."""
+
+    num_samples: int = Field(default=4, ge=1, le=10_000)
+    max_concurrent: int = Field(default=1, ge=1, le=1024)
+    grace_period: int = Field(default=1, ge=1, description="ASHA: iterations before a stop")
+    search: dict[str, list[float]] = Field(default_factory=lambda: {"lr": [1e-4, 3e-4, 1e-3]})
+
+    @field_validator("search")
+    @classmethod
+    def _known(cls, search: dict[str, list[float]]) -> dict[str, list[float]]:
+        for key, values in search.items():
+            if key not in SEARCHABLE:
+                raise ValueError(f"cannot search {key!r}; searchable: {list(SEARCHABLE)}")
+            if not values:
+                raise ValueError(f"{key}: give at least one value")
+        return search
+
+
 class RLConfig(StrictModel):
     name: str = "rl"
     env: EnvConfig
     training: TrainingConfig = TrainingConfig()
+    tune: TuneConfig = TuneConfig()
 
 
 def load_rl_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RLConfig:

@@ -268,9 +268,9 @@ class MarketEnv(MultiAgentEnv):
         return volume
 
     def _settle(self, records: np.ndarray, infos: dict[str, dict] | None) -> None:
-        ours = np.isin(records["agent_id"], list(self.by_id)) | np.isin(
-            records["contra_agent_id"], list(self.by_id)
-        )
+        lo, hi = self.first_agent_id, self.first_agent_id + len(self.learners)
+        agent, contra = records["agent_id"], records["contra_agent_id"]
+        ours = ((agent >= lo) & (agent < hi)) | ((contra >= lo) & (contra < hi))
         for row in records[ours].tolist():
             # ROW_FIELDS order (mars_ray.schema.events)
             _, etype, oid, side, price, size, aid, coid, caid, reason = row

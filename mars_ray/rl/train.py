@@ -11,6 +11,7 @@ kind loads, without Ray or torch).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,9 +42,23 @@ CONFIG = "config.json"  # the run's validated config: what evaluation rebuilds t
 POLICIES = "policies"
 
 
+class NothingToResume(FileNotFoundError):
+    """``--resume`` given a folder without a checkpoint."""
+
+
 def policy_of(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
     """RLlib's policy mapping: an agent's role is its policy (module-level: it pickles)."""
     return role_of(agent_id)
+
+
+def join_ray(workers: int | None, out: Path) -> None:
+    """Join or start Ray (``ensure_ray``). A driver run by ``ray job submit`` starts in the
+    job's unpacked working directory, which Ray removes a few seconds after the driver
+    joins the cluster (seen with Ray 2.60); RLlib and torch read the current directory
+    later, so such a driver moves to its run folder (``out``, already absolute)."""
+    ensure_ray(None, workers)
+    if "runtime_resources" in Path.cwd().parts:
+        os.chdir(out)
 
 
 def roles(config: RLConfig) -> list[str]:
@@ -103,15 +118,15 @@ def train(
 ) -> list[Iteration]:
     """Train for ``training.iterations`` (in all, counting a resumed run's), checkpointing
     every ``checkpoint_every`` and at the end; the iterations' lines."""
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     history = read_progress(out) if resume else []
     if resume and not (out / CHECKPOINT).is_dir():
-        raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT}/ in {out}")
+        raise NothingToResume(f"nothing to resume: no {CHECKPOINT}/ in {out}")
     if not resume:
         (out / PROGRESS).unlink(missing_ok=True)
     (out / CONFIG).write_text(config.model_dump_json(indent=2) + "\n")
-    ensure_ray(None, max(1, config.training.num_env_runners + 1))
+    join_ray(max(1, config.training.num_env_runners + 1), out)
     algo = ppo_config(config).build_algo()
     try:
         if resume:
