@@ -96,7 +96,12 @@ def own_features(own: OwnState) -> np.ndarray:
     )
 
 
-def observation(depth: np.ndarray, history: np.ndarray, own: OwnState) -> np.ndarray:
-    """The whole observation (``N_OBS`` float32 values, clipped to [-CLIP, CLIP])."""
-    obs = np.concatenate([market_features(depth, history), own_features(own)])
-    return np.clip(obs, -CLIP, CLIP).astype(np.float32)
+def observations(depth: np.ndarray, history: np.ndarray, owns: list[OwnState]) -> np.ndarray:
+    """Several agents' observations of one book, (len(owns), N_OBS) float32 clipped to
+    [-CLIP, CLIP]; the market part is computed once."""
+    market = market_features(depth, history)
+    rows = np.empty((len(owns), N_OBS), dtype=np.float64)
+    rows[:, : len(market)] = market
+    for i, own in enumerate(owns):
+        rows[i, len(market) :] = own_features(own)
+    return np.clip(rows, -CLIP, CLIP).astype(np.float32)

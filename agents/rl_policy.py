@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from agents.base import NO_ORDERS, AgentParams, AgentPopulation
-from agents.rl_features import LEVELS, OwnState, observation
+from agents.rl_features import LEVELS, OwnState, observations
 from agents.view import MID, Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.clock import clock_ns, parse_clock
@@ -182,27 +182,22 @@ class RLPolicyAgents(AgentPopulation):
         depth = view.depth[:LEVELS]
         mid = float(view.history[0, MID])
         bid, ask = int(depth[0, 2]), int(depth[0, 0])
-        obs = np.stack(
-            [
-                observation(
-                    depth,
-                    view.history,
-                    OwnState(
-                        inventory=float(self.inventory[i]),
-                        cash=float(self.cash[i]) / self.tick_size,
-                        open_bid=sum(z for s, z in self.live[i].values() if s == 1),
-                        open_ask=sum(z for s, z in self.live[i].values() if s == -1),
-                        time_left=(self.steps - k) / self.steps,
-                        quantity_left=(p.quantity - self.executed[i]) / p.quantity
-                        if p.role == "execution"
-                        else 0.0,
-                        scale=p.scale,
-                        reference_ticks=float(self.reference_ticks),
-                    ),
-                )
-                for i in range(self.n)
-            ]
-        )
+        owns = [
+            OwnState(
+                inventory=float(self.inventory[i]),
+                cash=float(self.cash[i]) / self.tick_size,
+                open_bid=sum(z for s, z in self.live[i].values() if s == 1),
+                open_ask=sum(z for s, z in self.live[i].values() if s == -1),
+                time_left=(self.steps - k) / self.steps,
+                quantity_left=(p.quantity - self.executed[i]) / p.quantity
+                if p.role == "execution"
+                else 0.0,
+                scale=p.scale,
+                reference_ticks=float(self.reference_ticks),
+            )
+            for i in range(self.n)
+        ]
+        obs = observations(depth, view.history, owns)
         actions = self.weights.act(obs)
         rows: list[tuple] = []
         for i in range(self.n):

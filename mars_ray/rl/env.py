@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from agents.rl_features import CLIP, LEVELS, N_OBS, RETURNS, OwnState, observation
+from agents.rl_features import CLIP, LEVELS, N_OBS, RETURNS, OwnState, observations
 from agents.rl_policy import ACTION_DIMS, LIMIT, MARKET, role_orders
 from agents.view import MID, N_FEATURES, VOLUME
 from mars_ray.exchange.orders import OrderBatch
@@ -157,7 +157,8 @@ class MarketEnv(MultiAgentEnv):
             raise RuntimeError("step() after the episode ended: call reset() first")
         actions = self._checked(action_dict)
         t = self.t
-        batches = [self._orders(self.learners[a], act, t) for a, act in actions.items()]
+        touch = self._touch()
+        batches = [self._orders(self.learners[a], act, t, touch) for a, act in actions.items()]
         self.shard.submit_orders(OrderBatch.concat(batches))
         self.k += 1
         last = self.k >= self.config.episode.steps
@@ -200,11 +201,13 @@ class MarketEnv(MultiAgentEnv):
             out[name] = np.clip(value, -1.0, 1.0)
         return out
 
-    def _orders(self, agent: LearningAgent, action: np.ndarray, t: int) -> OrderBatch:
+    def _orders(
+        self, agent: LearningAgent, action: np.ndarray, t: int, touch: tuple[int, int, float]
+    ) -> OrderBatch:
         """Cancel the agent's resting orders, then send what its role does with ``action``."""
         at = t + agent.latency_ns
         rows = self._cancels(agent, at)
-        bid, ask, mid = self._touch()
+        bid, ask, mid = touch
         steps_left = self.config.episode.steps - self.k
         for kind, side, price_ticks, size in role_orders(
             agent.role, action, bid, ask, mid, agent.inventory, agent.executed, steps_left
@@ -307,13 +310,15 @@ class MarketEnv(MultiAgentEnv):
                 del agent.live[oid]
 
     def _touch(self) -> tuple[int, int, float]:
+        """Best bid and ask in ticks (0: none) and the mid."""
         depth = self.book.snapshot(1)
         ask, bid = int(depth[0, 0]), int(depth[0, 2])
-        return bid, ask, self._mid()
+        return bid, ask, self._mid(bid, ask)
 
-    def _mid(self) -> float:
-        depth = self.book.snapshot(1)
-        ask, bid = int(depth[0, 0]), int(depth[0, 2])
+    def _mid(self, bid: int | None = None, ask: int | None = None) -> float:
+        if bid is None or ask is None:
+            depth = self.book.snapshot(1)
+            ask, bid = int(depth[0, 0]), int(depth[0, 2])
         if bid > 0 and ask > 0 and bid < ask:
             return (bid + ask) / 2.0
         last = self.book.last_trade_price
@@ -340,7 +345,7 @@ class MarketEnv(MultiAgentEnv):
     def _observations(self) -> dict[str, np.ndarray]:
         depth = self.book.snapshot(LEVELS)
         steps = self.config.episode.steps
-        out = {}
+        owns = []
         for name in self.agents:
             agent = self.learners[name]
             left = agent.role.quantity - agent.executed
@@ -354,8 +359,9 @@ class MarketEnv(MultiAgentEnv):
                 scale=agent.role.scale,
                 reference_ticks=float(self.book_state.reference),
             )
-            out[name] = observation(depth, self.history, own)
-        return out
+            owns.append(own)
+        rows = observations(depth, self.history, owns)
+        return dict(zip(self.agents, rows, strict=True))
 
 
 def market_config(config: EnvConfig) -> SimulationConfig:
