@@ -8,6 +8,7 @@ from agents.lmm import LMMBackground
 from agents.market_maker import MarketMakers
 from agents.momentum import MomentumTraders
 from agents.noise import NoiseTraders
+from agents.rl_policy import RLPolicyAgents
 from agents.twap import TwapExecutors
 from agents.value import ValueTraders
 
@@ -21,5 +22,6 @@ AGENT_KINDS: dict[str, Any] = {
         ValueTraders,
         TwapExecutors,
         LMMBackground,
+        RLPolicyAgents,
     )
 }

@@ -16,19 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-configs/demo.yaml}"
 out="${2:-/tmp/mars-ray/$(basename "$config" .yaml)}"
-runtime_env="${MARS_RAY_RUNTIME_ENV:-cluster/runtime_env.yaml}"
-: "${RAY_ADDRESS:?set RAY_ADDRESS to the cluster dashboard, e.g. http://127.0.0.1:8265}"
-
-if [[ -z "${RAY_AUTH_MODE:-}" ]]; then
-    if [[ -n "${RAY_AUTH_TOKEN:-}" || -n "${RAY_AUTH_TOKEN_PATH:-}" || -f "$HOME/.ray/auth_token" ]]; then
-        export RAY_AUTH_MODE=token
-    else
-        echo "submit_demo.sh: no Ray auth token here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or" \
-            "~/.ray/auth_token): submitting without one. If the cluster has token authentication" \
-            "(Ray's default), set RAY_AUTH_TOKEN to the head's token (\`ray get-auth-token\` on" \
-            "the head prints it)." >&2
-    fi
-fi
+source cluster/job_env.sh
 
 exec ray job submit \
     --address "$RAY_ADDRESS" \

@@ -6,6 +6,7 @@ import click
 
 from mars_ray.commands.data import data
 from mars_ray.commands.report import report
+from mars_ray.commands.rl import rl
 from mars_ray.commands.serve import serve
 from mars_ray.commands.simulate import simulate
 from mars_ray.commands.train import train, train_batch
@@ -23,6 +24,7 @@ cli.add_command(train)
 cli.add_command(train_batch)
 cli.add_command(report)
 cli.add_command(serve)
+cli.add_command(rl)
 
 
 def main() -> None:

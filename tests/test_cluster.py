@@ -1,7 +1,8 @@
 """The cluster path as users take it: a real two-node Ray cluster started with `ray start` (token
 authentication on, as Ray's default), a simulation submitted by `cluster/submit_demo.sh`
 through `ray job submit`, and a driver that joins the cluster; either way the events equal
-the same config's run in one process, and the shards land on different nodes.
+the same config's run in one process, and the shards land on different nodes. RL training
+and a Tune sweep go through `cluster/submit_rl.sh` the same way.
 
 The nodes are processes of their own (one CPU each, free ports, a private temp dir and
 token), so they never meet the session's local Ray of the other tests, and they are stopped
@@ -191,8 +192,13 @@ def submit(
     cluster: LocalCluster, config: Path, out: Path, **env: str
 ) -> subprocess.CompletedProcess:
     """`bash cluster/submit_demo.sh CONFIG OUT` as the README shows it."""
+    return run_script(cluster, ["cluster/submit_demo.sh", str(config), str(out)], **env)
+
+
+def run_script(cluster: LocalCluster, args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """`bash SCRIPT ARGS...` from the repository, with the cluster's job API address."""
     return subprocess.run(
-        ["bash", "cluster/submit_demo.sh", str(config), str(out)],
+        ["bash", *args],
         cwd=PROJECT_ROOT,
         env=cluster.env(RAY_ADDRESS=cluster.dashboard, **env),
         capture_output=True,
@@ -227,6 +233,27 @@ def test_without_a_token_the_script_says_what_to_set(
     assert done.returncode != 0
     assert "set RAY_AUTH_TOKEN to the head's token" in done.stderr
     assert not (tmp_path / "run" / "events").exists()
+
+
+def test_rl_training_and_a_sweep_run_as_jobs(cluster: LocalCluster, tmp_path: Path) -> None:
+    """`cluster/submit_rl.sh`: a two-iteration training job and a two-trial sweep."""
+    env = {
+        "RAY_AUTH_TOKEN": cluster.token,
+        "MARS_RAY_RUNTIME_ENV": "cluster/runtime_env_image.yaml",
+    }
+    rl = ["cluster/submit_rl.sh"]
+    train = tmp_path / "train"
+    done = run_script(
+        cluster, [*rl, "train", "configs/rl/tiny.yaml", str(train), "--iterations", "2"], **env
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert (train / "policies" / "execution.npz").is_file()
+    assert len((train / "progress.jsonl").read_text().splitlines()) == 2
+    sweep = tmp_path / "sweep"
+    args = ["tune", "configs/rl/tiny.yaml", str(sweep), "--samples", "2", "--iterations", "2"]
+    done = run_script(cluster, [*rl, *args], **env)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert len((sweep / "results.csv").read_text().splitlines()) == 3
 
 
 DRIVER = """

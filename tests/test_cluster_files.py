@@ -135,7 +135,7 @@ def test_the_drift_check_fails_on_a_stale_file(tmp_path: Path, monkeypatch) -> N
     assert script.main() == 1
 
 
-@pytest.mark.parametrize("name", ["submit_demo.sh"])
+@pytest.mark.parametrize("name", ["submit_demo.sh", "submit_rl.sh", "job_env.sh"])
 def test_the_scripts_parse(name: str) -> None:
     done = subprocess.run(["bash", "-n", str(CLUSTER / name)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

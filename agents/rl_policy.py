@@ -1,0 +1,244 @@
+"""Trained RL policies as an agent kind (``rl_policy``), and what a role does with an action.
+
+``role_orders`` turns one agent's action into orders; the RL environment
+(``mars_ray.rl.env``) and the ``rl_policy`` kind both call it, so a policy trades in
+``mars-ray simulate`` exactly as it did in training. ``PolicyWeights`` is a trained
+policy's actor network as numpy arrays (``policies/ROLE.npz``, exported by
+``mars-ray rl train``): no Ray and no torch here, and one matrix product per layer for all
+agents of a book at once.
+
+The agent decides once every ``step_s`` seconds within [start, end): it cancels its resting
+orders and sends what its action says (the mean action of the policy, deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from agents.base import NO_ORDERS, AgentParams, AgentPopulation
+from agents.rl_features import LEVELS, OwnState, observations
+from agents.view import MID, Fills, MarketView
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.schema.clock import clock_ns, parse_clock
+from mars_ray.schema.events import OrderType
+from mars_ray.schema.phases import Phase
+from mars_ray.schema.quantities import Shares
+
+Role = Literal["execution", "market_maker", "directional"]
+ACTION_DIMS = {"execution": 2, "market_maker": 4, "directional": 1}
+LIMIT, MARKET, IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)
+
+
+class RoleParams(AgentParams):
+    """What a role's agent is asked to do (the env's roles extend this with a count)."""
+
+    role: Role
+    side: Literal["buy", "sell"] = "buy"
+    quantity: Shares = Field(default=5_000, description="execution: parent order, shares")
+    max_inventory: Shares = Field(default=2_000, description="|position| cap, shares")
+    lot: Shares = Field(default=100, description="shares of a full quote / reward unit")
+    max_offset_ticks: int = Field(default=10, ge=1, le=1000, description="market_maker")
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.side == "buy" else -1
+
+    @property
+    def scale(self) -> float:
+        """The shares that observations of position and orders are divided by."""
+        return float(self.quantity if self.role == "execution" else self.max_inventory)
+
+
+def role_orders(
+    role: RoleParams,
+    action: np.ndarray,
+    bid: int,
+    ask: int,
+    mid: float,
+    inventory: int,
+    executed: int,
+    steps_left: int,
+) -> list[tuple[int, int, float, int]]:
+    """(order type, side, price in ticks, size) for one agent's action in [-1, 1]^d; its
+    resting orders are cancelled first (the caller does that). docs/rl.md has the table."""
+    out: list[tuple[int, int, float, int]] = []
+    if role.role == "execution":
+        left = role.quantity - executed
+        size = min(left, round(left / max(steps_left, 1) * (1.0 + action[0])))
+        push = round(abs(action[1]) * 2)
+        s = role.sign
+        if action[1] > 0:  # cross: an IOC through the opposite touch
+            far = (ask or math.ceil(mid)) if s > 0 else (bid or math.floor(mid))
+            out.append((IOC, s, far + s * push, size))
+        else:  # rest at the own touch, or behind it
+            near = (bid or math.ceil(mid) - 1) if s > 0 else (ask or math.floor(mid) + 1)
+            out.append((LIMIT, s, near - s * push, size))
+    elif role.role == "market_maker":
+        span = role.max_offset_ticks - 1
+        bid_off = 1 + round((action[0] + 1) / 2 * span)
+        ask_off = 1 + round((action[1] + 1) / 2 * span)
+        bid_size = min(round((action[2] + 1) / 2 * role.lot), role.max_inventory - inventory)
+        ask_size = min(round((action[3] + 1) / 2 * role.lot), role.max_inventory + inventory)
+        out.append((LIMIT, 1, math.floor(mid - bid_off + 0.5), bid_size))
+        out.append((LIMIT, -1, math.ceil(mid + ask_off - 0.5), ask_size))
+    else:  # directional: a target position, reached with a market order
+        diff = round(action[0] * role.max_inventory) - inventory
+        out.append((MARKET, 1 if diff > 0 else -1, math.nan, abs(diff)))
+    return [(k, s, max(p, 1) if k != MARKET else p, z) for k, s, p, z in out if z > 0]
+
+
+class PolicyWeights:
+    """A trained policy's actor: dense layers, tanh between the hidden ones (RLlib's
+    default MLP); the output's first half is the action mean, clipped to [-1, 1]."""
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], action_dim: int) -> None:
+        self.layers = layers
+        self.action_dim = action_dim
+
+    @classmethod
+    def load(cls, path: str | Path) -> PolicyWeights:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no policy weights at {path}")
+        with np.load(path) as data:
+            n = int(data["n_layers"])
+            layers = [(data[f"w{i}"], data[f"b{i}"]) for i in range(n)]
+            return cls(layers, int(data["action_dim"]))
+
+    def save(self, path: str | Path) -> None:
+        arrays: dict[str, Any] = {"n_layers": len(self.layers), "action_dim": self.action_dim}
+        for i, (w, b) in enumerate(self.layers):
+            arrays[f"w{i}"], arrays[f"b{i}"] = w, b
+        np.savez(path, **arrays)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """(n, N_OBS) observations → (n, action_dim) actions in [-1, 1]."""
+        x = np.asarray(obs, dtype=np.float32)
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w.T + b
+            if i < len(self.layers) - 1:
+                x = np.tanh(x)
+        return np.clip(x[:, : self.action_dim], -1.0, 1.0)
+
+
+class RLPolicyParams(RoleParams):
+    checkpoint: str = Field(description="a run folder of `mars-ray rl train`, or a .npz file")
+    policy: str | None = Field(default=None, description="the policy (role) in it; default role")
+    step_s: float = Field(default=5.0, gt=0, le=3600, description="seconds between decisions")
+    start: int = Field(default=parse_clock("10:00"), description="'HH:MM[:SS]'")
+    end: int = Field(default=parse_clock("15:30"), description="'HH:MM[:SS]'")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> int:
+        return clock_ns(value)
+
+    @model_validator(mode="after")
+    def _weights_exist(self) -> RLPolicyParams:
+        if not self.weights_path().is_file():
+            raise ValueError(f"no policy weights at {self.weights_path()}")
+        return self
+
+    def weights_path(self) -> Path:
+        path = Path(self.checkpoint)
+        if path.suffix == ".npz":
+            return path
+        return path / "policies" / f"{self.policy or self.role}.npz"
+
+
+class RLPolicyAgents(AgentPopulation):
+    """Agents that trade by a trained policy: one batched forward pass per decision."""
+
+    kind = "rl_policy"
+    params_model = RLPolicyParams
+    params: RLPolicyParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.weights = PolicyWeights.load(p.weights_path())
+        if self.weights.action_dim != ACTION_DIMS[p.role]:
+            raise ValueError(
+                f"policy {p.weights_path()} acts in {self.weights.action_dim} dimensions; "
+                f"role {p.role!r} needs {ACTION_DIMS[p.role]}"
+            )
+        self.step_ns = round(p.step_s * 1e9)
+        self.next_decision = p.start
+        self.steps = max(1, (p.end - p.start) // self.step_ns)
+        self.executed = np.zeros(self.n, dtype=np.int64)
+        self.live: list[dict[int, list[int]]] = [{} for _ in range(self.n)]
+
+    def act(self, t0: int, t1: int, view: MarketView) -> OrderBatch:
+        p = self.params
+        if view.phase != Phase.CONTINUOUS or not (self.next_decision < t1 and t0 < p.end):
+            return NO_ORDERS
+        self.next_decision = max(self.next_decision, t0) + self.step_ns
+        k = min(self.steps, max(0, (t0 - p.start) // self.step_ns))
+        depth = view.depth[:LEVELS]
+        mid = float(view.history[0, MID])
+        bid, ask = int(depth[0, 2]), int(depth[0, 0])
+        owns = [
+            OwnState(
+                inventory=float(self.inventory[i]),
+                cash=float(self.cash[i]) / self.tick_size,
+                open_bid=sum(z for s, z in self.live[i].values() if s == 1),
+                open_ask=sum(z for s, z in self.live[i].values() if s == -1),
+                time_left=(self.steps - k) / self.steps,
+                quantity_left=(p.quantity - self.executed[i]) / p.quantity
+                if p.role == "execution"
+                else 0.0,
+                scale=p.scale,
+                reference_ticks=float(self.reference_ticks),
+            )
+            for i in range(self.n)
+        ]
+        obs = observations(depth, view.history, owns)
+        actions = self.weights.act(obs)
+        rows: list[tuple] = []
+        for i in range(self.n):
+            for oid in sorted(self.live[i]):
+                rows.append((i, int(OrderType.CANCEL), oid, 0, math.nan, 0))
+            self.live[i].clear()
+            for kind, side, price, size in role_orders(
+                p, actions[i], bid, ask, mid, int(self.inventory[i]), int(self.executed[i]),
+                self.steps - k,
+            ):  # fmt: skip
+                oid = int(self.new_order_ids(np.array([i]))[0])
+                rows.append((i, kind, oid, side, price, size))
+                if kind == LIMIT:
+                    self.live[i][oid] = [side, size]
+        if not rows:
+            return NO_ORDERS
+        index = np.array([r[0] for r in rows], dtype=np.int64)
+        return self.orders(
+            index,
+            np.full(len(rows), max(t0, p.start), dtype=np.int64),
+            np.array([r[1] for r in rows], dtype=np.int8),
+            np.array([r[3] for r in rows], dtype=np.int8),
+            np.array([r[4] for r in rows], dtype=np.float64),
+            np.array([r[5] for r in rows], dtype=np.float64),
+            order_id=np.array([r[2] for r in rows], dtype=np.int64),
+        )
+
+    def on_fills(self, fills: Fills) -> None:
+        super().on_fills(fills)
+        p = self.params
+        for i, oid, side, size in zip(
+            np.asarray(fills.agent_index).tolist(),
+            np.asarray(fills.order_id).tolist(),
+            np.asarray(fills.side).tolist(),
+            np.asarray(fills.size).tolist(),
+            strict=True,
+        ):
+            if p.role == "execution" and side == p.sign:
+                self.executed[i] += size
+            live = self.live[i].get(oid)
+            if live is not None:
+                live[1] -= size
+                if live[1] <= 0:
+                    del self.live[i][oid]

@@ -1,0 +1,156 @@
+"""RL configs (``configs/rl/*.yaml``): the market, the learning agents and their roles,
+training and sweep settings, validated by pydantic with errors that name the field.
+
+The market is the simulator's own: one instrument, background agent groups exactly as in
+a simulation config (``background: lmm`` is an ``lmm`` group there), and the kernel's step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from agents.base import LatencyConfig
+from agents.rl_policy import RoleParams
+from mars_ray.schema.clock import clock_ns, format_clock, parse_clock
+from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
+from mars_ray.sim.config import AgentGroupConfig, InstrumentConfig
+
+
+class RoleConfig(RoleParams):
+    """``count`` learning agents of one role; they share the role's policy."""
+
+    count: int = Field(default=1, ge=1, le=64)
+    latency: LatencyConfig = LatencyConfig()
+    leftover_penalty_bp: float = Field(
+        default=50.0,
+        ge=0,
+        le=10_000,
+        description="execution: bp charged per share still undone after the clean-up order, "
+        "as a fraction of the parent order",
+    )
+    inventory_penalty: float = Field(
+        default=0.1,
+        ge=0,
+        le=1e6,
+        description="market_maker / directional: reward minus this x (position / "
+        "max_inventory)^2 per step",
+    )
+
+
+class EpisodeConfig(StrictModel):
+    """When the learning agents trade: from ``start`` (after the background warmed the book
+    from the open) for ``steps`` steps of ``step_s`` simulated seconds."""
+
+    open: int = Field(default=parse_clock("09:30"), description="background starts")
+    start: int = Field(default=parse_clock("09:35"), description="learning agents start")
+    steps: int = Field(default=60, ge=1, le=100_000)
+    step_s: float = Field(default=5.0, gt=0, le=3600)
+
+    @field_validator("open", "start", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> int:
+        return clock_ns(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EpisodeConfig:
+        if self.start < self.open:
+            raise ValueError(
+                f"start ({format_clock(self.start)}) must not be before open "
+                f"({format_clock(self.open)})"
+            )
+        return self
+
+    @property
+    def step_ns(self) -> int:
+        return round(self.step_s * 1e9)
+
+
+class EnvConfig(StrictModel):
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    instrument: InstrumentConfig = InstrumentConfig(name="SIM")
+    background: list[AgentGroupConfig] = Field(default_factory=list)
+    episode: EpisodeConfig = EpisodeConfig()
+    kernel_step_ms: float = Field(
+        default=5000.0, ge=1.0, le=3_600_000, description="background agents' decision step"
+    )
+    agents: list[RoleConfig] = Field(min_length=1, description="learning agents, by role")
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> EnvConfig:
+        step_ms = self.episode.step_s * 1000
+        ratio = step_ms / self.kernel_step_ms
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(
+                f"episode.step_s ({self.episode.step_s}) must be a whole multiple of "
+                f"kernel_step_ms ({self.kernel_step_ms}) / 1000"
+            )
+        for k, group in enumerate(self.background):
+            for name in group.instruments or []:
+                if name != self.instrument.name:
+                    raise ValueError(
+                        f"background[{k}].instruments: unknown instrument {name!r}; "
+                        f"the market has {self.instrument.name!r}"
+                    )
+        return self
+
+
+class TrainingConfig(StrictModel):
+    iterations: int = Field(default=20, ge=1, le=100_000)
+    num_env_runners: int = Field(default=0, ge=0, le=256)
+    train_batch_size: int = Field(default=1200, ge=8)
+    minibatch_size: int = Field(default=200, ge=4)
+    num_epochs: int = Field(default=5, ge=1, le=100)
+    lr: float = Field(default=3e-4, gt=0, le=1)
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    hidden: list[int] = Field(default=[64, 64], min_length=1)
+    checkpoint_every: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _minibatch(self) -> TrainingConfig:
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError(
+                f"minibatch_size ({self.minibatch_size}) must not exceed "
+                f"train_batch_size ({self.train_batch_size})"
+            )
+        return self
+
+
+SEARCHABLE = ("lr", "gamma", "num_epochs", "minibatch_size", "train_batch_size")
+
+
+class TuneConfig(StrictModel):
+    """A Ray Tune sweep: ``num_samples`` trials, each drawing every ``search`` field from its
+    list of values; ASHA stops the weak ones early on the mean episode return."""
+
+    num_samples: int = Field(default=4, ge=1, le=10_000)
+    max_concurrent: int = Field(default=1, ge=1, le=1024)
+    grace_period: int = Field(default=1, ge=1, description="ASHA: iterations before a stop")
+    search: dict[str, list[float]] = Field(default_factory=lambda: {"lr": [1e-4, 3e-4, 1e-3]})
+
+    @field_validator("search")
+    @classmethod
+    def _known(cls, search: dict[str, list[float]]) -> dict[str, list[float]]:
+        for key, values in search.items():
+            if key not in SEARCHABLE:
+                raise ValueError(f"cannot search {key!r}; searchable: {list(SEARCHABLE)}")
+            if not values:
+                raise ValueError(f"{key}: give at least one value")
+        return search
+
+
+class RLConfig(StrictModel):
+    name: str = "rl"
+    env: EnvConfig
+    training: TrainingConfig = TrainingConfig()
+    tune: TuneConfig = TuneConfig()
+
+
+def load_rl_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RLConfig:
+    return parse_rl_config(read_yaml(path, overrides), str(path))
+
+
+def parse_rl_config(raw: dict[str, Any], source: str = "<dict>") -> RLConfig:
+    return validate_model(RLConfig, raw, source)

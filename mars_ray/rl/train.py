@@ -1,0 +1,212 @@
+"""Multi-agent PPO on ``MarketEnv``: one policy per role, wired by RLlib's config builder.
+
+A run folder (``--out``) holds what a run leaves: ``config.json`` (the validated config),
+``checkpoint/`` (the whole algorithm, RLlib's own format, what ``--resume`` continues
+from), ``progress.jsonl`` (one line per iteration), ``curve_ROLE.png`` (the learning curve
+of each policy), ``policies/ROLE.pt`` (each policy's RLModule weights as a plain torch state
+dict) and ``policies/ROLE.npz`` (its actor as numpy layers: what the ``rl_policy`` agent
+kind loads, without Ray or torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    EPISODE_MODULE_RETURN_MEAN,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+)
+
+from agents.rl_policy import ACTION_DIMS, PolicyWeights
+from mars_ray.rl.config import RLConfig
+from mars_ray.rl.env import MarketEnv, role_of
+from mars_ray.sim.ray_runtime import ensure_ray
+
+CHECKPOINT = "checkpoint"
+ENCODER = "encoder.encoder.net.mlp."  # the shared actor-critic encoder's dense layers
+HEAD = "pi.net.mlp."  # the policy head: mean and log std of each action dimension
+PROGRESS = "progress.jsonl"
+CONFIG = "config.json"  # the run's validated config: what evaluation rebuilds the env from
+POLICIES = "policies"
+
+
+class NothingToResume(FileNotFoundError):
+    """``--resume`` given a folder without a checkpoint."""
+
+
+def policy_of(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
+    """RLlib's policy mapping: an agent's role is its policy (module-level: it pickles)."""
+    return role_of(agent_id)
+
+
+def join_ray(workers: int | None, out: Path) -> None:
+    """Join or start Ray (``ensure_ray``). A driver run by ``ray job submit`` starts in the
+    job's unpacked working directory, which Ray removes a few seconds after the driver
+    joins the cluster (seen with Ray 2.60); RLlib and torch read the current directory
+    later, so such a driver moves to its run folder (``out``, already absolute)."""
+    ensure_ray(None, workers)
+    if "runtime_resources" in Path.cwd().parts:
+        os.chdir(out)
+
+
+def roles(config: RLConfig) -> list[str]:
+    return sorted({group.role for group in config.env.agents})
+
+
+def ppo_config(config: RLConfig) -> PPOConfig:
+    t = config.training
+    return (
+        PPOConfig()
+        .environment(MarketEnv, env_config=config.env.model_dump())
+        .env_runners(num_env_runners=t.num_env_runners, rollout_fragment_length="auto")
+        .training(
+            lr=t.lr,
+            gamma=t.gamma,
+            train_batch_size_per_learner=t.train_batch_size,
+            minibatch_size=t.minibatch_size,
+            num_epochs=t.num_epochs,
+        )
+        .multi_agent(policies=set(roles(config)), policy_mapping_fn=policy_of)
+        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(t.hidden)))
+        .debugging(seed=config.env.seed)
+    )
+
+
+@dataclass
+class Iteration:
+    """One training iteration's line: mean episode return per policy, sampling speed."""
+
+    iteration: int
+    returns: dict[str, float]
+    env_steps: int
+    env_steps_per_s: float
+    seconds: float
+
+    def line(self) -> str:
+        parts = " ".join(f"{k}={v:+.3f}" for k, v in sorted(self.returns.items()))
+        return (
+            f"iter {self.iteration:4d}  {parts}  steps {self.env_steps}  "
+            f"{self.env_steps_per_s:,.0f} env steps/s"
+        )
+
+
+def iteration_of(k: int, result: dict, previous_steps: int, seconds: float) -> Iteration:
+    runners = result.get(ENV_RUNNER_RESULTS, {})
+    returns = {str(m): float(v) for m, v in runners.get(EPISODE_MODULE_RETURN_MEAN, {}).items()}
+    steps = int(runners.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, previous_steps))
+    rate = (steps - previous_steps) / seconds if seconds > 0 else float("nan")
+    return Iteration(k, returns, steps, rate, seconds)
+
+
+def train(
+    config: RLConfig,
+    out: str | Path,
+    resume: bool = False,
+    on_iteration: Callable[[Iteration], None] | None = None,
+) -> list[Iteration]:
+    """Train for ``training.iterations`` (in all, counting a resumed run's), checkpointing
+    every ``checkpoint_every`` and at the end; the iterations' lines."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    history = read_progress(out) if resume else []
+    if resume and not (out / CHECKPOINT).is_dir():
+        raise NothingToResume(f"nothing to resume: no {CHECKPOINT}/ in {out}")
+    if not resume:
+        (out / PROGRESS).unlink(missing_ok=True)
+    (out / CONFIG).write_text(config.model_dump_json(indent=2) + "\n")
+    join_ray(max(1, config.training.num_env_runners + 1), out)
+    algo = ppo_config(config).build_algo()
+    try:
+        if resume:
+            algo.restore_from_path(str((out / CHECKPOINT).resolve()))
+        steps = history[-1].env_steps if history else 0
+        for k in range(len(history) + 1, config.training.iterations + 1):
+            start = time.perf_counter()
+            result = algo.train()
+            it = iteration_of(k, result, steps, time.perf_counter() - start)
+            steps = it.env_steps
+            history.append(it)
+            with (out / PROGRESS).open("a") as f:
+                f.write(json.dumps(it.__dict__) + "\n")
+            if on_iteration:
+                on_iteration(it)
+            if k % config.training.checkpoint_every == 0 or k == config.training.iterations:
+                save(algo, config, out)
+        plot_curves(history, out)
+    finally:
+        algo.stop()
+    return history
+
+
+def save(algo: Algorithm, config: RLConfig, out: Path) -> None:
+    """The algorithm checkpoint, and each policy's weights as a plain state dict."""
+    algo.save_to_path(str((out / CHECKPOINT).resolve()))
+    (out / POLICIES).mkdir(exist_ok=True)
+    for role in roles(config):
+        module = algo.get_module(role)
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        torch.save(state, out / POLICIES / f"{role}.pt")
+        export_actor(state, ACTION_DIMS[role]).save(out / POLICIES / f"{role}.npz")
+
+
+def export_actor(state: dict[str, torch.Tensor], action_dim: int) -> PolicyWeights:
+    """The actor of RLlib's default PPO module (a shared MLP encoder, tanh, then the policy
+    head) as numpy layers for the ``rl_policy`` agent kind."""
+
+    def dense(prefix: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        index = sorted({int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)})
+        return [
+            (state[f"{prefix}{i}.weight"].numpy(), state[f"{prefix}{i}.bias"].numpy())
+            for i in index
+        ]
+
+    encoder, head = dense(ENCODER), dense(HEAD)
+    if not encoder or len(head) != 1:
+        raise ValueError(
+            f"unexpected policy module layout (keys {sorted(state)}): expected {ENCODER}N and "
+            f"one {HEAD}N layer"
+        )
+    return PolicyWeights(encoder + head, action_dim)
+
+
+def read_progress(out: Path) -> list[Iteration]:
+    path = out / PROGRESS
+    if not path.exists():
+        return []
+    return [Iteration(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def plot_curves(history: list[Iteration], out: Path) -> list[Path]:
+    """One PNG per policy: mean episode return against iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for role in sorted({r for it in history for r in it.returns}):
+        points = [(it.iteration, it.returns[role]) for it in history if role in it.returns]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("mean episode return")
+        ax.set_title(f"{role}: learning curve")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out / f"curve_{role}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

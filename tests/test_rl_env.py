@@ -1,0 +1,138 @@
+"""MarketEnv: RLlib's env checker, determinism, rejects in infos, errors that name the input."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+from agents.rl_features import FEATURES, N_OBS
+from mars_ray.exchange.orders import OrderBatch
+from mars_ray.rl.config import load_rl_config, parse_rl_config
+from mars_ray.rl.env import MarketEnv, role_of
+from mars_ray.schema.events import OrderType
+from mars_ray.schema.validation import ConfigError
+
+TINY = "configs/rl/tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return load_rl_config(TINY).model_dump()
+
+
+def episode(env: MarketEnv, seed: int, action_seed: int) -> list:
+    """Every step's observations, rewards and infos under seeded random actions."""
+    rng = np.random.default_rng(action_seed)
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    done = False
+    while not done:
+        actions = {
+            a: rng.uniform(-1, 1, env.action_spaces[a].shape).astype(np.float32) for a in env.agents
+        }
+        obs, rewards, terminated, _, infos = env.step(actions)
+        out.append((obs, rewards, infos))
+        done = terminated["__all__"]
+    return out
+
+
+def test_env_passes_rllibs_checker() -> None:
+    check_multiagent_environments(MarketEnv(load_rl_config(TINY).env))
+
+
+def test_same_seed_and_actions_give_the_same_episode() -> None:
+    config = load_rl_config(TINY).env
+    a = episode(MarketEnv(config), seed=5, action_seed=1)
+    b = episode(MarketEnv(config), seed=5, action_seed=1)
+    c = episode(MarketEnv(config), seed=6, action_seed=1)
+    assert repr(a) == repr(b)
+    assert repr(a) != repr(c)  # negative control: the seed matters
+
+
+def test_observations_are_in_the_space_and_match_the_docs_table() -> None:
+    env = MarketEnv(load_rl_config(TINY).env)
+    assert N_OBS == sum(n for _, n, _ in FEATURES)
+    for step in episode(env, seed=2, action_seed=3)[1:]:
+        for agent, obs in step[0].items():
+            assert env.observation_spaces[agent].contains(obs)
+    assert {role_of(a) for a in env.possible_agents} == {
+        "execution",
+        "market_maker",
+        "directional",
+    }
+
+
+def test_execution_agent_finishes_its_parent_order() -> None:
+    env = MarketEnv(load_rl_config(TINY).env)
+    env.reset(seed=4)
+    done = False
+    while not done:  # never trade before the end: the clean-up order does it all
+        actions = {a: -np.ones(env.action_spaces[a].shape, np.float32) for a in env.agents}
+        _, _, terminated, _, infos = env.step(actions)
+        done = terminated["__all__"]
+    assert infos["execution_0"]["executed"] == env.roles["execution_0"].quantity
+    assert infos["execution_0"]["inventory"] == env.roles["execution_0"].quantity
+    assert infos["directional_0"]["inventory"] == -500  # target: -max_inventory
+
+
+def test_rejected_orders_appear_in_infos_with_their_reason() -> None:
+    env = MarketEnv(load_rl_config(TINY).env)
+    env.reset(seed=1)
+    agent = env.learners["market_maker_0"]
+    off_tick = OrderBatch.build(
+        time_ns=env.t + 1,
+        instrument=0,
+        order_type=int(OrderType.LIMIT),
+        order_id=agent.order_id(),
+        side=1,
+        price=99.995,
+        size=100.0,
+        agent_id=agent.agent_id,
+    )
+    env.shard.submit_orders(off_tick)
+    zero = {a: np.zeros(env.action_spaces[a].shape, np.float32) for a in env.agents}
+    _, _, _, _, infos = env.step(zero)
+    assert infos["market_maker_0"]["rejected"] == [
+        {"order_id": int(off_tick.order_id[0]), "reason": "off_tick"}
+    ]
+    assert infos["execution_0"]["rejected"] == []
+
+
+@pytest.mark.parametrize("bad", [[2.0, 0.0], [math.nan, 0.0], [0.0, 0.0, 0.0]])
+def test_an_action_outside_the_space_names_the_agent_and_value(bad: list) -> None:
+    env = MarketEnv(load_rl_config(TINY).env)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"agent 'execution_0': action \[.*\] is outside"):
+        env.step({"execution_0": np.array(bad)})
+    with pytest.raises(ValueError, match="unknown agent 'nobody'"):
+        env.step({"nobody": np.zeros(1)})
+
+
+def test_config_errors_name_the_field(raw: dict) -> None:
+    bad = copy.deepcopy(raw)
+    bad["env"]["agents"] = []
+    with pytest.raises(ConfigError, match=r"env\.agents"):
+        parse_rl_config(bad)
+    bad = copy.deepcopy(raw)
+    bad["env"]["agents"][0]["role"] = "arbitrageur"
+    with pytest.raises(ConfigError, match=r"env\.agents\.0\.role"):
+        parse_rl_config(bad)
+    bad = copy.deepcopy(raw)
+    bad["env"]["background"][0]["instruments"] = ["NOPE"]
+    with pytest.raises(ConfigError, match="unknown instrument 'NOPE'"):
+        parse_rl_config(bad)
+    bad = copy.deepcopy(raw)
+    bad["env"]["background"][0]["params"]["rate"] = -1
+    with pytest.raises(ConfigError, match=r"env\.background\.0\.params"):
+        parse_rl_config(bad)
+
+
+def test_an_env_the_kernel_refuses_fails_at_construction(raw: dict) -> None:
+    env = copy.deepcopy(raw["env"])
+    env["episode"]["start"] = "09:00"  # before the open
+    with pytest.raises(ConfigError, match="start"):
+        MarketEnv(env)
