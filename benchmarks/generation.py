@@ -11,7 +11,9 @@ block_size untimed steps, so the figures are the steady state at the full contex
 state a simulated day spends nearly all its orders in.
 
 Reported (best repeat; the median is in the JSON as well, since shared machines are noisy):
-- orders/s at batch 1, 64 and 256 with the KV cache;
+- orders/s at batch 1, 4, 64 and 256 with the KV cache, by the torch step and by the fused
+  numba step (mars_ray/lmm/fast_step.py, the same cache); ``orders_per_s`` has the faster
+  path's figure at each batch, ``orders_per_s_by_path`` both;
 - the KV-cache speed-up at the full context at batch 64: the uncached way re-runs the
   transformer over the last block_size orders of every row for each new order;
 - the factorised head against the joint head (24,576-way softmax): orders/s at batch 256
@@ -41,12 +43,18 @@ from provenance import write_json
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mars_ray.lmm.fast_step import FastStep  # noqa: E402
 from mars_ray.lmm.model import KVCache, LMMConfig, OrderModel  # noqa: E402
 
 SHIPPED_SHAPE = LMMConfig(n_layer=4, n_head=4, n_embd=128, block_size=256)
-BATCHES = (1, 64, 256)
+BATCHES = (1, 4, 64, 256)
 UNCACHED_BATCH = 64
-TARGETS = {"orders_per_s_256": 20_000, "kv_cache_speedup": 10}
+TARGETS = {
+    "orders_per_s_1": 5_000,
+    "orders_per_s_4": 10_000,
+    "orders_per_s_256": 20_000,
+    "kv_cache_speedup": 10,
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -76,6 +84,22 @@ class Generator:
                 hidden = self.model.step(self.comp, self.book, self.cache)
                 self.comp = self.model.sample(hidden, self.uniforms())
         _sync(self.device)
+
+
+class Fused(Generator):
+    """The same generation by the fused numba step, on a cache of the same layout."""
+
+    def __init__(self, model: OrderModel, batch: int, seed: int = 0) -> None:
+        super().__init__(model, batch, seed)
+        self.fast = FastStep(model)
+        self.rows = np.arange(batch)
+        self.np_book = self.book.cpu().numpy()
+        self.np_comp = np.zeros((batch, 4), dtype=np.int64)
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            hidden = self.fast.hidden(self.cache, self.rows, self.np_comp, self.np_book)
+            self.np_comp = self.fast.sample(hidden, self.rng.random((self.batch, 4)))
 
 
 class Uncached(Generator):
@@ -117,8 +141,10 @@ def timed(run: Callable[[int], None], batch: int, seconds: float, repeat: int) -
     }
 
 
-def cached(model: OrderModel, batch: int, seconds: float, repeat: int) -> dict:
-    gen = Generator(model, batch)
+def cached(
+    model: OrderModel, batch: int, seconds: float, repeat: int, kind: type[Generator] = Generator
+) -> dict:
+    gen = kind(model, batch)
     gen.run(model.config.block_size)  # fill the window (untimed)
     return timed(gen.run, batch, seconds, repeat)
 
@@ -175,12 +201,20 @@ def main() -> None:
     print(f"device: {args.device}, torch threads: {threads}, best of {args.repeat} repeats\n")
 
     runs = {b: cached(model, b, args.seconds, args.repeat) for b in BATCHES}
-    print(f"{'batch':>6} {'orders/s':>11} {'median':>11} {'ms/step':>9}")
-    for b, r in runs.items():
-        print(
-            f"{b:>6} {r['orders_per_s']:>11,.0f} {r['orders_per_s_median']:>11,.0f} "
-            f"{r['ms_per_step']:>9.2f}"
-        )
+    fused = {}
+    if args.device == "cpu":
+        fused = {b: cached(model, b, args.seconds, args.repeat, Fused) for b in BATCHES}
+    print(f"{'path':>6} {'batch':>6} {'orders/s':>11} {'median':>11} {'ms/step':>9}")
+    for path, by_batch in (("torch", runs), ("fused", fused)):
+        for b, r in by_batch.items():
+            print(
+                f"{path:>6} {b:>6} {r['orders_per_s']:>11,.0f} "
+                f"{r['orders_per_s_median']:>11,.0f} {r['ms_per_step']:>9.2f}"
+            )
+    best = {
+        str(b): max(runs[b]["orders_per_s"], fused[b]["orders_per_s"] if fused else 0.0)
+        for b in BATCHES
+    }
 
     unc = Uncached(model, UNCACHED_BATCH)
     uncached = timed(unc.run, UNCACHED_BATCH, args.seconds, args.repeat)
@@ -231,13 +265,22 @@ def main() -> None:
         versus = {"checkpoint": str(args.versus), "orders_per_s_256": best, "ratio": ratio}
 
     result = {
-        "orders_per_s": {str(b): r["orders_per_s"] for b, r in runs.items()},
+        "orders_per_s": best,
+        "orders_per_s_by_path": {
+            "torch": {str(b): r["orders_per_s"] for b, r in runs.items()},
+            "fused": {str(b): r["orders_per_s"] for b, r in fused.items()},
+        },
         "versus": versus,
         "kv_cache_speedup": speedup,
         "kv_cache_speedup_batch": UNCACHED_BATCH,
         "uncached_orders_per_s": uncached["orders_per_s"],
         "heads_orders_per_s_256": {h: r["orders_per_s"] for h, r in heads.items()},
-        "runs": {"cached": list(runs.values()), "uncached": uncached, "heads": heads},
+        "runs": {
+            "cached": list(runs.values()),
+            "fused": list(fused.values()),
+            "uncached": uncached,
+            "heads": heads,
+        },
         "targets": TARGETS,
         "model": {
             "source": source,

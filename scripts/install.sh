@@ -30,7 +30,9 @@ fi
 # torch first and pinned: an unpinned torch pulled in by something else would be a multi-GB CUDA build
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
-# compile the order book (simulation and replay) and agent kernels once, into numba's cache
+# compile the order book (simulation and replay), agent and fused LMM step kernels once,
+# into numba's cache
 .venv/bin/python -c "from mars_ray.exchange.compiled_book import warm_up; warm_up()"
 .venv/bin/python -c "from mars_ray.data.lobster_replay import warm_up; warm_up()"
 .venv/bin/python -c "from agents.warm_up import warm_up; warm_up()"
+.venv/bin/python -c "from mars_ray.lmm.fast_step import warm_up; warm_up()"

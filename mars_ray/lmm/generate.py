@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mars_ray.lmm.checkpoint import LoadedModel
+from mars_ray.lmm.fast_step import FastStep, use_fast
 from mars_ray.lmm.model import KVCache
 
 BATCH_FLOOR = 16
@@ -77,6 +78,8 @@ class RowPool:
         self.n_book = self.model.config.n_book
         self.cache = self.model.new_cache(max(capacity, BATCH_FLOOR), self.device)
         self.free = list(range(self.cache.batch))
+        # the fused CPU step (lmm/fast_step.py) where it is faster: chosen once, logged
+        self.fast = FastStep(self.model) if use_fast(self.model, capacity) else None
 
     @property
     def capacity(self) -> int:
@@ -125,6 +128,8 @@ class RowPool:
         """One forward pass for every part; returns each part's (n, 4) next components."""
         if not parts:
             return []
+        if self.fast is not None:
+            return self._step_fast(parts)
         lo, hi = self.window(parts)
         B = hi - lo
         components = np.zeros((B, 4), dtype=np.int64)
@@ -169,6 +174,44 @@ class RowPool:
             )
         out = out.cpu().numpy()
         return [out[p.rows - lo] for p in parts]
+
+    def _step_fast(self, parts: list[StepInput]) -> list[np.ndarray]:
+        """``step`` by the fused kernel, over the parts' rows only: a row's result does not
+        depend on the others there, so no BATCH_FLOOR padding is needed."""
+        assert self.fast is not None
+        cat = np.concatenate
+        rows = cat([p.rows for p in parts])
+        sizes = self.model.config.component_sizes
+        n = len(rows)
+
+        def bias(get, width: int) -> np.ndarray | None:
+            if all(get(p) is None for p in parts):
+                return None
+            out = np.zeros((n, width), dtype=np.float32)
+            at = 0
+            for p in parts:
+                if get(p) is not None:
+                    out[at : at + len(p.rows)] = get(p)
+                at += len(p.rows)
+            return out
+
+        hidden = self.fast.hidden(
+            self.cache,
+            rows,
+            cat([p.components for p in parts]),
+            cat([p.book for p in parts]),
+            cat([p.active for p in parts]),
+        )
+        temperature = cat([np.full(len(p.rows), p.temperature, np.float32) for p in parts])
+        out = self.fast.sample(
+            hidden,
+            cat([p.uniforms for p in parts]),
+            temperature,
+            bias(lambda p: p.kind_bias, sizes[0]),
+            bias(lambda p: p.gap_bias, sizes[3]),
+        )
+        bounds = np.cumsum([len(p.rows) for p in parts])[:-1]
+        return np.split(out, bounds)
 
 
 class LocalGenerator:

@@ -1,0 +1,146 @@
+"""The fused CPU step (mars_ray/lmm/fast_step.py) against OrderModel.step and sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mars_ray.lmm.checkpoint import load_model
+from mars_ray.lmm.fast_step import FastStep
+from mars_ray.lmm.generate import RowPool, StepInput
+from mars_ray.lmm.model import LMMConfig, OrderModel
+
+TOL = 1e-5
+
+
+def tiny(head: str, n_kv_head: int | None, seed: int = 0) -> OrderModel:
+    torch.manual_seed(seed)
+    cfg = LMMConfig(n_layer=2, n_head=4, n_kv_head=n_kv_head, n_embd=32, block_size=16, head=head)
+    model = OrderModel(cfg).eval()
+    with torch.no_grad():  # biases away from their zero init, so that they are tested too
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("head", ["factorised", "joint"])
+@pytest.mark.parametrize("n_kv_head", [None, 2, 1])
+def test_fused_step_equals_torch_over_a_long_stream(head: str, n_kv_head: int | None) -> None:
+    """Five rows, some inactive at times, for five windows: hidden states and every head's
+    logits within 1e-5, the same sampled orders, positions and caches."""
+    model = tiny(head, n_kv_head)
+    fast = FastStep(model)
+    B, steps = 5, 5 * model.config.block_size
+    ref, mine = model.new_cache(B), model.new_cache(B)
+    rng = np.random.default_rng(1)
+    comp = np.zeros((B, 4), dtype=np.int64)
+    temperature = np.array([1.0, 0.7, 1.3, 1.0, 2.0], dtype=np.float32)
+    worst = 0.0
+    for t in range(steps):
+        book = rng.standard_normal((B, model.config.n_book)).astype(np.float32)
+        active = rng.random(B) < 0.85
+        u = rng.random((B, 4))
+        kind = rng.standard_normal((B, 4)).astype(np.float32) if t % 3 == 0 else None
+        gap = rng.standard_normal((B, 16)).astype(np.float32) if t % 4 == 0 else None
+        h_ref = model.step(
+            torch.from_numpy(comp), torch.from_numpy(book), ref, torch.from_numpy(active)
+        )
+        h = fast.hidden(mine, np.arange(B), comp, book, active)
+        worst = max(worst, float(np.abs(h_ref.numpy() - h).max()))
+        o_ref = model.sample(
+            h_ref,
+            torch.from_numpy(u),
+            torch.from_numpy(temperature),
+            None if kind is None else torch.from_numpy(kind),
+            None if gap is None else torch.from_numpy(gap),
+        ).numpy()
+        o = fast.sample(h, u, temperature, kind, gap)
+        if head == "joint":
+            o = near_ties_as_reference(model, h_ref, u, temperature, kind, gap, o, o_ref)
+        np.testing.assert_array_equal(o, o_ref)
+        if head == "factorised":
+            for c, component_head in enumerate(model.heads):
+                lg_ref = component_head(h_ref, torch.from_numpy(o_ref[:, :c])).detach().numpy()
+                np.testing.assert_allclose(fast.logits(h, c, o_ref), lg_ref, rtol=0, atol=TOL)
+        comp = o_ref
+    assert worst < TOL
+    np.testing.assert_array_equal(mine.pos.numpy(), ref.pos.numpy())
+    assert int(ref.pos.min()) > model.config.block_size  # well past the window
+    for a, b in zip(mine.k + mine.v, ref.k + ref.v, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=TOL)
+
+
+def near_ties_as_reference(
+    model: OrderModel,
+    hidden: torch.Tensor,
+    u: np.ndarray,
+    temperature: np.ndarray,
+    kind: np.ndarray | None,
+    gap: np.ndarray | None,
+    o: np.ndarray,
+    o_ref: np.ndarray,
+) -> np.ndarray:
+    """The joint head's 24,576-way cdf is summed in another order than torch's, so a
+    uniform within float rounding of a class boundary may land on the class beside:
+    such draws (every cdf value between the two classes within 1e-5 of the target) are
+    taken as the reference's; any other difference stays one."""
+    o = o.copy()
+    sizes = model.config.component_sizes
+    with torch.no_grad():
+        logits = (
+            model.joint_head(hidden).double() / torch.from_numpy(temperature)[:, None]
+        ).numpy()
+    for r in np.flatnonzero((o != o_ref).any(axis=1)):
+        lg = logits[r].reshape(sizes[0], -1, sizes[3])
+        if kind is not None:
+            lg = lg + kind[r][:, None, None]
+        if gap is not None:
+            lg = lg + gap[r][None, None, :]
+        cdf = np.cumsum(np.exp(lg.ravel() - lg.max()))
+        cdf /= cdf[-1]
+        ids = [int(np.ravel_multi_index(tuple(x[r]), sizes)) for x in (o, o_ref)]
+        lo, hi = min(ids), max(ids)
+        target = np.float32(min(u[r, 0], 1 - 2**-24))
+        if np.all(np.abs(cdf[lo:hi] - target) < TOL):
+            o[r] = o_ref[r]
+    return o
+
+
+def test_a_row_gets_the_same_bits_alone_or_in_any_batch() -> None:
+    """What lets the fused path skip BATCH_FLOOR: a row's result does not depend on the
+    other rows of its step or its place among them (linears run in tiles of 4 rows)."""
+    model = tiny("factorised", None)
+    fast = FastStep(model)
+    rng = np.random.default_rng(2)
+    comp = rng.integers(0, 4, (9, 4))
+    book = rng.standard_normal((9, model.config.n_book)).astype(np.float32)
+    results = []
+    for rows in ([3], [0, 1, 2, 3, 4, 5, 6], [8, 3, 5], list(range(9))[::-1]):
+        cache = model.new_cache(9)
+        at = rows.index(3)
+        for _ in range(20):
+            h = fast.hidden(cache, np.array(rows), comp[rows], book[rows])
+        results.append(h[at])
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def test_pool_orders_are_the_same_by_either_path() -> None:
+    """The shipped model in a small pool: the fused path is chosen, and its orders are the
+    torch path's."""
+    loaded = load_model(None, device="cpu")
+    fast, slow = RowPool(loaded, 3), RowPool(loaded, 3)
+    assert fast.fast is not None
+    slow.fast = None
+    rows_f, rows_s = fast.allocate(3), slow.allocate(3)
+    rng = np.random.default_rng(3)
+    comp = np.zeros((3, 4), dtype=np.int64)
+    for _ in range(40):
+        book = rng.standard_normal((3, loaded.model.config.n_book)).astype(np.float32)
+        u, active = rng.random((3, 4)), rng.random(3) < 0.9
+        a = fast.step([StepInput(rows_f, comp, book, u, active)])[0]
+        b = slow.step([StepInput(rows_s, comp, book, u, active)])[0]
+        np.testing.assert_array_equal(a, b)
+        comp = b
