@@ -42,9 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mars_ray.data.lobster import (
-    DELETE,
     EXECUTE,
-    SUBMIT,
     LobsterFormatError,
     Messages,
     book_before_first,
@@ -65,6 +63,8 @@ from mars_ray.lmm.tokenizer import (
     SESSION_NS,
     Kind,
 )
+from mars_ray.reports.distances import l1_histograms, wasserstein1
+from mars_ray.reports.lob_scores import cancel_lifetimes
 from mars_ray.schema.clock import NS_PER_S
 
 if TYPE_CHECKING:
@@ -114,41 +114,6 @@ class RealismError(ValueError):
 
 
 # ----------------------------------------------------------------------------- distances
-def wasserstein1(u: np.ndarray, v: np.ndarray) -> float:
-    """W1 between two empirical distributions: the integral over p of |Q_u(p) - Q_v(p)|.
-
-    The empirical quantile functions are step functions that change only at
-    k/n and k/m, so the integral is an exact finite sum over those breakpoints.
-    NaN when either sample is empty.
-    """
-    a = np.sort(np.asarray(u, dtype=np.float64).reshape(-1))
-    b = np.sort(np.asarray(v, dtype=np.float64).reshape(-1))
-    n, m = len(a), len(b)
-    if n == 0 or m == 0:
-        return float("nan")
-    p = np.union1d(np.arange(1, n + 1) / n, np.arange(1, m + 1) / m)
-    width = np.diff(p, prepend=0.0)
-    mid = p - width / 2  # strictly inside each step of both quantile functions
-    qa = a[np.minimum((mid * n).astype(np.int64), n - 1)]
-    qb = b[np.minimum((mid * m).astype(np.int64), m - 1)]
-    return float(np.sum(width * np.abs(qa - qb)))
-
-
-def l1_histograms(p: np.ndarray, q: np.ndarray) -> float:
-    """L1 distance between two histograms after normalising each to 1 (0 = same, 2 = disjoint).
-
-    NaN when either histogram is empty.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if p.shape != q.shape:
-        raise ValueError(f"histograms differ in shape: {p.shape} and {q.shape}")
-    sp, sq = p.sum(), q.sum()
-    if sp <= 0 or sq <= 0:
-        return float("nan")
-    return float(np.abs(p / sp - q / sq).sum())
-
-
 def distance(metric: Metric, a: np.ndarray, b: np.ndarray) -> float:
     return wasserstein1(a, b) if metric.distance == "W1" else l1_histograms(a, b)
 
@@ -156,29 +121,6 @@ def distance(metric: Metric, a: np.ndarray, b: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- one book
 def _log10_seconds(ns: np.ndarray) -> np.ndarray:
     return np.log10(np.maximum(np.asarray(ns, dtype=np.float64) / NS_PER_S, MIN_SECONDS))
-
-
-def cancel_lifetimes(msgs: Messages, window: tuple[int, int] | None = None) -> np.ndarray:
-    """Nanoseconds from submission (type 1) to full cancel (type 3) of each deleted order whose
-    submission is in ``msgs``; with ``window``, only deletes at start <= time < end.
-
-    An id can be deleted and submitted again (a simulated modify is written that way),
-    so each delete is paired with the latest submission of its id before it.
-    """
-    typ = msgs.type
-    sel = np.flatnonzero((typ == SUBMIT) | (typ == DELETE))
-    order = sel[np.lexsort((sel, msgs.order_id[sel]))]  # by id, then message position
-    ids = msgs.order_id[order]
-    sub = typ[order] == SUBMIT
-    paired = np.zeros(len(order), dtype=bool)
-    paired[1:] = ~sub[1:] & sub[:-1] & (ids[1:] == ids[:-1])
-    deletes = order[paired]
-    submits = order[np.flatnonzero(paired) - 1]
-    t_del = msgs.time_ns[deletes]
-    keep = np.ones(len(deletes), dtype=bool)
-    if window is not None:
-        keep = (t_del >= window[0]) & (t_del < window[1])
-    return (t_del - msgs.time_ns[submits])[keep].astype(np.int64)
 
 
 def minute_returns(time_ns: np.ndarray, rows: np.ndarray, window: tuple[int, int]) -> np.ndarray:
