@@ -20,6 +20,7 @@ from mars_ray.data.lobster import (
     read_orderbook,
 )
 from mars_ray.lmm.tokenizer import DEEP, MARKETABLE, N_PRICE
+from mars_ray.reports.lob_scores import SCORES
 from mars_ray.reports.realism import (
     METRICS,
     Metric,
@@ -247,7 +248,14 @@ def test_report_end_to_end(dirs, tmp_path):
     assert all(row[-1] in ("lmm", "baseline", "tie", "-") for row in table)
 
     report = json.loads(json_out.read_text())
-    assert set(report) == {"metrics", "sources", "notes"}
+    assert set(report) == {"metrics", "lob_bench", "sources", "notes"}
+    lob = report["lob_bench"]
+    assert lob["levels"] == 10  # the excerpt's depth, not level 1
+    assert set(lob["scores"]) == set(SCORES)
+    assert set(lob["scores"]["spread"]) == {"lmm", "baseline", "floor"}
+    assert lob["scores"]["spread"]["lmm"]["w1"] >= 0
+    assert set(lob["one_sided_rows"]) == {"real", "lmm", "baseline"}
+    assert lob["messages_per_s"]["real"] > 0
     assert list(report["metrics"]) == NAMES
     for name, d in report["metrics"].items():
         assert set(d) == {"lmm", "baseline"}

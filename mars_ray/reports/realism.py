@@ -368,8 +368,8 @@ def read_run(run_dir: str | Path) -> Run:
     return Run(path, str(cfg.get("name", path.name)), tuple(ticks), ticks, window)
 
 
-def run_source(run: Run, instrument: str) -> Source:
-    """A run's samples for one instrument, every trajectory a book of its own, pooled."""
+def trajectory_events(run: Run, instrument: str) -> list[pa.Table]:
+    """One instrument's events of a run, one table per trajectory (in trajectory order)."""
     import pyarrow.compute as pc
 
     from mars_ray.sim.run_files import RunFilesError, read_events
@@ -383,10 +383,15 @@ def run_source(run: Run, instrument: str) -> Source:
         events = read_events(run.path, filter=pc.field("instrument") == instrument)
     except (RunFilesError, OSError, ValueError) as exc:
         raise RealismError(f"{str(run.path)!r}: unreadable ({exc})") from None
-    parts, orders = [], 0
     trajectories = sorted(set(events["trajectory_id"].to_pylist()))
-    for k in trajectories:
-        book = events.filter(pc.equal(events["trajectory_id"], k))
+    return [events.filter(pc.equal(events["trajectory_id"], k)) for k in trajectories]
+
+
+def run_source(run: Run, instrument: str) -> Source:
+    """A run's samples for one instrument, every trajectory a book of its own, pooled."""
+    parts, orders = [], 0
+    books = trajectory_events(run, instrument)
+    for book in books:
         samples, n = events_unit_samples(book, run.reference_ticks[instrument], run.window)
         parts.append(samples)
         orders += n
@@ -394,7 +399,7 @@ def run_source(run: Run, instrument: str) -> Source:
         "run": str(run.path),
         "name": run.name,
         "instrument": instrument,
-        "trajectories": len(trajectories),
+        "trajectories": len(books),
         "orders": orders,
         "window": _clock(run.window),
     }
@@ -411,9 +416,9 @@ def _clock(window: tuple[int, int]) -> list[str]:
 
 # ----------------------------------------------------------------------------- comparison
 NOTES = (
-    "the reference holds one book level, so every source is cut to its level-1 view: only "
-    "messages that change level 1 (as LOBSTER writes a 1-level file) and level-1 quotes; "
-    "depth behind the best quotes and orders placed or cancelled there are not compared",
+    "the metrics table compares the level-1 view of every source, whatever the reference's "
+    "depth: only messages that change level 1 (as LOBSTER writes a 1-level file) and "
+    "level-1 quotes; the LOB-Bench table below it compares at the reference's full depth",
     "continuous trading only: the reference 09:30-16:00, each run from its open to its "
     "closing call; trajectories of a run and days of the reference are pooled",
     "W1 is in each metric's unit (ticks, log10 s, log10 shares, imbalance, return std "
