@@ -15,6 +15,7 @@ from mars_ray.reports.distances import (
     wasserstein1,
 )
 from mars_ray.reports.lob_scores import SCORES, book_scores, ofi_events, pool_scores
+from mars_ray.reports.lob_suite import floor_halves, message_rate, one_sided_share, windows
 
 S = 1_000_000_000
 
@@ -103,3 +104,15 @@ def test_score_distances_give_both_distances_with_intervals():
     assert len(d["l1_ci95"]) == 2 and len(d["w1_ci95"]) == 2
     empty = score_distances(u, np.zeros(0), n_boot=5)
     assert empty["l1"] is None and empty["w1_ci95"] is None
+
+
+def test_windows_cut_the_day_and_carry_the_book_before_each():
+    rows = replay_orderbook(FLOW, 2, INITIAL[None, :])
+    books = windows(FLOW, rows, INITIAL, (0, 180 * S), 60 * S)
+    assert [len(b.msgs) for b in books] == [4, 1, 1]
+    assert books[0].initial.tolist() == INITIAL.tolist()
+    assert books[1].initial.tolist() == rows[3].tolist()
+    first, second = floor_halves(books)
+    assert len(first) == 1 and len(second) == 2
+    assert one_sided_share(books) == 0.0
+    assert message_rate(books) == pytest.approx(6 / (4 + 0 + 0))  # spans: 4 s, 0, 0

@@ -256,6 +256,8 @@ def test_report_end_to_end(dirs, tmp_path):
     assert lob["scores"]["spread"]["lmm"]["w1"] >= 0
     assert set(lob["one_sided_rows"]) == {"real", "lmm", "baseline"}
     assert lob["messages_per_s"]["real"] > 0
+    assert len(lob["stylized_facts"]) == 11
+    assert set(lob["stylized_facts"]["heavy_tails"]) == {"real", "lmm", "baseline", "statistic"}
     assert list(report["metrics"]) == NAMES
     for name, d in report["metrics"].items():
         assert set(d) == {"lmm", "baseline"}

@@ -140,6 +140,8 @@ def realism(
     click.echo(f"LOB-Bench scores, {levels} level{'' if levels == 1 else 's'}:")
     click.echo(ls.format_scores(suite, labels))
     click.echo("")
+    click.echo(ls.format_facts(suite, labels))
+    click.echo("")
     for note in notes:
         click.echo(f"note: {note}")
 

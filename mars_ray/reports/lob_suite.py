@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mars_ray.data.lobster import (
+    EXECUTE,
+    HIDDEN,
     LobsterFormatError,
     Messages,
     book_before_first,
@@ -29,12 +31,14 @@ from mars_ray.data.lobster import (
 from mars_ray.reports.distances import score_distances
 from mars_ray.reports.lob_scores import SCORES, book_scores, pool_scores
 from mars_ray.reports.realism import Run, trajectory_events
+from mars_ray.reports.stylized_facts import FACTS, stylized_facts
 from mars_ray.schema.clock import NS_PER_S
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 WINDOW_NS = 20 * 60 * NS_PER_S  # the real day's windows: 20 minutes, as a realism run
+FACT_INTERVAL_NS = 10 * NS_PER_S  # returns of the stylized facts: the mid every 10 s
 N_BOOT = 20  # bootstrap draws per interval (a report of 21 scores x 3 comparisons)
 
 
@@ -127,6 +131,32 @@ def one_sided_share(books: Sequence[Book]) -> float | None:
     return float(np.mean((r[:, 0] <= 0) | (r[:, 2] <= 0)))
 
 
+def interval_returns(book: Book, interval: int = FACT_INTERVAL_NS) -> tuple[np.ndarray, np.ndarray]:
+    """Log returns of the last two-sided mid at each ``interval`` mark from the book's first
+    message, and the shares executed in each interval; intervals without a mid dropped."""
+    t = book.msgs.time_ns
+    if len(t) < 2:
+        return np.zeros(0), np.zeros(0)
+    marks = np.arange(int(t[0]), int(t[-1]) + 1, interval, dtype=np.int64)
+    ask, bid = book.rows[:, 0], book.rows[:, 2]
+    mid = np.where((ask > 0) & (bid > 0), (ask + bid) / 2.0, np.nan)
+    at = np.searchsorted(t, marks, side="right") - 1
+    r = np.diff(np.log(mid[at]))
+    done = np.isin(book.msgs.type, (EXECUTE, HIDDEN))
+    idx = (t[done] - t[0]) // interval
+    v = np.bincount(idx, weights=book.msgs.size[done], minlength=len(marks))[1 : len(marks)]
+    ok = np.isfinite(r)
+    return r[ok], v[ok].astype(np.float64)
+
+
+def facts_of(books: Sequence[Book]) -> dict[str, dict[str, float | bool | None]]:
+    """The stylized facts of the books' interval returns, pooled (books end to end)."""
+    parts = [interval_returns(b) for b in books]
+    r = np.concatenate([p[0] for p in parts] or [np.zeros(0)])
+    v = np.concatenate([p[1] for p in parts] or [np.zeros(0)])
+    return stylized_facts(r, v)
+
+
 def floor_halves(books: Sequence[Book]) -> tuple[list[Book], list[Book]]:
     """The reference's windows in two halves: first and second in time."""
     half = len(books) // 2
@@ -154,8 +184,16 @@ def compare_scores(
         row["floor"] = score_distances(floor_a[name], floor_b[name], n_boot=n_boot, seed=seed)
         scores[name] = row
     every = {"real": list(reference), **{k: list(v) for k, v in generated.items() if v}}
+    facts = {k: facts_of(v) for k, v in every.items()}
     return {
         "scores": scores,
+        "stylized_facts": {
+            name: {
+                **{k: f[name]["present"] for k, f in facts.items()},
+                "statistic": {k: f[name]["statistic"] for k, f in facts.items()},
+            }
+            for name in FACTS
+        },
         "one_sided_rows": {k: one_sided_share(v) for k, v in every.items()},
         "messages_per_s": {k: message_rate(v) for k, v in every.items()},
     }
@@ -189,3 +227,21 @@ def format_scores(result: Mapping[str, Any], labels: Sequence[str]) -> str:
 def run_books(run: Run, instrument: str, levels: int) -> list[Book]:
     """Each trajectory of a run's instrument as a book at ``levels`` depth, open to closing call."""
     return [events_book(t, levels, run.window) for t in trajectory_events(run, instrument)]
+
+
+def format_facts(result: Mapping[str, Any], labels: Sequence[str]) -> str:
+    """Fact | present (yes/no/-) per source, real first; then one-sided rows and rates."""
+    cols = ["real", *labels]
+    rows = [["fact", *cols]]
+    for name, row in result["stylized_facts"].items():
+        rows.append([name, *["yes" if row.get(k) else "no" for k in cols]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols) + 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for key, fmt in (("one_sided_rows", ".2%"), ("messages_per_s", ".1f")):
+        lines.append(f"{key}: " + ", ".join(f"{k} {num(result[key].get(k), fmt)}" for k in cols))
+    return "\n".join(lines)
