@@ -14,7 +14,14 @@ from mars_ray.reports.distances import (
     shared_bins,
     wasserstein1,
 )
-from mars_ray.reports.lob_scores import SCORES, book_scores, ofi_events, pool_scores
+from mars_ray.reports.impact import LAGS, curve_deviation, pooled_curves, response_sums
+from mars_ray.reports.lob_scores import (
+    SCORES,
+    book_before,
+    book_scores,
+    ofi_events,
+    pool_scores,
+)
 from mars_ray.reports.lob_suite import floor_halves, message_rate, one_sided_share, windows
 
 S = 1_000_000_000
@@ -116,3 +123,19 @@ def test_windows_cut_the_day_and_carry_the_book_before_each():
     assert len(first) == 1 and len(second) == 2
     assert one_sided_share(books) == 0.0
     assert message_rate(books) == pytest.approx(6 / (4 + 0 + 0))  # spans: 4 s, 0, 0
+
+
+def test_price_response_of_a_hand_made_book():
+    rows = replay_orderbook(FLOW, 2, INITIAL[None, :])
+    curves = pooled_curves([response_sums(FLOW, rows, book_before(rows, INITIAL))])
+    lag1, lag2 = LAGS.index(1), LAGS.index(2)
+    # the execution takes the whole best ask (a buyer's market order): mid 100 -> 100.5
+    assert curves["market_1"][lag1] == pytest.approx(0.5)
+    assert curves["market_1"][lag2] is None and curves["market_0"][lag1] is None
+    # the ask placed behind the best (sign -1) sees the mid rise by 0.5 two events later
+    assert curves["limit_0"][lag1] == pytest.approx(0.0)
+    assert curves["limit_0"][lag2] == pytest.approx(-0.5)
+    assert curves["limit_1"][lag1] == pytest.approx(0.5)  # the bid inside the spread
+    assert curve_deviation(curves["limit_0"], curves["limit_0"]) == 0.0
+    assert curve_deviation([1.0, None, 3.0], [2.0, 5.0, 1.0]) == pytest.approx(1.5)
+    assert curve_deviation([None], [1.0]) is None

@@ -20,6 +20,7 @@ from mars_ray.data.lobster import (
     read_orderbook,
 )
 from mars_ray.lmm.tokenizer import DEEP, MARKETABLE, N_PRICE
+from mars_ray.reports.impact import CURVES
 from mars_ray.reports.lob_scores import SCORES
 from mars_ray.reports.realism import (
     METRICS,
@@ -257,6 +258,8 @@ def test_report_end_to_end(dirs, tmp_path):
     assert set(lob["one_sided_rows"]) == {"real", "lmm", "baseline"}
     assert lob["messages_per_s"]["real"] > 0
     assert len(lob["stylized_facts"]) == 11
+    assert set(lob["impact"]["deviation"]) == {"lmm", "baseline", "floor"}
+    assert set(lob["impact"]["curves"]["real"]) == set(CURVES)
     assert set(lob["stylized_facts"]["heavy_tails"]) == {"real", "lmm", "baseline", "statistic"}
     assert list(report["metrics"]) == NAMES
     for name, d in report["metrics"].items():

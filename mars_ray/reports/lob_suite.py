@@ -29,7 +29,8 @@ from mars_ray.data.lobster import (
     read_pair,
 )
 from mars_ray.reports.distances import score_distances
-from mars_ray.reports.lob_scores import SCORES, book_scores, pool_scores
+from mars_ray.reports.impact import deviations, pooled_curves, response_sums
+from mars_ray.reports.lob_scores import SCORES, book_before, book_scores, pool_scores
 from mars_ray.reports.realism import Run, trajectory_events
 from mars_ray.reports.stylized_facts import FACTS, stylized_facts
 from mars_ray.schema.clock import NS_PER_S
@@ -157,6 +158,13 @@ def facts_of(books: Sequence[Book]) -> dict[str, dict[str, float | bool | None]]
     return stylized_facts(r, v)
 
 
+def curves_of(books: Sequence[Book]) -> dict[str, list[float | None]]:
+    """The price-response curves of the books, pooled (``impact``)."""
+    return pooled_curves(
+        [response_sums(b.msgs, b.rows, book_before(b.rows, b.initial)) for b in books]
+    )
+
+
 def floor_halves(books: Sequence[Book]) -> tuple[list[Book], list[Book]]:
     """The reference's windows in two halves: first and second in time."""
     half = len(books) // 2
@@ -185,8 +193,12 @@ def compare_scores(
         scores[name] = row
     every = {"real": list(reference), **{k: list(v) for k, v in generated.items() if v}}
     facts = {k: facts_of(v) for k, v in every.items()}
+    curves = {k: curves_of(v) for k, v in every.items()}
+    mad = {k: deviations(curves["real"], c) for k, c in curves.items() if k != "real"}
+    mad["floor"] = deviations(curves_of(first), curves_of(second))
     return {
         "scores": scores,
+        "impact": {"deviation": mad, "curves": curves},
         "stylized_facts": {
             name: {
                 **{k: f[name]["present"] for k, f in facts.items()},
@@ -242,6 +254,12 @@ def format_facts(result: Mapping[str, Any], labels: Sequence[str]) -> str:
     def num(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
+    for curve in ("market_0", "market_1"):
+        mad = result["impact"]["deviation"]
+        lines.append(
+            f"impact {curve} deviation (ticks): "
+            + ", ".join(f"{k} {num(mad.get(k, {}).get(curve), '.3f')}" for k in [*labels, "floor"])
+        )
     for key, fmt in (("one_sided_rows", ".2%"), ("messages_per_s", ".1f")):
         lines.append(f"{key}: " + ", ".join(f"{k} {num(result[key].get(k), fmt)}" for k in cols))
     return "\n".join(lines)
