@@ -9,6 +9,8 @@ from mars_ray.data.lobster import DELETE, EXECUTE, PARTIAL_CANCEL, SUBMIT, Messa
 from mars_ray.data.lobster_replay import replay_orderbook
 from mars_ray.reports.distances import (
     bootstrap_ci,
+    conditional_distance,
+    conditional_distances,
     l1_binned,
     score_distances,
     shared_bins,
@@ -17,10 +19,13 @@ from mars_ray.reports.distances import (
 from mars_ray.reports.impact import LAGS, curve_deviation, pooled_curves, response_sums
 from mars_ray.reports.lob_scores import (
     SCORES,
+    ask_volume_given_spread,
     book_before,
     book_scores,
     ofi_events,
     pool_scores,
+    spread_given_time,
+    spread_given_volatility,
 )
 from mars_ray.reports.lob_suite import floor_halves, message_rate, one_sided_share, windows
 
@@ -139,3 +144,23 @@ def test_price_response_of_a_hand_made_book():
     assert curve_deviation(curves["limit_0"], curves["limit_0"]) == 0.0
     assert curve_deviation([1.0, None, 3.0], [2.0, 5.0, 1.0]) == pytest.approx(1.5)
     assert curve_deviation([None], [1.0]) is None
+
+
+def test_conditional_scores_group_by_their_condition():
+    rows = replay_orderbook(FLOW, 2, INITIAL[None, :])
+    volume, spread = ask_volume_given_spread(rows)
+    assert spread.tolist() == [2, 1, 2, 2, 3, 3] and volume.tolist() == [3, 3, 3, 3, 5, 5]
+    _, half_hour = spread_given_time(FLOW, rows)
+    assert half_hour.tolist() == [0] * 6  # all in the first half hour after midnight
+    _, moved = spread_given_volatility(np.vstack([rows] * 40))  # 240 rows: 140 have a past
+    assert len(moved) == 140 and set(moved.tolist()) <= {0, 1, 2, 3}
+
+
+def test_conditional_distance_weighs_shared_groups_by_the_real_sample():
+    real = (np.array([0.0, 0.0, 0.0, 5.0]), np.array([1, 1, 1, 2]))
+    gen = (np.array([1.0, 5.0, 9.0]), np.array([1, 2, 3]))  # group 3 is not in the real one
+    # W1 in group 1 is 1 (weight 3/4), in group 2 is 0 (weight 1/4)
+    assert conditional_distance(real, gen, wasserstein1) == pytest.approx(0.75)
+    assert np.isnan(conditional_distance(real, (np.ones(1), np.array([7])), wasserstein1))
+    d = conditional_distances(real, real, n_boot=10)
+    assert d["w1"] == 0.0 and d["l1"] == 0.0

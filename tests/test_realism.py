@@ -21,7 +21,7 @@ from mars_ray.data.lobster import (
 )
 from mars_ray.lmm.tokenizer import DEEP, MARKETABLE, N_PRICE
 from mars_ray.reports.impact import CURVES
-from mars_ray.reports.lob_scores import SCORES
+from mars_ray.reports.lob_scores import CONDITIONAL, SCORES
 from mars_ray.reports.realism import (
     METRICS,
     Metric,
@@ -252,7 +252,7 @@ def test_report_end_to_end(dirs, tmp_path):
     assert set(report) == {"metrics", "lob_bench", "sources", "notes"}
     lob = report["lob_bench"]
     assert lob["levels"] == 10  # the excerpt's depth, not level 1
-    assert set(lob["scores"]) == set(SCORES)
+    assert set(lob["scores"]) == set(SCORES) | set(CONDITIONAL)
     assert set(lob["scores"]["spread"]) == {"lmm", "baseline", "floor"}
     assert lob["scores"]["spread"]["lmm"]["w1"] >= 0
     assert set(lob["one_sided_rows"]) == {"real", "lmm", "baseline"}

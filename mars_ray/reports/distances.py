@@ -131,3 +131,51 @@ def score_distances(
         lo, hi = bootstrap_ci(real, generated, dist, n_boot=n_boot, seed=seed)
         out[f"{name}_ci95"] = None if d is None else [lo, hi]
     return out
+
+
+def conditional_distance(
+    real: tuple[np.ndarray, np.ndarray],
+    generated: tuple[np.ndarray, np.ndarray],
+    dist: Callable[[np.ndarray, np.ndarray], float],
+) -> float:
+    """A conditional score's distance: ``dist`` within each group (the condition's bin) that
+    both (values, groups) samples hold, averaged with the real sample's group weights.
+    NaN when they share no group."""
+    rv, rg = (np.asarray(x) for x in real)
+    gv, gg = (np.asarray(x) for x in generated)
+    shared = np.intersect1d(rg, gg)
+    if len(shared) == 0:
+        return float("nan")
+    weights = np.array([np.sum(rg == g) for g in shared], dtype=np.float64)
+    ds = np.array([dist(rv[rg == g], gv[gg == g]) for g in shared])
+    return float(np.sum(weights * ds) / weights.sum())
+
+
+def conditional_distances(
+    real: tuple[np.ndarray, np.ndarray],
+    generated: tuple[np.ndarray, np.ndarray],
+    *,
+    n_boot: int = 100,
+    seed: int = 0,
+) -> dict[str, float | list[float] | None]:
+    """``score_distances`` for a conditional score: (value, group) pairs resampled together."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, float | list[float] | None] = {}
+    nr, ng = len(real[0]), len(generated[0])
+    for name, dist in DISTANCES.items():
+        d = conditional_distance(real, generated, dist)
+        out[name] = float(d) if np.isfinite(d) else None
+        if out[name] is None:
+            out[f"{name}_ci95"] = None
+            continue
+        boots = []
+        for _ in range(n_boot):
+            i, j = rng.integers(0, nr, nr), rng.integers(0, ng, ng)
+            boots.append(
+                conditional_distance(
+                    (real[0][i], real[1][i]), (generated[0][j], generated[1][j]), dist
+                )
+            )
+        lo, hi = np.nanpercentile(boots, [2.5, 97.5])
+        out[f"{name}_ci95"] = [float(lo), float(hi)]
+    return out

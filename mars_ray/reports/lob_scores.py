@@ -226,3 +226,60 @@ def book_scores(
 def pool_scores(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Concatenate the scores of several books."""
     return {name: np.concatenate([p[name] for p in parts] or [np.zeros(0)]) for name in SCORES}
+
+
+# ----------------------------------------------------------------------------- conditional
+SPREAD_GROUPS = 5  # spreads of 5 ticks and more share a group
+TIME_GROUP_NS = 30 * MINUTE_NS  # spread given time of day: half hours
+VOLATILITY_LAG = 100  # messages over which the mid's move stands for recent volatility
+VOLATILITY_GROUPS = 4  # |move| of 0, 1, 2 and 3+ ticks
+
+
+def ask_volume_given_spread(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ask volume at the touch, spread group 1..SPREAD_GROUPS) of two-sided rows."""
+    ok = (rows[:, 0] > 0) & (rows[:, 2] > 0)
+    spread_ = np.minimum(rows[ok, 0] - rows[ok, 2], SPREAD_GROUPS)
+    return rows[ok, 1].astype(np.float64), spread_.astype(np.int64)
+
+
+def spread_given_time(msgs: Messages, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(spread, half hour of the day) of two-sided rows."""
+    ok = (rows[:, 0] > 0) & (rows[:, 2] > 0)
+    return (rows[ok, 0] - rows[ok, 2]).astype(np.float64), msgs.time_ns[ok] // TIME_GROUP_NS
+
+
+def spread_given_volatility(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(spread, |mid move| over the previous VOLATILITY_LAG messages in whole ticks, capped)
+    of two-sided rows that have such a past."""
+    ok = (rows[:, 0] > 0) & (rows[:, 2] > 0)
+    mid = np.where(ok, (rows[:, 0] + rows[:, 2]) / 2.0, np.nan)
+    move = np.full(len(mid), np.nan)
+    move[VOLATILITY_LAG:] = np.abs(mid[VOLATILITY_LAG:] - mid[:-VOLATILITY_LAG])
+    keep = ok & np.isfinite(move)
+    group = np.minimum(np.floor(move[keep]), VOLATILITY_GROUPS - 1).astype(np.int64)
+    return (rows[keep, 0] - rows[keep, 2]).astype(np.float64), group
+
+
+Conditional = Callable[[Messages, np.ndarray], tuple[np.ndarray, np.ndarray]]
+CONDITIONAL: dict[str, Conditional] = {
+    "ask_volume_given_spread": lambda m, r: ask_volume_given_spread(r),
+    "spread_given_time": spread_given_time,
+    "spread_given_volatility": lambda m, r: spread_given_volatility(r),
+}
+
+
+def book_conditional(msgs: Messages, rows: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rows = np.asarray(rows, dtype=np.int64)
+    return {name: f(msgs, rows) for name, f in CONDITIONAL.items()}
+
+
+def pool_conditional(
+    parts: list[dict[str, tuple[np.ndarray, np.ndarray]]],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {
+        name: (
+            np.concatenate([p[name][0] for p in parts] or [np.zeros(0)]),
+            np.concatenate([p[name][1] for p in parts] or [np.zeros(0, np.int64)]),
+        )
+        for name in CONDITIONAL
+    }

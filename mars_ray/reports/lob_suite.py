@@ -28,9 +28,17 @@ from mars_ray.data.lobster import (
     book_before_first,
     read_pair,
 )
-from mars_ray.reports.distances import score_distances
+from mars_ray.reports.distances import conditional_distances, score_distances
 from mars_ray.reports.impact import deviations, pooled_curves, response_sums
-from mars_ray.reports.lob_scores import SCORES, book_before, book_scores, pool_scores
+from mars_ray.reports.lob_scores import (
+    CONDITIONAL,
+    SCORES,
+    book_before,
+    book_conditional,
+    book_scores,
+    pool_conditional,
+    pool_scores,
+)
 from mars_ray.reports.realism import Run, trajectory_events
 from mars_ray.reports.stylized_facts import FACTS, stylized_facts
 from mars_ray.schema.clock import NS_PER_S
@@ -116,6 +124,10 @@ def scores_of(books: Sequence[Book]) -> dict[str, np.ndarray]:
     return pool_scores([book_scores(b.msgs, b.rows, b.initial) for b in books])
 
 
+def conditional_of(books: Sequence[Book]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return pool_conditional([book_conditional(b.msgs, b.rows) for b in books])
+
+
 def message_rate(books: Sequence[Book]) -> float | None:
     """Messages per second over the books' spans (None: no time spanned)."""
     span = sum(int(b.msgs.time_ns[-1] - b.msgs.time_ns[0]) for b in books if len(b.msgs))
@@ -190,6 +202,18 @@ def compare_scores(
         for label, s in pooled.items():
             row[label] = score_distances(real[name], s[name], n_boot=n_boot, seed=seed)
         row["floor"] = score_distances(floor_a[name], floor_b[name], n_boot=n_boot, seed=seed)
+        scores[name] = row
+    real_c = conditional_of(reference)
+    pooled_c = {k: conditional_of(v) for k, v in generated.items() if v}
+    floor_c = conditional_of(first), conditional_of(second)
+    for name in CONDITIONAL:
+        row = {
+            label: conditional_distances(real_c[name], c[name], n_boot=n_boot, seed=seed)
+            for label, c in pooled_c.items()
+        }
+        row["floor"] = conditional_distances(
+            floor_c[0][name], floor_c[1][name], n_boot=n_boot, seed=seed
+        )
         scores[name] = row
     every = {"real": list(reference), **{k: list(v) for k, v in generated.items() if v}}
     facts = {k: facts_of(v) for k, v in every.items()}
