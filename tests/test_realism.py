@@ -278,6 +278,8 @@ def test_report_end_to_end(dirs, tmp_path):
     assert report["sources"]["reference"]["files"][0].endswith(EXCERPT.format("message"))
     assert any("level" in note for note in report["notes"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for page in ("scores", "impact", "facts"):  # one page per LOB-Bench family
+        assert (png.parent / f"realism_{page}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_without_baseline_and_against_itself(dirs, tmp_path):

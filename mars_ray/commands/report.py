@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mars_ray.reports.realism import Run, Source
 
 
@@ -123,7 +125,9 @@ def realism(
         notes.append(f"the baseline has no {name!r}: its first instrument {base_name!r} is used")
 
     try:
-        suite, levels = _lob_bench(pairs, run, name, base, base_name, skip_bad_rows=skip_bad_rows)
+        suite, samples, levels = _lob_bench(
+            pairs, run, name, base, base_name, skip_bad_rows=skip_bad_rows
+        )
     except (rl.RealismError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     notes.append(
@@ -166,6 +170,13 @@ def realism(
             ),
         )
         click.echo(f"plot: {plot_out}")
+        from mars_ray.reports.lob_plots import plot_pages
+
+        depth = f"{run.name}:{name}, {levels} level{'' if levels == 1 else 's'}"
+        pages: list[Path] = []
+        _write(plot_out, lambda p: pages.extend(plot_pages(samples, suite, p, depth)))
+        for page in pages:
+            click.echo(f"plot: {page}")
 
 
 def _lob_bench(
@@ -176,8 +187,9 @@ def _lob_bench(
     base_name: str,
     *,
     skip_bad_rows: bool,
-) -> tuple[dict[str, Any], int]:
-    """LOB-Bench's scores of the run and the baseline at the reference's depth, with a floor."""
+) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], int]:
+    """LOB-Bench's scores of the run and the baseline at the reference's depth, with a floor
+    (and each source's pooled samples, for the plots)."""
     from mars_ray.reports import lob_suite as ls
     from mars_ray.reports.realism import REAL_WINDOW
 
@@ -185,7 +197,8 @@ def _lob_bench(
     generated = {"lmm": ls.run_books(run, name, levels)}
     if base is not None:
         generated["baseline"] = ls.run_books(base, base_name, levels)
-    return ls.compare_scores(reference, generated), levels
+    result, samples = ls.compare_scores(reference, generated)
+    return result, samples, levels
 
 
 def _describe(sources: dict[str, Source]) -> str:

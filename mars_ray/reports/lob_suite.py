@@ -189,9 +189,10 @@ def compare_scores(
     *,
     n_boot: int = N_BOOT,
     seed: int = 0,
-) -> dict[str, Any]:
-    """{"scores": {score: {label: distances, "floor": distances}}, "one_sided_rows",
-    "messages_per_s"} for each generated source and the floor."""
+) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """({"scores": {score: {label: distances, "floor": distances}}, "impact",
+    "stylized_facts", "one_sided_rows", "messages_per_s"}, each source's pooled score
+    samples (for plots))."""
     real = scores_of(reference)
     pooled = {k: scores_of(v) for k, v in generated.items() if v}
     first, second = floor_halves(reference)
@@ -220,7 +221,7 @@ def compare_scores(
     curves = {k: curves_of(v) for k, v in every.items()}
     mad = {k: deviations(curves["real"], c) for k, c in curves.items() if k != "real"}
     mad["floor"] = deviations(curves_of(first), curves_of(second))
-    return {
+    result = {
         "scores": scores,
         "impact": {"deviation": mad, "curves": curves},
         "stylized_facts": {
@@ -233,6 +234,7 @@ def compare_scores(
         "one_sided_rows": {k: one_sided_share(v) for k, v in every.items()},
         "messages_per_s": {k: message_rate(v) for k, v in every.items()},
     }
+    return result, {"real": real, **pooled}
 
 
 def format_scores(result: Mapping[str, Any], labels: Sequence[str]) -> str:
