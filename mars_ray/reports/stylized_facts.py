@@ -62,14 +62,14 @@ def _band(r: np.ndarray) -> float:
 
 def excess_kurtosis(x: np.ndarray) -> float:
     x = np.asarray(x, np.float64)
-    sd = x.std()
-    return float(np.mean(((x - x.mean()) / sd) ** 4) - 3.0) if len(x) > 3 and sd > 0 else np.nan
+    sd = x.std() if len(x) > 3 else 0.0
+    return float(np.mean(((x - x.mean()) / sd) ** 4) - 3.0) if sd > 0 else np.nan
 
 
 def skewness(x: np.ndarray) -> float:
     x = np.asarray(x, np.float64)
-    sd = x.std()
-    return float(np.mean(((x - x.mean()) / sd) ** 3)) if len(x) > 2 and sd > 0 else np.nan
+    sd = x.std() if len(x) > 2 else 0.0
+    return float(np.mean(((x - x.mean()) / sd) ** 3)) if sd > 0 else np.nan
 
 
 def aggregate(r: np.ndarray, k: int = AGG) -> np.ndarray:
