@@ -39,7 +39,7 @@ from mars_ray.reports.lob_scores import (
     pool_conditional,
     pool_scores,
 )
-from mars_ray.reports.realism import Run, trajectory_events
+from mars_ray.reports.realism import Run, depth_view, trajectory_events
 from mars_ray.reports.stylized_facts import FACTS, stylized_facts
 from mars_ray.schema.clock import NS_PER_S
 
@@ -110,14 +110,16 @@ def reference_books(
 
 def events_book(events: pa.Table, levels: int, window: tuple[int, int]) -> Book:
     """One simulated trajectory's book over ``window``: events -> LOBSTER messages ->
-    rows replayed at ``levels`` from an empty book."""
+    rows replayed at ``levels`` from an empty book, keeping the messages an N-level
+    LOBSTER file would hold (``depth_view``)."""
     from mars_ray.data.lobster_replay import replay_orderbook
     from mars_ray.data.lobster_write import events_to_messages
 
     msgs, _ = events_to_messages(events)
-    rows = replay_orderbook(msgs, levels)
+    empty = np.zeros(4 * levels, dtype=np.int64)
+    msgs, rows = depth_view(msgs, replay_orderbook(msgs, levels), empty)  # as LOBSTER writes
     a, b = np.searchsorted(msgs.time_ns, list(window), side="left")
-    return slice_book(msgs, rows, np.zeros(4 * levels, dtype=np.int64), int(a), int(b))
+    return slice_book(msgs, rows, empty, int(a), int(b))
 
 
 def scores_of(books: Sequence[Book]) -> dict[str, np.ndarray]:

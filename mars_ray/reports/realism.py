@@ -184,18 +184,26 @@ def order_samples(orders: UnitOrders) -> Samples:
 def level1_view(
     msgs: Messages, rows: np.ndarray, initial: np.ndarray | None = None
 ) -> tuple[Messages, np.ndarray, np.ndarray]:
-    """What a 1-level LOBSTER file would hold: the messages that change level 1, and the
-    level-1 rows after them (plus the level-1 book before the first message).
-
-    LOBSTER writes a book-side message (types 1-4) into an N-level file only when it
-    changes the top N levels; types 5-7 are always written. Applied to the 10-level
-    excerpt this gives exactly the 1-level file's messages (tests/test_realism.py).
-    """
+    """What a 1-level LOBSTER file would hold: ``depth_view`` of the level-1 rows."""
     rows = np.asarray(rows, dtype=np.int64)[:, :LEVEL1]
     first = np.zeros(LEVEL1, dtype=np.int64)
     if initial is not None:
         first = np.asarray(initial, dtype=np.int64).reshape(-1)[:LEVEL1]
-    before = np.vstack([first[None, :], rows[:-1]]) if len(rows) else rows
+    view, kept = depth_view(msgs, rows, first)
+    return view, kept, first
+
+
+def depth_view(msgs: Messages, rows: np.ndarray, first: np.ndarray) -> tuple[Messages, np.ndarray]:
+    """What a LOBSTER file of ``rows``' depth would hold: the messages that change those
+    rows (``first``: the book before message 0), and their rows.
+
+    LOBSTER writes a book-side message (types 1-4) into an N-level file only when it
+    changes the top N levels; types 5-7 are always written. Applied to the 10-level
+    excerpt at level 1 this gives exactly the 1-level file's messages
+    (tests/test_realism.py).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    before = np.vstack([np.asarray(first, np.int64)[None, :], rows[:-1]]) if len(rows) else rows
     keep = (rows != before).any(axis=1) | (msgs.type > EXECUTE)
     view = Messages(
         time_ns=msgs.time_ns[keep],
@@ -206,7 +214,7 @@ def level1_view(
         direction=msgs.direction[keep],
         subtick=msgs.subtick[keep],
     )
-    return view, rows[keep], first
+    return view, rows[keep]
 
 
 def unit_samples(
