@@ -20,6 +20,8 @@ from mars_ray.data.lobster import (
     read_orderbook,
 )
 from mars_ray.lmm.tokenizer import DEEP, MARKETABLE, N_PRICE
+from mars_ray.reports.impact import CURVES
+from mars_ray.reports.lob_scores import CONDITIONAL, SCORES
 from mars_ray.reports.realism import (
     METRICS,
     Metric,
@@ -247,7 +249,18 @@ def test_report_end_to_end(dirs, tmp_path):
     assert all(row[-1] in ("lmm", "baseline", "tie", "-") for row in table)
 
     report = json.loads(json_out.read_text())
-    assert set(report) == {"metrics", "sources", "notes"}
+    assert set(report) == {"metrics", "lob_bench", "sources", "notes"}
+    lob = report["lob_bench"]
+    assert lob["levels"] == 10  # the excerpt's depth, not level 1
+    assert set(lob["scores"]) == set(SCORES) | set(CONDITIONAL)
+    assert set(lob["scores"]["spread"]) == {"lmm", "baseline", "floor"}
+    assert lob["scores"]["spread"]["lmm"]["w1"] >= 0
+    assert set(lob["one_sided_rows"]) == {"real", "lmm", "baseline"}
+    assert lob["messages_per_s"]["real"] > 0
+    assert len(lob["stylized_facts"]) == 11
+    assert set(lob["impact"]["deviation"]) == {"lmm", "baseline", "floor"}
+    assert set(lob["impact"]["curves"]["real"]) == set(CURVES)
+    assert set(lob["stylized_facts"]["heavy_tails"]) == {"real", "lmm", "baseline", "statistic"}
     assert list(report["metrics"]) == NAMES
     for name, d in report["metrics"].items():
         assert set(d) == {"lmm", "baseline"}
@@ -265,6 +278,8 @@ def test_report_end_to_end(dirs, tmp_path):
     assert report["sources"]["reference"]["files"][0].endswith(EXCERPT.format("message"))
     assert any("level" in note for note in report["notes"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for page in ("scores", "impact", "facts"):  # one page per LOB-Bench family
+        assert (png.parent / f"realism_{page}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_without_baseline_and_against_itself(dirs, tmp_path):

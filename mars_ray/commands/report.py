@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from mars_ray.reports.realism import Source
+    import numpy as np
+
+    from mars_ray.reports.realism import Run, Source
 
 
 @click.group()
@@ -79,6 +81,7 @@ def realism(
     closer; --json writes {"metrics": {name: {"lmm": d, "baseline": d}},
     "sources": ..., "notes": [...]} (null: no samples on a side).
     """
+    from mars_ray.reports import lob_suite as ls
     from mars_ray.reports import realism as rl
 
     try:
@@ -121,9 +124,27 @@ def realism(
     elif base_name != name:
         notes.append(f"the baseline has no {name!r}: its first instrument {base_name!r} is used")
 
+    try:
+        suite, samples, levels = _lob_bench(
+            pairs, run, name, base, base_name, skip_bad_rows=skip_bad_rows
+        )
+    except (rl.RealismError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    notes.append(
+        f"LOB-Bench scores at the reference's depth ({levels} level"
+        f"{'' if levels == 1 else 's'}); the floor is the reference's first half of "
+        "20-minute windows against its second half"
+    )
+
     click.echo(_describe(sources))
     click.echo("")
     click.echo(rl.format_table(metrics))
+    click.echo("")
+    labels = ["lmm", "baseline"] if base is not None else ["lmm"]
+    click.echo(f"LOB-Bench scores, {levels} level{'' if levels == 1 else 's'}:")
+    click.echo(ls.format_scores(suite, labels))
+    click.echo("")
+    click.echo(ls.format_facts(suite, labels))
     click.echo("")
     for note in notes:
         click.echo(f"note: {note}")
@@ -132,7 +153,12 @@ def realism(
         described: dict[str, Any] = dict.fromkeys(rl.SOURCES)
         for label, src in sources.items():
             described[label] = {**src.info, "samples": rl.sample_counts(src.samples)}
-        payload = {"metrics": metrics, "sources": described, "notes": notes}
+        payload = {
+            "metrics": metrics,
+            "lob_bench": {"levels": levels, **suite},
+            "sources": described,
+            "notes": notes,
+        }
         _write(json_out, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
         click.echo(f"json: {json_out}")
     if plot_out is not None:
@@ -144,6 +170,35 @@ def realism(
             ),
         )
         click.echo(f"plot: {plot_out}")
+        from mars_ray.reports.lob_plots import plot_pages
+
+        depth = f"{run.name}:{name}, {levels} level{'' if levels == 1 else 's'}"
+        pages: list[Path] = []
+        _write(plot_out, lambda p: pages.extend(plot_pages(samples, suite, p, depth)))
+        for page in pages:
+            click.echo(f"plot: {page}")
+
+
+def _lob_bench(
+    pairs: list[tuple[Path, Path]],
+    run: Run,
+    name: str,
+    base: Run | None,
+    base_name: str,
+    *,
+    skip_bad_rows: bool,
+) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], int]:
+    """LOB-Bench's scores of the run and the baseline at the reference's depth, with a floor
+    (and each source's pooled samples, for the plots)."""
+    from mars_ray.reports import lob_suite as ls
+    from mars_ray.reports.realism import REAL_WINDOW
+
+    reference, levels = ls.reference_books(pairs, REAL_WINDOW, skip_bad_rows)
+    generated = {"lmm": ls.run_books(run, name, levels)}
+    if base is not None:
+        generated["baseline"] = ls.run_books(base, base_name, levels)
+    result, samples = ls.compare_scores(reference, generated)
+    return result, samples, levels
 
 
 def _describe(sources: dict[str, Source]) -> str:

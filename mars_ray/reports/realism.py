@@ -42,9 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mars_ray.data.lobster import (
-    DELETE,
     EXECUTE,
-    SUBMIT,
     LobsterFormatError,
     Messages,
     book_before_first,
@@ -65,6 +63,8 @@ from mars_ray.lmm.tokenizer import (
     SESSION_NS,
     Kind,
 )
+from mars_ray.reports.distances import l1_histograms, wasserstein1
+from mars_ray.reports.lob_scores import cancel_lifetimes
 from mars_ray.schema.clock import NS_PER_S
 
 if TYPE_CHECKING:
@@ -114,41 +114,6 @@ class RealismError(ValueError):
 
 
 # ----------------------------------------------------------------------------- distances
-def wasserstein1(u: np.ndarray, v: np.ndarray) -> float:
-    """W1 between two empirical distributions: the integral over p of |Q_u(p) - Q_v(p)|.
-
-    The empirical quantile functions are step functions that change only at
-    k/n and k/m, so the integral is an exact finite sum over those breakpoints.
-    NaN when either sample is empty.
-    """
-    a = np.sort(np.asarray(u, dtype=np.float64).reshape(-1))
-    b = np.sort(np.asarray(v, dtype=np.float64).reshape(-1))
-    n, m = len(a), len(b)
-    if n == 0 or m == 0:
-        return float("nan")
-    p = np.union1d(np.arange(1, n + 1) / n, np.arange(1, m + 1) / m)
-    width = np.diff(p, prepend=0.0)
-    mid = p - width / 2  # strictly inside each step of both quantile functions
-    qa = a[np.minimum((mid * n).astype(np.int64), n - 1)]
-    qb = b[np.minimum((mid * m).astype(np.int64), m - 1)]
-    return float(np.sum(width * np.abs(qa - qb)))
-
-
-def l1_histograms(p: np.ndarray, q: np.ndarray) -> float:
-    """L1 distance between two histograms after normalising each to 1 (0 = same, 2 = disjoint).
-
-    NaN when either histogram is empty.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if p.shape != q.shape:
-        raise ValueError(f"histograms differ in shape: {p.shape} and {q.shape}")
-    sp, sq = p.sum(), q.sum()
-    if sp <= 0 or sq <= 0:
-        return float("nan")
-    return float(np.abs(p / sp - q / sq).sum())
-
-
 def distance(metric: Metric, a: np.ndarray, b: np.ndarray) -> float:
     return wasserstein1(a, b) if metric.distance == "W1" else l1_histograms(a, b)
 
@@ -156,29 +121,6 @@ def distance(metric: Metric, a: np.ndarray, b: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- one book
 def _log10_seconds(ns: np.ndarray) -> np.ndarray:
     return np.log10(np.maximum(np.asarray(ns, dtype=np.float64) / NS_PER_S, MIN_SECONDS))
-
-
-def cancel_lifetimes(msgs: Messages, window: tuple[int, int] | None = None) -> np.ndarray:
-    """Nanoseconds from submission (type 1) to full cancel (type 3) of each deleted order whose
-    submission is in ``msgs``; with ``window``, only deletes at start <= time < end.
-
-    An id can be deleted and submitted again (a simulated modify is written that way),
-    so each delete is paired with the latest submission of its id before it.
-    """
-    typ = msgs.type
-    sel = np.flatnonzero((typ == SUBMIT) | (typ == DELETE))
-    order = sel[np.lexsort((sel, msgs.order_id[sel]))]  # by id, then message position
-    ids = msgs.order_id[order]
-    sub = typ[order] == SUBMIT
-    paired = np.zeros(len(order), dtype=bool)
-    paired[1:] = ~sub[1:] & sub[:-1] & (ids[1:] == ids[:-1])
-    deletes = order[paired]
-    submits = order[np.flatnonzero(paired) - 1]
-    t_del = msgs.time_ns[deletes]
-    keep = np.ones(len(deletes), dtype=bool)
-    if window is not None:
-        keep = (t_del >= window[0]) & (t_del < window[1])
-    return (t_del - msgs.time_ns[submits])[keep].astype(np.int64)
 
 
 def minute_returns(time_ns: np.ndarray, rows: np.ndarray, window: tuple[int, int]) -> np.ndarray:
@@ -242,18 +184,26 @@ def order_samples(orders: UnitOrders) -> Samples:
 def level1_view(
     msgs: Messages, rows: np.ndarray, initial: np.ndarray | None = None
 ) -> tuple[Messages, np.ndarray, np.ndarray]:
-    """What a 1-level LOBSTER file would hold: the messages that change level 1, and the
-    level-1 rows after them (plus the level-1 book before the first message).
-
-    LOBSTER writes a book-side message (types 1-4) into an N-level file only when it
-    changes the top N levels; types 5-7 are always written. Applied to the 10-level
-    excerpt this gives exactly the 1-level file's messages (tests/test_realism.py).
-    """
+    """What a 1-level LOBSTER file would hold: ``depth_view`` of the level-1 rows."""
     rows = np.asarray(rows, dtype=np.int64)[:, :LEVEL1]
     first = np.zeros(LEVEL1, dtype=np.int64)
     if initial is not None:
         first = np.asarray(initial, dtype=np.int64).reshape(-1)[:LEVEL1]
-    before = np.vstack([first[None, :], rows[:-1]]) if len(rows) else rows
+    view, kept = depth_view(msgs, rows, first)
+    return view, kept, first
+
+
+def depth_view(msgs: Messages, rows: np.ndarray, first: np.ndarray) -> tuple[Messages, np.ndarray]:
+    """What a LOBSTER file of ``rows``' depth would hold: the messages that change those
+    rows (``first``: the book before message 0), and their rows.
+
+    LOBSTER writes a book-side message (types 1-4) into an N-level file only when it
+    changes the top N levels; types 5-7 are always written. Applied to the 10-level
+    excerpt at level 1 this gives exactly the 1-level file's messages
+    (tests/test_realism.py).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    before = np.vstack([np.asarray(first, np.int64)[None, :], rows[:-1]]) if len(rows) else rows
     keep = (rows != before).any(axis=1) | (msgs.type > EXECUTE)
     view = Messages(
         time_ns=msgs.time_ns[keep],
@@ -264,7 +214,7 @@ def level1_view(
         direction=msgs.direction[keep],
         subtick=msgs.subtick[keep],
     )
-    return view, rows[keep], first
+    return view, rows[keep]
 
 
 def unit_samples(
@@ -426,8 +376,8 @@ def read_run(run_dir: str | Path) -> Run:
     return Run(path, str(cfg.get("name", path.name)), tuple(ticks), ticks, window)
 
 
-def run_source(run: Run, instrument: str) -> Source:
-    """A run's samples for one instrument, every trajectory a book of its own, pooled."""
+def trajectory_events(run: Run, instrument: str) -> list[pa.Table]:
+    """One instrument's events of a run, one table per trajectory (in trajectory order)."""
     import pyarrow.compute as pc
 
     from mars_ray.sim.run_files import RunFilesError, read_events
@@ -441,10 +391,15 @@ def run_source(run: Run, instrument: str) -> Source:
         events = read_events(run.path, filter=pc.field("instrument") == instrument)
     except (RunFilesError, OSError, ValueError) as exc:
         raise RealismError(f"{str(run.path)!r}: unreadable ({exc})") from None
-    parts, orders = [], 0
     trajectories = sorted(set(events["trajectory_id"].to_pylist()))
-    for k in trajectories:
-        book = events.filter(pc.equal(events["trajectory_id"], k))
+    return [events.filter(pc.equal(events["trajectory_id"], k)) for k in trajectories]
+
+
+def run_source(run: Run, instrument: str) -> Source:
+    """A run's samples for one instrument, every trajectory a book of its own, pooled."""
+    parts, orders = [], 0
+    books = trajectory_events(run, instrument)
+    for book in books:
         samples, n = events_unit_samples(book, run.reference_ticks[instrument], run.window)
         parts.append(samples)
         orders += n
@@ -452,7 +407,7 @@ def run_source(run: Run, instrument: str) -> Source:
         "run": str(run.path),
         "name": run.name,
         "instrument": instrument,
-        "trajectories": len(trajectories),
+        "trajectories": len(books),
         "orders": orders,
         "window": _clock(run.window),
     }
@@ -469,9 +424,9 @@ def _clock(window: tuple[int, int]) -> list[str]:
 
 # ----------------------------------------------------------------------------- comparison
 NOTES = (
-    "the reference holds one book level, so every source is cut to its level-1 view: only "
-    "messages that change level 1 (as LOBSTER writes a 1-level file) and level-1 quotes; "
-    "depth behind the best quotes and orders placed or cancelled there are not compared",
+    "the metrics table compares the level-1 view of every source, whatever the reference's "
+    "depth: only messages that change level 1 (as LOBSTER writes a 1-level file) and "
+    "level-1 quotes; the LOB-Bench table below it compares at the reference's full depth",
     "continuous trading only: the reference 09:30-16:00, each run from its open to its "
     "closing call; trajectories of a run and days of the reference are pooled",
     "W1 is in each metric's unit (ticks, log10 s, log10 shares, imbalance, return std "
