@@ -200,6 +200,11 @@ def test_injected_orders_change_the_flow(service: str) -> None:
         ({"inject": [{"at_s": 1, "side": "buy", "size": 100}]}, ["body", "inject", 0]),
         ({"inject": [{"at_s": 1, "side": "up", "size": 1}]}, ["body", "inject", 0, "side"]),
         ({"surprise": 1}, ["body", "surprise"]),
+        # an orders horizon runs for at most max_horizon_seconds: later orders would never run
+        (
+            {"inject": [{"at_s": 4000, "side": "buy", "type": "market", "size": 1}]},
+            ["body", "inject", 0, "at_s"],
+        ),
         ({"control": {"volatility": {"sigma": -1}}}, ["body", "control", "volatility", "sigma"]),
         # numbers that once wrapped or answered 500: a 1e300 price, NaN and Infinity literals
         (

@@ -102,10 +102,14 @@ def check_request(req: TrajectoryRequest, limits: Limits) -> BookLevels:
                         traj,
                     )
                 )
-        if req.horizon.seconds is not None and order.at_s >= req.horizon.seconds:
-            problems.append(
-                (("body", "inject", k, "at_s"), "is at or after the horizon", order.at_s)
+        if order.at_s >= _horizon_s(req, limits):
+            # an orders horizon runs for at most the server's max_horizon_seconds
+            where = (
+                "the horizon"
+                if req.horizon.seconds is not None
+                else (f"the server's max_horizon_seconds ({limits.max_horizon_seconds:g})")
             )
+            problems.append((("body", "inject", k, "at_s"), f"is at or after {where}", order.at_s))
     if problems:
         raise RequestProblem(problems)
     return book
