@@ -33,8 +33,19 @@ def load(config: str, overrides: dict[str, object | None]) -> RLConfig:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Override training.iterations.")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Override training.max_minutes (stop after the iteration past this wall time).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its checkpoint.")
-def train(config: str, out_dir: str | None, iterations: int | None, resume: bool) -> None:
+def train(
+    config: str,
+    out_dir: str | None,
+    iterations: int | None,
+    max_minutes: float | None,
+    resume: bool,
+) -> None:
     """Multi-agent PPO on the market of CONFIG, one policy per role.
 
     Prints a line per iteration (mean episode return per policy, env steps/s) and writes
@@ -43,7 +54,7 @@ def train(config: str, out_dir: str | None, iterations: int | None, resume: bool
     from mars_ray.rl.train import NothingToResume
     from mars_ray.rl.train import train as run_training
 
-    cfg = load(config, {"training.iterations": iterations})
+    cfg = load(config, {"training.iterations": iterations, "training.max_minutes": max_minutes})
     out = out_dir or f"runs/rl/{cfg.name}"
     click.echo(f"{cfg.name}: training {', '.join(sorted({a.role for a in cfg.env.agents}))}")
     try:
