@@ -46,8 +46,10 @@ def test_pyproject_packages_every_shipped_file() -> None:
 
 
 def test_shipped_policies_act_in_their_market() -> None:
-    config = shipped_config().env.model_copy(deep=True)
-    config.episode.steps = 3
+    env_config = shipped_config().env
+    config = env_config.model_copy(
+        update={"episode": env_config.episode.model_copy(update={"steps": 3})}
+    )
     env = MarketEnv(config)
     weights = {r: PolicyWeights.load(SHIPPED / "policies" / f"{r}.npz") for r in ACTION_DIMS}
     obs, _ = env.reset(seed=1)
