@@ -32,6 +32,9 @@ from mars_ray.schema.quantities import Shares
 Role = Literal["execution", "market_maker", "directional"]
 ACTION_DIMS = {"execution": 2, "market_maker": 4, "directional": 1}
 LIMIT, MARKET, IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)
+# The policies that ship with the package: a run folder of `mars-ray rl train
+# configs/rl/market.yaml` cut to what acting needs (config.json, policies/ROLE.npz)
+SHIPPED = Path(__file__).resolve().parent / "rl_shipped"
 
 
 class RoleParams(AgentParams):
@@ -127,7 +130,11 @@ class PolicyWeights:
 
 
 class RLPolicyParams(RoleParams):
-    checkpoint: str = Field(description="a run folder of `mars-ray rl train`, or a .npz file")
+    checkpoint: str | None = Field(
+        default=None,
+        description="a run folder of `mars-ray rl train`, or a .npz file; default the "
+        "shipped policies (trained on configs/rl/market.yaml)",
+    )
     policy: str | None = Field(default=None, description="the policy (role) in it; default role")
     step_s: float = Field(default=5.0, gt=0, le=3600, description="seconds between decisions")
     start: int = Field(default=parse_clock("10:00"), description="'HH:MM[:SS]'")
@@ -145,7 +152,7 @@ class RLPolicyParams(RoleParams):
         return self
 
     def weights_path(self) -> Path:
-        path = Path(self.checkpoint)
+        path = Path(self.checkpoint) if self.checkpoint else SHIPPED
         if path.suffix == ".npz":
             return path
         return path / "policies" / f"{self.policy or self.role}.npz"

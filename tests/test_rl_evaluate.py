@@ -14,6 +14,7 @@ from mars_ray.rl.config import load_rl_config
 from mars_ray.rl.evaluate import baseline, bootstrap_ci, evaluate
 
 TINY = "configs/rl/tiny.yaml"
+PROVENANCE = {"command", "commit", "date", "machine"}
 FIELDS = {"episodes", "trained_mean", "baseline_mean", "diff_mean", "diff_ci95", "unit"}
 
 
@@ -35,6 +36,9 @@ def test_a_policy_that_differs_from_its_baseline_shows_a_difference() -> None:
     report, _ = evaluate(config, long_only, episodes=3, seed_start=50)
     assert report["policies"]["directional"]["diff_mean"] != 0.0
     assert report["policies"]["execution"]["diff_mean"] == 0.0
+    # buy-and-hold, the directional role's second baseline, is exactly this policy
+    assert report["also"]["directional"]["baseline"] == "buy_and_hold"
+    assert report["also"]["directional"]["diff_mean"] == 0.0
 
 
 def test_bootstrap_interval_brackets_the_mean() -> None:
@@ -44,8 +48,8 @@ def test_bootstrap_interval_brackets_the_mean() -> None:
     assert 0.6 < lo and hi < 1.4
 
 
-def test_evaluate_without_a_run_says_what_to_pass() -> None:
-    result = CliRunner().invoke(cli, ["rl", "evaluate"])
+def test_evaluate_of_a_folder_without_a_run_says_what_to_pass(tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["rl", "evaluate", str(tmp_path)])
     assert result.exit_code != 0 and "pass the folder" in result.output
 
 
@@ -64,7 +68,10 @@ def test_evaluate_cli_writes_the_report(tmp_path) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert set(report) == {"policies", "cross_play"}
+    assert set(report) == {"policies", "cross_play", "also", "market", *PROVENANCE}
+    assert report["command"].startswith("mars-ray rl evaluate " + str(run))
+    assert set(args[2:]) <= set(report["command"].split())
+    assert report["market"]["median_spread_bp"] > 0
     assert set(report["policies"]) == {"execution", "market_maker", "directional"}
     assert all(set(row) == FIELDS for row in report["policies"].values())
     assert png.stat().st_size > 0

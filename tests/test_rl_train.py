@@ -26,11 +26,12 @@ def test_rl_train_runs_checkpoints_and_resumes(tmp_path, ray_session) -> None:
         assert all(isinstance(v, torch.Tensor) for v in weights.values())
     assert (out / "checkpoint").is_dir()
 
-    result = CliRunner().invoke(
-        cli, ["rl", "train", TINY, "--out", str(out), "--iterations", "2", "--resume"]
-    )
+    # a spent time budget stops the resumed run after its first iteration, saved
+    args = ["--iterations", "5", "--max-minutes", "1e-6", "--resume"]
+    result = CliRunner().invoke(cli, ["rl", "train", TINY, "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     assert "iter    2" in result.output and "iter    1" not in result.output
+    assert "iter    3" not in result.output and "2 iterations" in result.output
     lines = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [1, 2]
     assert lines[1]["env_steps"] > lines[0]["env_steps"]

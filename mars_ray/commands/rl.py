@@ -33,8 +33,19 @@ def load(config: str, overrides: dict[str, object | None]) -> RLConfig:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Override training.iterations.")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Override training.max_minutes (stop after the iteration past this wall time).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its checkpoint.")
-def train(config: str, out_dir: str | None, iterations: int | None, resume: bool) -> None:
+def train(
+    config: str,
+    out_dir: str | None,
+    iterations: int | None,
+    max_minutes: float | None,
+    resume: bool,
+) -> None:
     """Multi-agent PPO on the market of CONFIG, one policy per role.
 
     Prints a line per iteration (mean episode return per policy, env steps/s) and writes
@@ -43,7 +54,7 @@ def train(config: str, out_dir: str | None, iterations: int | None, resume: bool
     from mars_ray.rl.train import NothingToResume
     from mars_ray.rl.train import train as run_training
 
-    cfg = load(config, {"training.iterations": iterations})
+    cfg = load(config, {"training.iterations": iterations, "training.max_minutes": max_minutes})
     out = out_dir or f"runs/rl/{cfg.name}"
     click.echo(f"{cfg.name}: training {', '.join(sorted({a.role for a in cfg.env.agents}))}")
     try:
@@ -64,29 +75,35 @@ def train(config: str, out_dir: str | None, iterations: int | None, resume: bool
 def evaluate(
     run: str | None, episodes: int, seed_start: int, json_out: str | None, plot_out: str | None
 ) -> None:
-    """Each trained policy of RUN (a `mars-ray rl train` folder) against its baseline on
-    held-out seeds, paired by seed, with a bootstrap 95% interval, and a cross-play table."""
+    """Each trained policy of RUN (a `mars-ray rl train` folder; default the shipped
+    policies, in the market they trained in) against its baseline on held-out seeds,
+    paired by seed, with a bootstrap 95% interval, and a cross-play table."""
     import json
+    import shlex
     from pathlib import Path
 
+    from agents.rl_policy import SHIPPED
+    from mars_ray.commands.provenance import provenance
     from mars_ray.rl.config import RLConfig
     from mars_ray.rl.evaluate import evaluate as run_evaluation
     from mars_ray.rl.evaluate import load_policies, plot_report, write_report
     from mars_ray.rl.train import CONFIG
     from mars_ray.schema.validation import validate_model
 
-    if run is None:
-        raise click.ClickException(
-            "no policies ship with the package yet: pass the folder of a `mars-ray rl train` run"
-        )
-    folder = Path(run)
+    folder = Path(run) if run is not None else SHIPPED
     try:
         raw = json.loads((folder / CONFIG).read_text())
         cfg = validate_model(RLConfig, raw, str(folder / CONFIG))
         roles = sorted({g.role for g in cfg.env.agents})
         policies = load_policies(folder, roles)
     except (OSError, ConfigError) as exc:
-        raise click.ClickException(f"{folder} is not a usable run folder: {exc}") from None
+        raise click.ClickException(
+            f"{folder} is not a usable run folder (pass the folder of a `mars-ray rl train` "
+            f"run): {exc}"
+        ) from None
+    words = ["mars-ray", "rl", "evaluate", *([run] if run else [])]
+    words += ["--episodes", str(episodes), "--seed-start", str(seed_start)]
+    words += [w for flag, v in (("--json", json_out), ("--plot", plot_out)) if v for w in (flag, v)]
     report, trace = run_evaluation(cfg.env, policies, episodes, seed_start)
     click.echo(f"{'role':<14}{'trained':>10}{'baseline':>10}{'diff':>10}  95% CI         unit")
     for role, row in report["policies"].items():
@@ -102,7 +119,7 @@ def evaluate(
             f"with baselines: {row['with_baseline']:.3f}"
         )
     if json_out:
-        write_report(report, Path(json_out))
+        write_report({**report, **provenance(shlex.join(words))}, Path(json_out))
     if plot_out:
         plot_report(report, trace, Path(plot_out))
 

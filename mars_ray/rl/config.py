@@ -99,12 +99,26 @@ class EnvConfig(StrictModel):
 
 class TrainingConfig(StrictModel):
     iterations: int = Field(default=20, ge=1, le=100_000)
+    max_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="stop after the iteration that ends past this much wall time (a "
+        "budget: on a slower or busier machine the run does fewer iterations)",
+    )
     num_env_runners: int = Field(default=0, ge=0, le=256)
     train_batch_size: int = Field(default=1200, ge=8)
     minibatch_size: int = Field(default=200, ge=4)
     num_epochs: int = Field(default=5, ge=1, le=100)
     lr: float = Field(default=3e-4, gt=0, le=1)
     gamma: float = Field(default=0.99, gt=0, le=1)
+    gae_lambda: float = Field(default=0.95, ge=0, le=1, description="PPO's GAE lambda")
+    entropy_coeff: float = Field(default=0.0, ge=0, le=1, description="PPO's entropy bonus")
+    vf_clip_param: float = Field(
+        default=10.0,
+        gt=0,
+        description="PPO clips the value loss at this: raise it when returns are large, "
+        "or the value function stops learning",
+    )
     hidden: list[int] = Field(default=[64, 64], min_length=1)
     checkpoint_every: int = Field(default=5, ge=1)
 

@@ -8,7 +8,11 @@ percentile bootstrap of the mean difference.
 
 Baselines: execution, TWAP (the remainder spread evenly over the steps left, passive at the
 own touch, the clean-up order at the end); market_maker, a fixed-spread quoter skewed
-against its inventory (the ``market_maker`` agent kind's rule); directional, flat.
+against its inventory (the ``market_maker`` agent kind's rule), 2 ticks from the mid;
+directional, flat. Reported beside them (``also``): buy-and-hold for the directional role
+(the full long position from the first step, which a market that a buy parent order
+pushes up rewards), and the quoter at half the maker's widest offset. ``market`` gives the
+median quoted spread the trained agents met and the mid's move over their episodes.
 """
 
 from __future__ import annotations
@@ -35,35 +39,64 @@ INVENTORY = sum(n for name, n, _ in FEATURES[: [f[0] for f in FEATURES].index("i
 MM_HALF_SPREAD, MM_SKEW = 2.0, 2.0  # the baseline quoter's ticks from the mid, and skew
 
 
+def buy_and_hold(obs: np.ndarray) -> np.ndarray:
+    """The directional role's second baseline: the full long position, held."""
+    return np.ones((len(obs), 1))
+
+
 def baseline(role: RoleConfig) -> Policy:
     if role.role == "execution":
         return lambda obs: np.zeros((len(obs), 2))
     if role.role == "directional":
         return lambda obs: np.zeros((len(obs), 1))
+    return quoter(role, MM_HALF_SPREAD)
+
+
+def quoter(role: RoleConfig, half_spread: float) -> Policy:
+    """Full-lot quotes ``half_spread`` ticks from the mid, skewed against the inventory."""
     span = max(role.max_offset_ticks - 1, 1)
 
-    def quoter(obs: np.ndarray) -> np.ndarray:
+    def act(obs: np.ndarray) -> np.ndarray:
         skew = MM_SKEW * obs[:, INVENTORY]  # position / max_inventory
-        bid = MM_HALF_SPREAD + skew  # long: bid further away, ask closer
-        ask = MM_HALF_SPREAD - skew
+        bid = half_spread + skew  # long: bid further away, ask closer
+        ask = half_spread - skew
         out = np.ones((len(obs), 4))
         out[:, 0] = 2 * (np.clip(bid, 1, role.max_offset_ticks) - 1) / span - 1
         out[:, 1] = 2 * (np.clip(ask, 1, role.max_offset_ticks) - 1) / span - 1
         return out
 
-    return quoter
+    return act
+
+
+def other_baselines(config: EnvConfig) -> dict[str, tuple[str, Policy]]:
+    """Baselines reported beside the main ones: buy-and-hold for the directional role, and
+    for the market maker the same quoter at half its widest offset (a spread nearer a
+    wide market's own than the main quoter's 2 ticks)."""
+    out: dict[str, tuple[str, Policy]] = {}
+    for role in config.agents:
+        if role.role == "directional":
+            out["directional"] = ("buy_and_hold", buy_and_hold)
+        elif role.role == "market_maker":
+            half = max(role.max_offset_ticks // 2, 1)
+            out["market_maker"] = (f"quoter_{half}_ticks", quoter(role, half))
+    return out
 
 
 def run_episode(
     env: MarketEnv, seed: int, policies: dict[str, Policy], trace: bool = False
 ) -> tuple[dict[str, float], dict]:
-    """Each agent's return in one seeded episode; with ``trace``, the mid and the agents'
-    position changes per step (for the plot)."""
+    """Each agent's return in one seeded episode, and the quoted spread (bp of the mid) at
+    each decision; with ``trace``, the mid and the agents' position changes per step."""
     obs, _ = env.reset(seed=seed)
     returns = dict.fromkeys(env.agents, 0.0)
     mids, trades = [env.arrival_mid], {a: [] for a in env.agents}
+    spreads: list[float] = []
     done = False
     while not done:
+        depth = env.book.snapshot(1)
+        ask, bid = float(depth[0, 0]), float(depth[0, 2])
+        if 0 < bid < ask:
+            spreads.append((ask - bid) / (ask + bid) * 2e4)
         actions = {a: policies[role_of(a)](obs[a][None, :])[0] for a in env.agents}
         before = {a: env.learners[a].inventory for a in env.agents}
         obs, rewards, terminated, _, infos = env.step(actions)
@@ -74,7 +107,7 @@ def run_episode(
             for a in env.agents:
                 trades[a].append(infos[a]["inventory"] - before[a])
         done = terminated["__all__"]
-    return returns, {"mid": mids, "trades": trades}
+    return returns, {"mid": mids, "trades": trades, "spread_bp": spreads}
 
 
 def role_mean(returns: dict[str, float], role: str) -> float:
@@ -97,8 +130,17 @@ def evaluate(
     results: dict[str, dict[str, list[float]]] = {
         r: {"trained": [], "baseline": [], "with_baseline": []} for r in roles
     }
+    also = other_baselines(config)
+    also_returns: dict[str, list[float]] = {r: [] for r in also}
+    spreads: list[float] = []
+    moves: list[float] = []
     for seed in range(seed_start, seed_start + episodes):
-        all_trained, _ = run_episode(env, seed, trained)
+        all_trained, seen = run_episode(env, seed, trained, trace=True)
+        spreads += seen["spread_bp"]
+        moves.append((seen["mid"][-1] / seen["mid"][0] - 1) * 1e4)
+        for r, (_, policy) in also.items():
+            other, _ = run_episode(env, seed, {**trained, r: policy})
+            also_returns[r].append(role_mean(other, r))
         for r in roles:
             results[r]["trained"].append(role_mean(all_trained, r))
             swapped, _ = run_episode(env, seed, {**trained, r: base[r]})
@@ -106,7 +148,7 @@ def evaluate(
             alone, _ = run_episode(env, seed, {**base, r: trained[r]})
             results[r]["with_baseline"].append(role_mean(alone, r))
     _, trace = run_episode(env, seed_start, trained, trace=True)
-    report: dict = {"policies": {}, "cross_play": {}}
+    report: dict = {"policies": {}, "cross_play": {}, "also": {}}
     for r in roles:
         t, b = np.array(results[r]["trained"]), np.array(results[r]["baseline"])
         report["policies"][r] = {
@@ -121,6 +163,20 @@ def evaluate(
             "with_trained": float(t.mean()),
             "with_baseline": float(np.mean(results[r]["with_baseline"])),
         }
+    for r, (name, _) in also.items():
+        t, b = np.array(results[r]["trained"]), np.array(also_returns[r])
+        report["also"][r] = {
+            "baseline": name,
+            "baseline_mean": float(b.mean()),
+            "diff_mean": float((t - b).mean()),
+            "diff_ci95": bootstrap_ci(t - b, seed=seed_start),
+        }
+    report["market"] = {
+        "median_spread_bp": float(np.median(spreads)),
+        "median_spread_ticks": float(np.median(spreads) * env.arrival_mid / 1e4),
+        "mid_move_bp_mean": float(np.mean(moves)),
+        "mid_move_bp_sd": float(np.std(moves)),
+    }
     report["distributions"] = results
     return report, trace
 

@@ -74,6 +74,9 @@ def ppo_config(config: RLConfig) -> PPOConfig:
         .training(
             lr=t.lr,
             gamma=t.gamma,
+            lambda_=t.gae_lambda,
+            entropy_coeff=t.entropy_coeff,
+            vf_clip_param=t.vf_clip_param,
             train_batch_size_per_learner=t.train_batch_size,
             minibatch_size=t.minibatch_size,
             num_epochs=t.num_epochs,
@@ -116,8 +119,9 @@ def train(
     resume: bool = False,
     on_iteration: Callable[[Iteration], None] | None = None,
 ) -> list[Iteration]:
-    """Train for ``training.iterations`` (in all, counting a resumed run's), checkpointing
-    every ``checkpoint_every`` and at the end; the iterations' lines."""
+    """Train for ``training.iterations`` (in all, counting a resumed run's), or until
+    ``training.max_minutes`` have passed, checkpointing every ``checkpoint_every`` and at
+    the end; the iterations' lines."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     history = read_progress(out) if resume else []
@@ -132,6 +136,9 @@ def train(
         if resume:
             algo.restore_from_path(str((out / CHECKPOINT).resolve()))
         steps = history[-1].env_steps if history else 0
+        budget = config.training.max_minutes
+        began = time.perf_counter()
+        last = config.training.iterations
         for k in range(len(history) + 1, config.training.iterations + 1):
             start = time.perf_counter()
             result = algo.train()
@@ -142,8 +149,11 @@ def train(
                 f.write(json.dumps(it.__dict__) + "\n")
             if on_iteration:
                 on_iteration(it)
-            if k % config.training.checkpoint_every == 0 or k == config.training.iterations:
+            over = budget is not None and time.perf_counter() - began >= budget * 60
+            if k % config.training.checkpoint_every == 0 or k == last or over:
                 save(algo, config, out)
+            if over:
+                break
         plot_curves(history, out)
     finally:
         algo.stop()
