@@ -224,11 +224,12 @@ class MarketEnv(MultiAgentEnv):
         last = self.k >= self.config.episode.steps
         infos: dict[str, dict] = {a: {"rejected": []} for a in self.agents}
         volumes = self._run(t + self.step_ns, infos)
+        ended: dict[int, tuple[float, np.ndarray]] = {}
         if last:
-            volumes = [v + c for v, c in zip(volumes, self._clean_up(infos), strict=True)]
+            ended = self._clean_up(infos, volumes)
         rewards = {}
         for tr, volume in zip(self.trajectories, volumes, strict=True):
-            mid = self._mid(tr)
+            mid = ended[tr.index][0] if tr.index in ended else self._mid(tr)
             history = tr.history
             history[1:] = history[:-1]
             history[0, MID], history[0, VOLUME] = mid, volume
@@ -241,7 +242,7 @@ class MarketEnv(MultiAgentEnv):
         terminated["__all__"] = last
         truncated = dict.fromkeys(self.agents, False)
         truncated["__all__"] = False
-        return self._observations(), rewards, terminated, truncated, infos
+        return self._observations(ended), rewards, terminated, truncated, infos
 
     # ---------------------------------------------------------------- actions
     def _checked(self, action_dict: dict[str, Any]) -> dict[str, list[float]]:
@@ -290,9 +291,12 @@ class MarketEnv(MultiAgentEnv):
         agent.live.clear()
         return rows
 
-    def _clean_up(self, infos: dict[str, dict]) -> list[int]:
-        """The last step's market orders for what execution agents have left; one more step.
-        Each trajectory's traded volume in it."""
+    def _clean_up(
+        self, infos: dict[str, dict], volumes: list[int]
+    ) -> dict[int, tuple[float, np.ndarray]]:
+        """The last step's market orders for what execution agents have left; one more step,
+        its traded volume added to ``volumes``. A trajectory with nothing to clean up ends
+        before that step, as it would alone: its (mid, depth) then, by trajectory index."""
         rows = []
         for agent in self.learners.values():
             left = agent.role.quantity - agent.executed
@@ -314,17 +318,27 @@ class MarketEnv(MultiAgentEnv):
                 )
             )
         if not rows:
-            return [0] * len(self.trajectories)
+            return {}
+        cleaning = {row[1] for row in rows}
+        ended = {
+            tr.index: (self._mid(tr), tr.book.snapshot(LEVELS))
+            for tr in self.trajectories
+            if tr.index not in cleaning
+        }
         assert self.shard is not None
         self.shard.submit_orders(OrderBatch.from_rows(rows))
-        return self._run(self.t + self.step_ns, infos)
+        more = self._run(self.t + self.step_ns, infos, settle=cleaning)
+        for k in cleaning:
+            volumes[k] += more[k]
+        return ended
 
     # ---------------------------------------------------------------- the market
     def _run(
-        self, until: int, infos: dict[str, dict] | None = None, settle: bool = True
+        self, until: int, infos: dict[str, dict] | None = None, settle: bool | set[int] = True
     ) -> list[int]:
-        """Run the shard to ``until``; settle the learning agents' events (none before
-        they act: ``settle=False``); each trajectory's traded volume."""
+        """Run the shard to ``until``; settle the learning agents' events (of the
+        trajectories in ``settle``; none before they act: False); each trajectory's traded
+        volume."""
         assert self.shard is not None
         self.shard.run_until(until)
         self.t = until
@@ -335,8 +349,9 @@ class MarketEnv(MultiAgentEnv):
             traded = st.stats.volume  # the shard counts every trade's shares as it settles
             volumes.append(traded - tr.volume_seen)
             tr.volume_seen = traded
-            for _, records in chunks if settle else ():
-                self._settle(tr, records, infos)
+            if settle is True or (settle and tr.index in settle):
+                for _, records in chunks:
+                    self._settle(tr, records, infos)
         return volumes
 
     def _settle(self, tr: Trajectory, records: np.ndarray, infos: dict[str, dict] | None) -> None:
@@ -414,7 +429,12 @@ class MarketEnv(MultiAgentEnv):
         penalty = role.inventory_penalty * (agent.inventory / role.max_inventory) ** 2
         return float(change / role.lot - penalty)
 
-    def _observations(self) -> dict[str, np.ndarray]:
+    def _observations(
+        self, ended: dict[int, tuple[float, np.ndarray]] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every agent's observation; ``ended`` trajectories (``_clean_up``) from their
+        depth at their end."""
+        ended = ended or {}
         steps = self.config.episode.steps
         time_left = (steps - self.k) / steps
         out: dict[str, np.ndarray] = {}
@@ -437,7 +457,8 @@ class MarketEnv(MultiAgentEnv):
                     reference_ticks=reference,
                 )
                 owns.append(own)
-            rows = observations(tr.book.snapshot(LEVELS), tr.history, owns)
+            depth = ended[tr.index][1] if tr.index in ended else tr.book.snapshot(LEVELS)
+            rows = observations(depth, tr.history, owns)
             out.update(zip((a.name for a in tr.learners), rows, strict=True))
         return out
 
