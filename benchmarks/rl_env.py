@@ -1,19 +1,24 @@
 """MarketEnv throughput: env steps per second with random actions, on one core.
 
     python benchmarks/rl_env.py [--json OUT] [--config CONFIG] [--episodes N]
-                                [--lmm] [--ppo-iterations N]
+                                [--lmm-trajectories N] [--lmm-episodes N]
+                                [--ppo-iterations N]
 
 The market is ``--config``'s (default configs/rl/tiny.yaml: three learning agents, one per
 role, agent background, one instrument, one step = 5 simulated seconds). Timed: reset and
 step together over ``--episodes`` seeded episodes (each reset also runs the background's
-warm-up from the open to the episode's start), and the step alone. ``--lmm`` adds the
-shipped LMM as a background group (one trajectory per env). ``--ppo-iterations N`` also
-measures PPO's sampling and training throughput with 2 env runners (Ray on this machine).
+warm-up from the open to the episode's start), and the step alone; the random actions are
+drawn one block per episode, outside neither figure. ``--lmm-trajectories N`` also times
+the env with the shipped LMM as one more background group and N trajectories in the env
+(one model batch for all N books); an env step then advances N trajectories, so it reports
+trajectory steps per second too. ``--ppo-iterations N`` also measures PPO's sampling and
+training throughput with 2 env runners (Ray on this machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -24,22 +29,24 @@ from provenance import write_json
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mars_ray.rl.config import load_rl_config  # noqa: E402
+from mars_ray.rl.config import EnvConfig, load_rl_config  # noqa: E402
 from mars_ray.rl.env import MarketEnv  # noqa: E402
 
 
 def env_steps_per_s(env: MarketEnv, episodes: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
+    agents = env.possible_agents
+    dims = [env.action_spaces[a].shape[0] for a in agents]
+    cuts = np.cumsum([0, *dims])
     steps, step_time = 0, 0.0
     start = time.perf_counter()
     for seed in range(episodes):
+        block = rng.uniform(-1, 1, (env.config.episode.steps, int(cuts[-1]))).astype(np.float32)
         env.reset(seed=seed)
         done = False
         while not done:
-            actions = {
-                a: rng.uniform(-1, 1, env.action_spaces[a].shape).astype(np.float32)
-                for a in env.agents
-            }
+            row = block[env.k]
+            actions = {a: row[cuts[i] : cuts[i + 1]] for i, a in enumerate(agents)}
             t0 = time.perf_counter()
             _, _, terminated, _, _ = env.step(actions)
             step_time += time.perf_counter() - t0
@@ -51,6 +58,15 @@ def env_steps_per_s(env: MarketEnv, episodes: int) -> dict[str, float]:
         "env_steps_per_s": steps / total,
         "env_steps_per_s_without_resets": steps / step_time,
     }
+
+
+def with_lmm(env_cfg: EnvConfig, trajectories: int) -> EnvConfig:
+    """``env_cfg`` with the shipped LMM as one more background group, N trajectories."""
+    lmm = {"kind": "lmm", "count": 1, "params": {"start": "09:30", "end": "16:00"}}
+    raw = env_cfg.model_dump()
+    raw["background"].append(lmm)
+    raw["trajectories"] = trajectories
+    return type(env_cfg).model_validate(raw)
 
 
 def ppo_throughput(config_path: str, iterations: int) -> dict[str, float]:
@@ -81,29 +97,42 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--config", default=str(ROOT / "configs/rl/tiny.yaml"))
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--lmm", action="store_true", help="add the shipped LMM background")
+    parser.add_argument(
+        "--lmm-trajectories", type=int, default=0, help="also time the LMM background, N books"
+    )
+    parser.add_argument("--lmm-episodes", type=int, default=2)
     parser.add_argument("--ppo-iterations", type=int, default=0)
     args = parser.parse_args()
-    cfg = load_rl_config(args.config)
-    env_cfg = cfg.env
-    if args.lmm:
-        lmm = {"kind": "lmm", "count": 1, "params": {"start": "09:30", "end": "16:00"}}
-        raw = env_cfg.model_dump()
-        raw["background"].append(lmm)
-        env_cfg = type(env_cfg).model_validate(raw)
+    env_cfg = load_rl_config(args.config).env
     env = MarketEnv(env_cfg)
     result: dict = {
-        "config": args.config,
-        "background": "agents + lmm" if args.lmm else "agents",
+        "config": str(Path(args.config).resolve().relative_to(ROOT))
+        if Path(args.config).resolve().is_relative_to(ROOT)
+        else args.config,
+        "background": "agents",
         "agents": len(env.possible_agents),
+        "trajectories": env_cfg.trajectories,
         "step_s": env_cfg.episode.step_s,
         "episode_steps": env_cfg.episode.steps,
         **env_steps_per_s(env, args.episodes),
     }
+    if args.lmm_trajectories:
+        lmm_cfg = with_lmm(env_cfg, args.lmm_trajectories)
+        lmm_env = MarketEnv(lmm_cfg)
+        figures = env_steps_per_s(lmm_env, args.lmm_episodes)
+        n = args.lmm_trajectories
+        result["lmm"] = {
+            "background": "agents + lmm",
+            "trajectories": n,
+            "agents": len(lmm_env.possible_agents),
+            "episodes": args.lmm_episodes,
+            **figures,
+            "trajectory_steps_per_s": figures["env_steps_per_s"] * n,
+            "trajectory_steps_per_s_without_resets": figures["env_steps_per_s_without_resets"] * n,
+        }
     if args.ppo_iterations:
         result.update(ppo_throughput(args.config, args.ppo_iterations))
-    for key, value in result.items():
-        print(f"{key}: {value:,.1f}" if isinstance(value, float) else f"{key}: {value}")
+    print(json.dumps(result, indent=1))
     write_json(args.json, result)
 
 

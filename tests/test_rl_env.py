@@ -40,8 +40,10 @@ def episode(env: MarketEnv, seed: int, action_seed: int) -> list:
     return out
 
 
-def test_env_passes_rllibs_checker() -> None:
-    check_multiagent_environments(MarketEnv(load_rl_config(TINY).env))
+@pytest.mark.parametrize("trajectories", [1, 2])
+def test_env_passes_rllibs_checker(trajectories: int) -> None:
+    config = load_rl_config(TINY).env.model_copy(update={"trajectories": trajectories})
+    check_multiagent_environments(MarketEnv(config))
 
 
 def test_same_seed_and_actions_give_the_same_episode() -> None:
@@ -136,3 +138,31 @@ def test_an_env_the_kernel_refuses_fails_at_construction(raw: dict) -> None:
     env["episode"]["start"] = "09:00"  # before the open
     with pytest.raises(ConfigError, match="start"):
         MarketEnv(env)
+
+
+def test_trajectories_are_independent_and_trajectory_0_is_the_one_trajectory_episode() -> None:
+    config = load_rl_config(TINY).env
+    multi = config.model_copy(update={"trajectories": 2})
+    env = MarketEnv(multi)
+    assert len(env.possible_agents) == 6 and len(set(env.possible_agents)) == 6
+    assert sorted(role_of(a) for a in env.possible_agents) == sorted(
+        2 * [role_of(a) for a in MarketEnv(config).possible_agents]
+    )
+    single = episode(MarketEnv(config), seed=5, action_seed=1)
+    rng = np.random.default_rng(1)
+    obs, _ = env.reset(seed=5)
+    assert repr({a: obs[a] for a in single[0]}) == repr(single[0])
+    for step in single[1:]:
+        # trajectory 0's agents act as in the one-trajectory episode, the others at random
+        actions = {
+            a: rng.uniform(-1, 1, env.action_spaces[a].shape).astype(np.float32) for a in single[0]
+        }
+        for a in env.agents:
+            actions.setdefault(a, np.zeros(env.action_spaces[a].shape, np.float32))
+        out = env.step(actions)
+        obs = out[0]
+        assert repr(tuple({a: d[a] for a in single[0]} for d in (out[0], out[1], out[4]))) == repr(
+            step
+        )
+    assert repr(episode(MarketEnv(multi), 5, 1)) == repr(episode(MarketEnv(multi), 5, 1))
+    assert not np.array_equal(obs["execution_0"], obs["execution_1"])  # distinct markets

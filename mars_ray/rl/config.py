@@ -77,6 +77,13 @@ class EnvConfig(StrictModel):
         default=5000.0, ge=1.0, le=3_600_000, description="background agents' decision step"
     )
     agents: list[RoleConfig] = Field(min_length=1, description="learning agents, by role")
+    trajectories: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="samples of the market stepped together in one env, each with its own "
+        "learning agents (one kernel step and one LMM batch serve them all)",
+    )
 
     @model_validator(mode="after")
     def _steps_fit(self) -> EnvConfig:

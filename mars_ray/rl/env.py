@@ -1,7 +1,10 @@
 """MarketEnv: several learning agents trading one simulated market, an RLlib MultiAgentEnv.
 
 The market is the simulator's own: a ``ShardRuntime`` (books and background agents, in
-process) runs the episode. The learning agents' actions become orders that enter through
+process) runs the episode, for ``trajectories`` independent samples of the same market at
+once (one kernel step, one exchange call and, with an ``lmm`` background, one model batch
+for all of them); trajectory k's agents are the same roles under their own names
+(``agent_names``). The learning agents' actions become orders that enter through
 ``ShardRuntime.submit_orders`` with each agent's order latency, so they are validated,
 delayed and matched exactly as every other agent's orders; their events are read back
 from the book's records (fills, cancels, rejects with their reason).
@@ -60,6 +63,7 @@ class LearningAgent:
     role: RoleConfig
     agent_id: int
     latency_ns: int
+    trajectory: int = 0
     inventory: int = 0
     cash: float = 0.0  # ticks x shares
     executed: int = 0  # execution: shares done (in the parent order's direction)
@@ -76,8 +80,37 @@ class LearningAgent:
         return sum(left for s, left in self.live.values() if s == side)
 
 
+class Trajectory:
+    """One trajectory's book and learning agents; agent ids repeat across trajectories (as
+    in the simulator, the trajectory id tells their orders apart)."""
+
+    def __init__(self, index: int, book_state: Any, learners: list[LearningAgent]) -> None:
+        self.index = index
+        self.book_state = book_state
+        self.book = book_state.book
+        self.learners = learners
+        self.by_id = {a.agent_id: a for a in learners}
+        self.history = np.zeros((RETURNS + 1, N_FEATURES), dtype=np.float64)
+        self.arrival_mid = 0.0
+        self.volume_seen = 0  # the book's traded shares already counted in a step
+
+
+def agent_names(config: EnvConfig) -> list[list[str]]:
+    """Each trajectory's agent ids: role by role, numbered on across trajectories
+    (trajectory 0 has ``execution_0``.., trajectory 1 ``execution_C``.. for C per role)."""
+    return [
+        [
+            f"{group.role}_{k * group.count + i}"
+            for group in config.agents
+            for i in range(group.count)
+        ]
+        for k in range(config.trajectories)
+    ]
+
+
 class MarketEnv(MultiAgentEnv):
-    """Learning agents by role (``execution_0``, ``market_maker_0``, ...) on one market."""
+    """Learning agents by role (``execution_0``, ``market_maker_0``, ...) on one market,
+    ``trajectories`` samples of it stepped together."""
 
     def __init__(self, config: EnvConfig | dict | None = None) -> None:
         super().__init__()
@@ -90,14 +123,14 @@ class MarketEnv(MultiAgentEnv):
             config = validate_model(EnvConfig, raw, "env")
         self.config = config
         self.sim_config = market_config(config)
-        self.possible_agents = [
-            f"{group.role}_{i}" for group in config.agents for i in range(group.count)
-        ]
+        self.names = agent_names(config)
+        self.possible_agents = [name for names in self.names for name in names]
         if len(set(self.possible_agents)) != len(self.possible_agents):
             raise ConfigError("env.agents: a role is listed twice; give it one entry with count")
         self.agents = list(self.possible_agents)
+        groups = [group for group in config.agents for _ in range(group.count)]
         self.roles = {
-            f"{group.role}_{i}": group for group in config.agents for i in range(group.count)
+            name: group for names in self.names for name, group in zip(names, groups, strict=True)
         }
         box = gym.spaces.Box(-CLIP, CLIP, shape=(N_OBS,), dtype=np.float32)
         self.observation_spaces = {a: box for a in self.possible_agents}
@@ -118,21 +151,40 @@ class MarketEnv(MultiAgentEnv):
     def _new_episode(self, seed: int) -> None:
         sim = self.sim_config.model_copy(update={"seed": seed})
         self.shard = ShardRuntime(sim, 0)
-        self.book_state = self.shard.state[(0, 0)]
-        self.book = self.book_state.book
         self.tick = self.config.instrument.tick_size
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 << 20,)))
         self.learners: dict[str, LearningAgent] = {}
-        for k, name in enumerate(self.possible_agents):
-            lo, hi = self.roles[name].latency.order_us
-            latency = round(rng.uniform(lo, hi) * 1000.0)
-            self.learners[name] = LearningAgent(
-                name, self.roles[name], self.first_agent_id + k, latency
-            )
-        self.by_id = {a.agent_id: a for a in self.learners.values()}
-        self.history = np.zeros((RETURNS + 1, N_FEATURES), dtype=np.float64)
+        self.trajectories: list[Trajectory] = []
+        for k, names in enumerate(self.names):
+            # trajectory 0 draws as a one-trajectory env always did
+            key = (1 << 20,) if k == 0 else (1 << 20, k)
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+            learners = []
+            for i, name in enumerate(names):
+                lo, hi = self.roles[name].latency.order_us
+                latency = round(rng.uniform(lo, hi) * 1000.0)
+                agent = LearningAgent(name, self.roles[name], self.first_agent_id + i, latency, k)
+                self.learners[name] = agent
+                learners.append(agent)
+            self.trajectories.append(Trajectory(k, self.shard.state[(k, 0)], learners))
         self.k = 0
         self.t = self.sim_config.session.pre_open
+
+    # trajectory 0, under the names a one-trajectory env has always had
+    @property
+    def book_state(self) -> Any:
+        return self.trajectories[0].book_state
+
+    @property
+    def book(self) -> Any:
+        return self.trajectories[0].book
+
+    @property
+    def history(self) -> np.ndarray:
+        return self.trajectories[0].history
+
+    @property
+    def arrival_mid(self) -> float:
+        return self.trajectories[0].arrival_mid
 
     def reset(
         self, *, seed: int | None = None, options: dict | None = None
@@ -142,94 +194,109 @@ class MarketEnv(MultiAgentEnv):
         else:
             self.seeds = np.random.default_rng(seed)
         self._new_episode(seed)
-        self._run(self.config.episode.start)  # the background builds the book
-        self.history[:] = 0.0
-        mid = self._mid()
-        self.history[:, MID] = mid
-        self.arrival_mid = mid
-        for agent in self.learners.values():
-            agent.value = 0.0
+        self._run(self.config.episode.start, settle=False)  # the background builds the book
+        infos = {}
+        for tr in self.trajectories:
+            tr.history[:] = 0.0
+            mid = self._mid(tr)
+            tr.history[:, MID] = mid
+            tr.arrival_mid = mid
+            for agent in tr.learners:
+                infos[agent.name] = {"arrival_mid_ticks": mid}
         self.agents = list(self.possible_agents)
-        return self._observations(), {a: {"arrival_mid_ticks": mid} for a in self.agents}
+        return self._observations(), infos
 
     def step(self, action_dict: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         if self.shard is None or self.k >= self.config.episode.steps:
             raise RuntimeError("step() after the episode ended: call reset() first")
         actions = self._checked(action_dict)
         t = self.t
-        touch = self._touch()
-        batches = [self._orders(self.learners[a], act, t, touch) for a, act in actions.items()]
-        self.shard.submit_orders(OrderBatch.concat(batches))
+        rows: list[tuple] = []
+        for tr in self.trajectories:
+            touch = self._touch(tr)
+            for agent in tr.learners:
+                action = actions.get(agent.name)
+                if action is not None:
+                    rows += self._orders(agent, action, t, touch)
+        if rows:
+            self.shard.submit_orders(OrderBatch.from_rows(rows))
         self.k += 1
         last = self.k >= self.config.episode.steps
         infos: dict[str, dict] = {a: {"rejected": []} for a in self.agents}
-        volume = self._run(t + self.step_ns, infos)
+        volumes = self._run(t + self.step_ns, infos)
+        ended: dict[int, tuple[float, np.ndarray]] = {}
         if last:
-            volume += self._clean_up(infos)
-        mid = self._mid()
-        self.history[1:] = self.history[:-1]
-        self.history[0, MID], self.history[0, VOLUME] = mid, volume
-        rewards = {a: self._reward(self.learners[a], mid, last) for a in self.agents}
-        for a in self.agents:
-            agent = self.learners[a]
-            infos[a].update(
-                inventory=agent.inventory, cash_ticks=agent.cash, executed=agent.executed
-            )
-        terminated = {a: last for a in self.agents}
+            ended = self._clean_up(infos, volumes)
+        rewards = {}
+        for tr, volume in zip(self.trajectories, volumes, strict=True):
+            mid = ended[tr.index][0] if tr.index in ended else self._mid(tr)
+            history = tr.history
+            history[1:] = history[:-1]
+            history[0, MID], history[0, VOLUME] = mid, volume
+            for agent in tr.learners:
+                rewards[agent.name] = self._reward(agent, mid, last)
+                infos[agent.name].update(
+                    inventory=agent.inventory, cash_ticks=agent.cash, executed=agent.executed
+                )
+        terminated = dict.fromkeys(self.agents, last)
         terminated["__all__"] = last
-        truncated = {a: False for a in self.agents}
+        truncated = dict.fromkeys(self.agents, False)
         truncated["__all__"] = False
-        return self._observations(), rewards, terminated, truncated, infos
+        return self._observations(ended), rewards, terminated, truncated, infos
 
     # ---------------------------------------------------------------- actions
-    def _checked(self, action_dict: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _checked(self, action_dict: dict[str, Any]) -> dict[str, list[float]]:
+        """Each action as a list of floats, clipped to [-1, 1] (Python floats compute every
+        order exactly as float64 arrays did, faster)."""
         out = {}
         for name, action in action_dict.items():
             if name not in self.learners:
                 raise ValueError(f"action for unknown agent {name!r}; agents: {self.agents}")
             space = self.action_spaces[name]
-            value = np.asarray(action, dtype=np.float64).reshape(-1)
-            if (
-                value.shape != space.shape
-                or not np.all(np.isfinite(value))
-                or np.any(np.abs(value) > 1.0 + _TOLERANCE)
-            ):
+            value = np.asarray(action, dtype=np.float64).reshape(-1).tolist()
+            # NaN fails the comparison too
+            if len(value) != space.shape[0] or not all(abs(v) <= 1.0 + _TOLERANCE for v in value):
                 raise ValueError(
                     f"agent {name!r}: action {np.asarray(action).tolist()!r} is outside its "
                     f"action space Box(-1, 1, shape={space.shape})"
                 )
-            out[name] = np.clip(value, -1.0, 1.0)
+            out[name] = [-1.0 if v < -1.0 else 1.0 if v > 1.0 else v for v in value]
         return out
 
     def _orders(
-        self, agent: LearningAgent, action: np.ndarray, t: int, touch: tuple[int, int, float]
-    ) -> OrderBatch:
-        """Cancel the agent's resting orders, then send what its role does with ``action``."""
+        self, agent: LearningAgent, action: list[float], t: int, touch: tuple[int, int, float]
+    ) -> list[tuple]:
+        """Cancel the agent's resting orders, then send what its role does with ``action``:
+        rows for ``OrderBatch.from_rows``."""
         at = t + agent.latency_ns
         rows = self._cancels(agent, at)
         bid, ask, mid = touch
         steps_left = self.config.episode.steps - self.k
+        traj = agent.trajectory
         for kind, side, price_ticks, size in role_orders(
             agent.role, action, bid, ask, mid, agent.inventory, agent.executed, steps_left
         ):
             oid = agent.order_id()
             price = price_ticks * self.tick
-            rows.append((at, 0, 0, kind, oid, side, price, float(size), agent.agent_id))
+            rows.append((at, traj, 0, kind, oid, side, price, float(size), agent.agent_id))
             if kind == LIMIT:
                 agent.live[oid] = [side, size]
-        return OrderBatch.from_rows(rows)
+        return rows
 
     @staticmethod
     def _cancels(agent: LearningAgent, at: int) -> list[tuple]:
         """Cancel requests (arriving at ``at``) for every resting order of ``agent``."""
-        rows = [
-            (at, 0, 0, _CANCEL_ORDER, oid, 0, math.nan, 0.0, agent.agent_id) for oid in agent.live
-        ]
+        traj, aid = agent.trajectory, agent.agent_id
+        rows = [(at, traj, 0, _CANCEL_ORDER, oid, 0, math.nan, 0.0, aid) for oid in agent.live]
         agent.live.clear()
         return rows
 
-    def _clean_up(self, infos: dict[str, dict]) -> int:
-        """The last step's market orders for what execution agents have left; one more step."""
+    def _clean_up(
+        self, infos: dict[str, dict], volumes: list[int]
+    ) -> dict[int, tuple[float, np.ndarray]]:
+        """The last step's market orders for what execution agents have left; one more step,
+        its traded volume added to ``volumes``. A trajectory with nothing to clean up ends
+        before that step, as it would alone: its (mid, depth) then, by trajectory index."""
         rows = []
         for agent in self.learners.values():
             left = agent.role.quantity - agent.executed
@@ -240,7 +307,7 @@ class MarketEnv(MultiAgentEnv):
             rows.append(
                 (
                     at,
-                    0,
+                    agent.trajectory,
                     0,
                     MARKET,
                     agent.order_id(),
@@ -251,57 +318,79 @@ class MarketEnv(MultiAgentEnv):
                 )
             )
         if not rows:
-            return 0
+            return {}
+        cleaning = {row[1] for row in rows}
+        ended = {
+            tr.index: (self._mid(tr), tr.book.snapshot(LEVELS))
+            for tr in self.trajectories
+            if tr.index not in cleaning
+        }
         assert self.shard is not None
         self.shard.submit_orders(OrderBatch.from_rows(rows))
-        return self._run(self.t + self.step_ns, infos)
+        more = self._run(self.t + self.step_ns, infos, settle=cleaning)
+        for k in cleaning:
+            volumes[k] += more[k]
+        return ended
 
     # ---------------------------------------------------------------- the market
-    def _run(self, until: int, infos: dict[str, dict] | None = None) -> int:
-        """Run the shard to ``until``; settle the learning agents' events; traded volume."""
+    def _run(
+        self, until: int, infos: dict[str, dict] | None = None, settle: bool | set[int] = True
+    ) -> list[int]:
+        """Run the shard to ``until``; settle the learning agents' events (of the
+        trajectories in ``settle``; none before they act: False); each trajectory's traded
+        volume."""
         assert self.shard is not None
         self.shard.run_until(until)
         self.t = until
-        st = self.book_state
-        chunks, st.chunks = st.chunks, []  # the env keeps no event history
-        volume = 0
-        for _, records in chunks:
-            volume += int(records["size"][records["event_type"] == _TRADE].sum())
-            self._settle(records, infos)
-        return volume
+        volumes = []
+        for tr in self.trajectories:
+            st = tr.book_state
+            chunks, st.chunks = st.chunks, []  # the env keeps no event history
+            traded = st.stats.volume  # the shard counts every trade's shares as it settles
+            volumes.append(traded - tr.volume_seen)
+            tr.volume_seen = traded
+            if settle is True or (settle and tr.index in settle):
+                for _, records in chunks:
+                    self._settle(tr, records, infos)
+        return volumes
 
-    def _settle(self, records: np.ndarray, infos: dict[str, dict] | None) -> None:
-        lo, hi = self.first_agent_id, self.first_agent_id + len(self.learners)
-        agent, contra = records["agent_id"], records["contra_agent_id"]
-        ours = ((agent >= lo) & (agent < hi)) | ((contra >= lo) & (contra < hi))
+    def _settle(self, tr: Trajectory, records: np.ndarray, infos: dict[str, dict] | None) -> None:
+        # the learning agents have the highest ids of the market (from first_agent_id)
+        lo = self.first_agent_id
+        ours = np.maximum(records["agent_id"], records["contra_agent_id"]) >= lo
+        if not ours.any():
+            return
+        by_id = tr.by_id
         for row in records[ours].tolist():
             # ROW_FIELDS order (mars_ray.schema.events)
             _, etype, oid, side, price, size, aid, coid, caid, reason = row
             if etype == _TRADE:
                 for owner, order, s in ((aid, oid, side), (caid, coid, -side)):
-                    agent = self.by_id.get(owner)
-                    if agent is not None:
-                        self._fill(agent, order, s, price, size)
-            elif etype == _CANCEL and aid in self.by_id:
-                live = self.by_id[aid].live.get(oid)
+                    learner = by_id.get(owner)
+                    if learner is not None:
+                        self._fill(tr, learner, order, s, price, size)
+            elif etype == _CANCEL and aid in by_id:
+                live = by_id[aid].live.get(oid)
                 if live is not None:
                     live[1] -= size
                     if live[1] <= 0:
-                        del self.by_id[aid].live[oid]
-            elif etype == _REJECT and aid in self.by_id:
-                agent = self.by_id[aid]
-                agent.live.pop(oid, None)
-                if infos is not None and agent.name in infos:
-                    infos[agent.name]["rejected"].append(
+                        del by_id[aid].live[oid]
+            elif etype == _REJECT and aid in by_id:
+                learner = by_id[aid]
+                learner.live.pop(oid, None)
+                if infos is not None and learner.name in infos:
+                    infos[learner.name]["rejected"].append(
                         {"order_id": oid, "reason": reasons.name(reason)}
                     )
 
-    def _fill(self, agent: LearningAgent, oid: int, side: int, price: int, size: int) -> None:
+    def _fill(
+        self, tr: Trajectory, agent: LearningAgent, oid: int, side: int, price: int, size: int
+    ) -> None:
         agent.inventory += side * size
         agent.cash -= side * price * size
         if agent.role.role == "execution" and side == agent.role.sign:
             agent.executed += size
-            bp = agent.role.sign * (price - self.arrival_mid) / self.arrival_mid * 1e4
+            bp = agent.role.sign * (price - tr.arrival_mid) / tr.arrival_mid * 1e4
             agent.step_shortfall += size * bp
         live = agent.live.get(oid)
         if live is not None:
@@ -309,23 +398,21 @@ class MarketEnv(MultiAgentEnv):
             if live[1] <= 0:
                 del agent.live[oid]
 
-    def _touch(self) -> tuple[int, int, float]:
+    def _touch(self, tr: Trajectory) -> tuple[int, int, float]:
         """Best bid and ask in ticks (0: none) and the mid."""
-        depth = self.book.snapshot(1)
-        ask, bid = int(depth[0, 0]), int(depth[0, 2])
-        return bid, ask, self._mid(bid, ask)
+        ask, _, bid, _ = tr.book.snapshot(1)[0].tolist()
+        return bid, ask, self._mid(tr, bid, ask)
 
-    def _mid(self, bid: int | None = None, ask: int | None = None) -> float:
+    def _mid(self, tr: Trajectory, bid: int | None = None, ask: int | None = None) -> float:
         if bid is None or ask is None:
-            depth = self.book.snapshot(1)
-            ask, bid = int(depth[0, 0]), int(depth[0, 2])
+            ask, _, bid, _ = tr.book.snapshot(1)[0].tolist()
         if bid > 0 and ask > 0 and bid < ask:
             return (bid + ask) / 2.0
-        last = self.book.last_trade_price
+        last = tr.book.last_trade_price
         if last is not None:
             return float(last)
-        previous = float(self.history[0, MID])
-        return previous if previous > 0 else float(self.book_state.reference)
+        previous = float(tr.history[0, MID])
+        return previous if previous > 0 else float(tr.book_state.reference)
 
     # ---------------------------------------------------------------- rewards, observations
     def _reward(self, agent: LearningAgent, mid: float, last: bool) -> float:
@@ -342,26 +429,38 @@ class MarketEnv(MultiAgentEnv):
         penalty = role.inventory_penalty * (agent.inventory / role.max_inventory) ** 2
         return float(change / role.lot - penalty)
 
-    def _observations(self) -> dict[str, np.ndarray]:
-        depth = self.book.snapshot(LEVELS)
+    def _observations(
+        self, ended: dict[int, tuple[float, np.ndarray]] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every agent's observation; ``ended`` trajectories (``_clean_up``) from their
+        depth at their end."""
+        ended = ended or {}
         steps = self.config.episode.steps
-        owns = []
-        for name in self.agents:
-            agent = self.learners[name]
-            left = agent.role.quantity - agent.executed
-            own = OwnState(
-                inventory=agent.inventory,
-                cash=agent.cash,
-                open_bid=agent.open_size(1),
-                open_ask=agent.open_size(-1),
-                time_left=(steps - self.k) / steps,
-                quantity_left=left / agent.role.quantity if agent.role.role == "execution" else 0.0,
-                scale=agent.role.scale,
-                reference_ticks=float(self.book_state.reference),
-            )
-            owns.append(own)
-        rows = observations(depth, self.history, owns)
-        return dict(zip(self.agents, rows, strict=True))
+        time_left = (steps - self.k) / steps
+        out: dict[str, np.ndarray] = {}
+        for tr in self.trajectories:
+            reference = float(tr.book_state.reference)
+            owns = []
+            for agent in tr.learners:
+                role = agent.role
+                execution = role.role == "execution"
+                own = OwnState(
+                    inventory=agent.inventory,
+                    cash=agent.cash,
+                    open_bid=agent.open_size(1),
+                    open_ask=agent.open_size(-1),
+                    time_left=time_left,
+                    quantity_left=(role.quantity - agent.executed) / role.quantity
+                    if execution
+                    else 0.0,
+                    scale=role.scale,
+                    reference_ticks=reference,
+                )
+                owns.append(own)
+            depth = ended[tr.index][1] if tr.index in ended else tr.book.snapshot(LEVELS)
+            rows = observations(depth, tr.history, owns)
+            out.update(zip((a.name for a in tr.learners), rows, strict=True))
+        return out
 
 
 def market_config(config: EnvConfig) -> SimulationConfig:
@@ -378,7 +477,11 @@ def market_config(config: EnvConfig) -> SimulationConfig:
             "closing_call": end,
             "close": end,
         },
-        "kernel": {"step_ms": config.kernel_step_ms, "sync_ms": config.kernel_step_ms},
+        "kernel": {
+            "step_ms": config.kernel_step_ms,
+            "sync_ms": config.kernel_step_ms,
+            "trajectories": config.trajectories,
+        },
         "instruments": [config.instrument.model_dump()],
         "agents": [group.model_dump() for group in config.background],
         "output": {"snapshot_every_ms": 86_400_000, "snapshot_levels": LEVELS},
