@@ -47,10 +47,11 @@ from agents.view import Fills
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.tokenizer import (
     CANCEL_KINDS,
+    N_BOOK,
     Kind,
     Tokenizer,
-    book_features,
-    decode_price,
+    book_features_one,
+    decode_price_one,
     encode_price_level,
 )
 from mars_ray.schema.clock import parse_clock
@@ -66,6 +67,8 @@ LEVELS = 10
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
 _CANCEL = int(OrderType.CANCEL)
+_BUY = int(Kind.BUY)
+_CANCEL_BUY = int(Kind.CANCEL_BUY)
 
 
 # The sampling temperature, wherever one is given: from 0.01 (near argmax already; smaller
@@ -316,16 +319,31 @@ class ShadowBook:
             self.remove(-side, best, got)
         return size
 
+    def levels(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The top ``LEVELS`` (price, size) of each side, best first."""
+        asks, bids = self.asks, self.bids
+        return (
+            [(p, asks[p]) for p in sorted(asks)[:LEVELS]],
+            [(p, bids[p]) for p in sorted(bids, reverse=True)[:LEVELS]],
+        )
+
     def rows(self) -> np.ndarray:
         """(LEVELS, 4) in OrderBook.snapshot's layout."""
         out = np.zeros((LEVELS, 4), dtype=np.int64)
-        asks = sorted(self.asks)[:LEVELS]
-        bids = sorted(self.bids, reverse=True)[:LEVELS]
-        out[: len(asks), 0] = asks
-        out[: len(asks), 1] = [self.asks[p] for p in asks]
-        out[: len(bids), 2] = bids
-        out[: len(bids), 3] = [self.bids[p] for p in bids]
+        asks, bids = self.levels()
+        if asks:
+            out[: len(asks), :2] = asks
+        if bids:
+            out[: len(bids), 2:] = bids
         return out
+
+    def features(self, time_ns: int) -> tuple[list[float], tuple[int, int, int, int]]:
+        """The model's book features at ``time_ns`` and the top of book (ask px, ask size,
+        bid px, bid size; 0 for an empty side) for a controller."""
+        asks, bids = self.levels()
+        a = asks[0] if asks else (0, 0)
+        b = bids[0] if bids else (0, 0)
+        return book_features_one(asks, bids, time_ns), (a[0], a[1], b[0], b[1])
 
 
 class LMMBackground:
@@ -354,6 +372,9 @@ class LMMBackground:
                 "hand the served model's generator to the simulation"
             )
         self.generator, self.tokenizer = backend(params, len(slots))
+        self.n_book = N_BOOK
+        self.gap_values = [int(g) for g in self.tokenizer.gap_values]  # ns per gap bin
+        self.size_values = [int(v) for v in self.tokenizer.size_values]  # shares per size bin
         if controller is None and params.control is not None:
             controller = params.control.controller(self.tokenizer, len(slots))
         self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
@@ -391,25 +412,26 @@ class LMMBackground:
         if limit is not None:
             active &= np.array([s.generated < limit for s in self.slots], dtype=bool)
         count = np.zeros(n, dtype=np.int64)
+        book = np.zeros((n, self.n_book), dtype=np.float32)
+        top = np.zeros((n, 1, 4), dtype=np.int64)  # what a controller reads of the books
+        times = np.zeros(n, dtype=np.int64)
+        gaps = self.gap_values
         while active.any():
-            rows = np.stack([s.rows() for s in shadows])
-            times = np.array([s.last_time for s in self.slots], dtype=np.int64)
-            book = book_features(rows, times)
+            uniforms = np.zeros((n, 4))
+            for b in np.flatnonzero(active).tolist():
+                slot = self.slots[b]
+                times[b] = slot.last_time
+                book[b], top[b, 0] = shadows[b].features(slot.last_time)
+                uniforms[b] = slot.rng.random(4)
             last = np.stack([s.last_token for s in self.slots])
-            uniforms = np.stack(
-                [
-                    s.rng.random(4) if a else np.zeros(4)
-                    for s, a in zip(self.slots, active, strict=True)
-                ]
-            )
             bias = gap = None
             if self.controller is not None:
-                bias, gap = self.controller.biases(times, rows, last, active)
+                bias, gap = self.controller.biases(times, top, last, active)
             tokens = self.generator.next(last, book, uniforms, active, bias, gap)
-            for b in np.flatnonzero(active):
+            for b in np.flatnonzero(active).tolist():
                 slot = self.slots[b]
                 token = tokens[b]
-                t = slot.last_time + int(self.tokenizer.gap_values[token[3]])
+                t = slot.last_time + gaps[token[3]]
                 slot.last_token = token
                 count[b] += 1
                 slot.generated += 1
@@ -449,13 +471,11 @@ class LMMBackground:
     ) -> None:
         """Turn one token into an order (or a cancel of our own order) on this book at ``t``."""
         slot.last_time = t
-        kind = int(token[0])
-        side = 1 if kind in (int(Kind.BUY), int(Kind.CANCEL_BUY)) else -1
+        kind, level, size_bin, _ = token.tolist()
+        side = 1 if kind == _BUY or kind == _CANCEL_BUY else -1
         bid, ask = shadow.best_bid, shadow.best_ask
         cancel = kind in CANCEL_KINDS
-        price, marketable = decode_price(
-            int(token[1]), side, bid, ask, slot.reference_ticks, cancel=cancel
-        )
+        price, marketable = decode_price_one(level, side, bid, ask, slot.reference_ticks, cancel)
         tick = slot.tick_size
         if cancel:
             oid = slot.nearest_live(side, price)
@@ -467,7 +487,7 @@ class LMMBackground:
                 (t, slot.trajectory, slot.instrument, _CANCEL, oid, 0, np.nan, 0.0, slot.agent_id)
             )
             return
-        size = int(self.tokenizer.size_values[token[2]])
+        size = self.size_values[size_bin]
         oid = slot.new_order_id()
         if marketable:
             shadow.take(side, size)

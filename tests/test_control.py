@@ -195,3 +195,29 @@ def test_config_and_target_validation(tiny: LoadedModel, batch_model: BatchModel
         Volatility(0.0)
     with pytest.raises(ValueError):
         Volume(0.0)
+
+
+def test_a_volume_only_controller_paces_as_the_full_round_does(tiny: LoadedModel) -> None:
+    """Volume targets skip the mids and the order-batch model (``paces_only``): the gap
+    biases over a stream with gaps, idle rows and a book without a target are the full
+    round's."""
+    batch_model = BatchModel(BatchConfig())
+    targets = [Volume(2.0), None, Volume(30.0)]
+    impact = np.array([0.1, -0.1, -0.1, 0.1])
+    fast = FlowController(batch_model, tiny.tokenizer, targets, books=3, impact=impact)
+    full = FlowController(batch_model, tiny.tokenizer, targets, books=3, impact=impact)
+    assert fast.paces_only
+    full.paces_only = False
+    rng = np.random.default_rng(5)
+    depth = np.tile(np.array([[10_001, 500, 10_000, 500]]), (3, 1, 1))
+    times = np.full(3, START)
+    for _ in range(400):
+        times = times + rng.integers(0, 3 * 10**9, 3)
+        tokens = np.stack([rng.integers(0, n, 3) for n in (4, 24, 16, 16)], axis=1)
+        active = rng.random(3) < 0.8
+        got = fast.biases(times, depth, tokens, active)
+        want = full.biases(times, depth, tokens, active)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert np.abs(fast.zv).max() > 0  # the rate was steered
+    np.testing.assert_array_equal(fast.counts, full.counts)

@@ -110,14 +110,15 @@ def near_ties_as_reference(
 
 def test_a_row_gets_the_same_bits_alone_or_in_any_batch() -> None:
     """What lets the fused path skip BATCH_FLOOR: a row's result does not depend on the
-    other rows of its step or its place among them (linears run in tiles of 4 rows)."""
+    other rows of its step or its place among them (linears run in tiles of 4 rows, then
+    a pair, then single rows)."""
     model = tiny("factorised", None)
     fast = FastStep(model)
     rng = np.random.default_rng(2)
     comp = rng.integers(0, 4, (9, 4))
     book = rng.standard_normal((9, model.config.n_book)).astype(np.float32)
     results = []
-    for rows in ([3], [0, 1, 2, 3, 4, 5, 6], [8, 3, 5], list(range(9))[::-1]):
+    for rows in ([3], [5, 3], [0, 1, 2, 3, 4, 5, 6], [8, 3, 5], list(range(9))[::-1]):
         cache = model.new_cache(9)
         at = rows.index(3)
         for _ in range(20):

@@ -24,7 +24,9 @@ from mars_ray.lmm.tokenizer import (
     Tokenizer,
     TokenizerStateError,
     book_features,
+    book_features_one,
     decode_price,
+    decode_price_one,
     encode_price_level,
     price_levels,
     token_components,
@@ -354,3 +356,43 @@ def test_book_features_accept_flat_rows_and_fewer_levels():
     assert book_features(np.zeros((0, 10, 4)), np.zeros(0)).shape == (0, N_BOOK)
     with pytest.raises(ValueError, match="multiple of 4"):
         book_features(np.zeros((2, 6)), np.zeros(2))
+
+
+def test_the_one_order_decoder_agrees_with_the_vectorised_one_in_every_case():
+    """The agents decode one order at a time with ``decode_price_one``: every level, side,
+    cancel flag and book shape (both sides, one side, none, a tight and a crossed spread)
+    against ``decode_price`` over arrays."""
+    quotes = [(100, 101), (100, 105), (100, 0), (0, 105), (0, 0), (101, 100), (1, 0)]
+    cases = [
+        (level, side, bid, ask, cancel)
+        for level in range(24)
+        for side in (1, -1)
+        for bid, ask in quotes
+        for cancel in (False, True)
+    ]
+    level, side, bid, ask, cancel = (np.array(c) for c in zip(*cases, strict=True))
+    price, marketable = decode_price(level, side, bid, ask, 3, cancel)
+    for i, case in enumerate(cases):
+        assert decode_price_one(*case[:4], 3, case[4]) == (price[i], marketable[i]), case
+    with pytest.raises(ValueError, match="outside"):
+        decode_price_one(24, 1, 100, 101, 3)
+
+
+def test_the_one_book_features_agree_with_the_vectorised_ones():
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n_ask, n_bid = rng.integers(0, 11, 2)
+        asks = np.cumsum(rng.integers(1, 4, n_ask)) + 1000
+        bids = 1000 - np.cumsum(rng.integers(0, 4, n_bid))
+        book = np.zeros((10, 4), dtype=np.int64)
+        book[:n_ask, 0], book[:n_ask, 1] = asks, rng.integers(1, 10_000, n_ask)
+        book[:n_bid, 2], book[:n_bid, 3] = bids, rng.integers(1, 10_000, n_bid)
+        t = int(OPEN_NS + rng.integers(-(10**12), SESSION_NS))
+        one = book_features_one(
+            [tuple(r) for r in book[:n_ask, :2].tolist()],
+            [tuple(r) for r in book[:n_bid, 2:].tolist()],
+            t,
+        )
+        np.testing.assert_allclose(
+            np.float32(one), book_features(book[None], t)[0], rtol=1e-6, atol=1e-7
+        )

@@ -56,7 +56,7 @@ from mars_ray.lmm.batch_model import (
     order_categories,
     time_of_day,
 )
-from mars_ray.lmm.tokenizer import N_KINDS, Tokenizer
+from mars_ray.lmm.tokenizer import N_KINDS, N_PRICE, Tokenizer
 
 # categories (batch_model.CATEGORIES) -> kind: new buys, buy cancels, new sells, sell cancels
 _KIND_OF_CATEGORY = np.array([0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 3, 3, 3])
@@ -193,9 +193,8 @@ def mids_of(
     ask, bid = depths[:, 0, 0].astype(np.float64), depths[:, 0, 2].astype(np.float64)
     last = np.ones(len(ask)) if last_spread is None else np.asarray(last_spread, np.float64)
     two = (ask > 0) & (bid > 0)
-    mid = np.select(
-        [two, ask > 0, bid > 0], [(ask + bid) / 2, ask - last / 2, bid + last / 2], np.nan
-    )
+    one_sided = np.where(ask > 0, ask - last / 2, np.where(bid > 0, bid + last / 2, np.nan))
+    mid = np.where(two, (ask + bid) / 2, one_sided)  # np.select's order, at a third the cost
     return mid, np.where(two, ask - bid, last)
 
 
@@ -266,6 +265,14 @@ class FlowController:
         self.zv = np.zeros(B)
         self.closed = np.zeros(B, dtype=np.int64)  # intervals closed per book
         self.volume_rows = np.array([isinstance(t, Volume) for t in self.targets], dtype=bool)
+        self.steer_rows = np.array(
+            [isinstance(t, MidPath | Volatility) for t in self.targets], dtype=bool
+        )
+        # only order rates to steer: the order-batch model and the mids are not needed
+        self.paces_only = bool(self.volume_rows.any() and not self.steer_rows.any())
+        # category (batch_model.CATEGORIES) of every (kind, price level): one lookup per order
+        kinds, levels = np.divmod(np.arange(N_KINDS * N_PRICE), N_PRICE)
+        self.category = order_categories(kinds, levels).reshape(N_KINDS, N_PRICE)
 
     # -------------------------------------------------------------- the round
     def biases(
@@ -286,15 +293,19 @@ class FlowController:
         B = self.books
         times = np.asarray(times_ns, dtype=np.int64).reshape(B)
         active = np.ones(B, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        if self.paces_only:
+            return self._pace_round(times, np.asarray(last_tokens), active)
         mids, spread = mids_of(np.asarray(depths), self.spread)
         self.spread[active] = spread[active]
         rows = np.flatnonzero(active)
-        first = rows[~self.seen[rows]]
-        self.seen[first] = True
-        self.start_mid[first] = mids[first]
-        self.slot[first] = times[first] // self.interval_ns
-        self.slot_mid[first] = mids[first]
-        observe = rows if not self.config.skip_first else np.setdiff1d(rows, first)
+        new = ~self.seen[rows]
+        if new.any():
+            first = rows[new]
+            self.seen[first] = True
+            self.start_mid[first] = mids[first]
+            self.slot[first] = times[first] // self.interval_ns
+            self.slot_mid[first] = mids[first]
+        observe = rows[~new] if self.config.skip_first else rows
         self._roll_intervals(observe, times)
         self._count(observe, np.asarray(last_tokens, dtype=np.int64))
         ok = rows[~np.isnan(mids[rows])]
@@ -303,18 +314,11 @@ class FlowController:
         self.start_mid[fill] = self.mid[fill]
         self.slot_mid[np.isnan(self.slot_mid)] = self.mid[np.isnan(self.slot_mid)]
         bias = np.zeros((B, N_KINDS), dtype=np.float32)
-        steer = np.array(
-            [
-                b
-                for b in rows
-                if isinstance(self.targets[b], MidPath | Volatility) and not np.isnan(self.mid[b])
-            ],
-            dtype=np.int64,
-        )
+        steer = rows[self.steer_rows[rows] & ~np.isnan(self.mid[rows])]
         if len(steer):
             bias[steer] = self._bias(steer, times[steer])
+            self.abs_bias_sum[rows] += np.abs(bias[rows])
         self.last_bias = bias
-        self.abs_bias_sum[rows] += np.abs(bias[rows])
         self.rounds[rows] += 1
         if not self.volume_rows.any():
             return bias, None
@@ -322,6 +326,40 @@ class FlowController:
         paced = rows[self.volume_rows[rows]]
         gap[paced] = self.zv[paced, None] * self.psi[None, :]
         return bias, gap
+
+    def _pace_round(
+        self, times: np.ndarray, last_tokens: np.ndarray, active: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``biases`` when every target is a ``Volume`` (or none): count each active book's
+        latest order into its interval and close the intervals it has passed, as the full
+        round does, without the mids and the order-batch model that only kind targets use.
+        A round per generated order, so plain Python over the few active books."""
+        interval = self.interval_ns
+        skip = self.config.skip_first
+        gap = np.zeros((self.books, len(self.psi)), dtype=np.float32)
+        for b in np.flatnonzero(active).tolist():
+            self.rounds[b] += 1
+            slot = int(times[b]) // interval
+            if not self.seen[b]:
+                self.seen[b] = True
+                self.slot[b] = slot
+                if skip:
+                    continue
+            target = self.targets[b]
+            if slot > self.slot[b]:
+                if isinstance(target, Volume):
+                    n_empty = min(slot - int(self.slot[b]) - 1, self.hist.shape[1])
+                    self._pace(b, target, [float(self.counts[b].sum())] + [0.0] * n_empty)
+                self.counts[b] = 0.0
+                self.volumes[b] = 0.0
+                self.slot[b] = slot
+            kind, level, size = last_tokens[b, :3].tolist()
+            category = self.category[kind, level]
+            self.counts[b, category] += 1.0
+            self.volumes[b, category] += self.tokenizer.size_values[size]
+            if isinstance(target, Volume):
+                gap[b] = self.zv[b] * self.psi
+        return np.zeros((self.books, N_KINDS), dtype=np.float32), gap
 
     def mean_abs_bias(self) -> np.ndarray:
         """(B, 4) mean absolute kind bias per book over its rounds so far: what the targets
@@ -333,14 +371,16 @@ class FlowController:
         if len(rows) == 0:
             return
         tok = tokens[rows]
-        cat = order_categories(tok[:, 0], tok[:, 1])
-        np.add.at(self.counts, (rows, cat), 1.0)
-        np.add.at(self.volumes, (rows, cat), self.tokenizer.size_values[tok[:, 2]])
+        cat = self.category[tok[:, 0], tok[:, 1]]
+        self.counts[rows, cat] += 1.0  # rows are distinct: no pair repeats
+        self.volumes[rows, cat] += self.tokenizer.size_values[tok[:, 2]]
 
     def _roll_intervals(self, rows: np.ndarray, times: np.ndarray) -> None:
         """Close the intervals that ended before each row's latest order; re-predict."""
         slot = times // self.interval_ns
         moved = rows[slot[rows] > self.slot[rows]]
+        if not len(moved):
+            return
         empty = interval_vectors(np.zeros((1, N_CAT)), np.zeros((1, N_CAT)), np.zeros(1))[0]
         for b in moved:
             mid_end = self.mid[b]  # the mid before the order that opened the new interval
@@ -361,14 +401,13 @@ class FlowController:
             self.volumes[b] = 0.0
             self.slot[b] = slot[b]
             self.slot_mid[b] = mid_end
-        if len(moved):
-            # the last entry's "next interval" is the one now starting (also after a long gap)
-            self.hist_tod[moved, -1] = time_of_day(slot[moved] * self.interval_ns)
-            for n in np.unique(self.hist_len[moved]):  # one batch per history length
-                part = moved[self.hist_len[moved] == n]
-                mean, std = self.model.predict(self.hist[part, -n:], self.hist_tod[part, -n:])
-                self.pred_mean[part] = mean
-                self.pred_std[part] = std
+        # the last entry's "next interval" is the one now starting (also after a long gap)
+        self.hist_tod[moved, -1] = time_of_day(slot[moved] * self.interval_ns)
+        for n in np.unique(self.hist_len[moved]):  # one batch per history length
+            part = moved[self.hist_len[moved] == n]
+            mean, std = self.model.predict(self.hist[part, -n:], self.hist_tod[part, -n:])
+            self.pred_mean[part] = mean
+            self.pred_std[part] = std
 
     def _push(self, b: int, vec: np.ndarray, tod_next: np.ndarray) -> None:
         self.hist[b, :-1] = self.hist[b, 1:]

@@ -174,8 +174,8 @@ def _linear(x: np.ndarray, wt: np.ndarray, n: int, y: np.ndarray) -> None:
     """y[:n] = x[:n] @ wt for weights stored transposed, wt (in, out).
 
     Each output is the sum over inputs in order, one multiply-add at a time, vectorised
-    across outputs: a row gets the same bits alone or in a tile of TILE rows (which share
-    each weight row read).
+    across outputs: a row gets the same bits alone, in a pair or in a tile of TILE rows
+    (which share each weight row read).
     """
     k, m = wt.shape
     for r in range(n):
@@ -195,6 +195,15 @@ def _linear(x: np.ndarray, wt: np.ndarray, n: int, y: np.ndarray) -> None:
                 y[r + 2, o] += a2 * w
                 y[r + 3, o] += a3 * w
         r += TILE
+    if r + 2 <= n:  # a pair (a shard of two books) shares its weight reads as well
+        for i in range(k):
+            a0 = x[r, i]
+            a1 = x[r + 1, i]
+            for o in range(m):
+                w = wt[i, o]
+                y[r, o] += a0 * w
+                y[r + 1, o] += a1 * w
+        r += 2
     while r < n:
         for i in range(k):
             a = x[r, i]
@@ -503,6 +512,16 @@ class FastStep:
         self.w = FastWeights.from_model(model)
         self.n_gap = int(self.w.sizes[3])
         self._views: tuple[KVCache, tuple, tuple, np.ndarray] | None = None
+        self._zero: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def _zeros(self, n: int, what: str, width: int) -> np.ndarray:
+        """float32 zeros (n, width), kept per shape (the kernels only read them): a step
+        per order should not allocate the biases it was not given."""
+        key = (what, n, width)
+        z = self._zero.get(key)
+        if z is None:
+            z = self._zero[key] = np.zeros((n, width), dtype=np.float32)
+        return z
 
     def _cache_views(self, cache: KVCache) -> tuple[tuple, tuple, np.ndarray]:
         """numpy views of a CPU cache's tensors (same memory), made once per cache."""
@@ -554,16 +573,19 @@ class FastStep:
         """Next components (n, 4), as ``OrderModel.sample``."""
         w = self.w
         n = hidden.shape[0]
-        temps = np.broadcast_to(np.asarray(temperature, dtype=np.float32), (n,))
+        if isinstance(temperature, float | int):
+            temps = self._zeros(n, "temperature", 1) + np.float32(temperature)
+        else:
+            temps = np.ascontiguousarray(np.broadcast_to(temperature, (n,)), dtype=np.float32)
         if kind_bias is None:
-            kind_bias = np.zeros((n, int(w.sizes[0])), dtype=np.float32)
+            kind_bias = self._zeros(n, "kind", int(w.sizes[0]))
         if gap_bias is None:
-            gap_bias = np.zeros((n, self.n_gap), dtype=np.float32)
+            gap_bias = self._zeros(n, "gap", self.n_gap)
         out = np.zeros((n, 4), dtype=np.int64)
         sample(
             hidden,
             np.ascontiguousarray(uniforms, dtype=np.float64),
-            np.ascontiguousarray(temps),
+            temps.reshape(n),
             np.ascontiguousarray(kind_bias, dtype=np.float32),
             np.ascontiguousarray(gap_bias, dtype=np.float32),
             w.sizes, w.joint, w.head, w.joint_w, w.joint_b, out,

@@ -179,6 +179,10 @@ class RowPool:
         """``step`` by the fused kernel, over the parts' rows only: a row's result does not
         depend on the others there, so no BATCH_FLOOR padding is needed."""
         assert self.fast is not None
+        if len(parts) == 1:  # one caller (a local generator): its arrays as they are
+            p = parts[0]
+            hidden = self.fast.hidden(self.cache, p.rows, p.components, p.book, p.active)
+            return [self.fast.sample(hidden, p.uniforms, p.temperature, p.kind_bias, p.gap_bias)]
         cat = np.concatenate
         rows = cat([p.rows for p in parts])
         sizes = self.model.config.component_sizes
