@@ -61,9 +61,11 @@ from mars_ray.schema.quantities import MAX_TICKS, Ticks
 
 if TYPE_CHECKING:  # torch is imported only when a model is really loaded
     from mars_ray.lmm.control import FlowController
+    from mars_ray.lmm.corpus import UnitOrders
     from mars_ray.lmm.generate import OrderGenerator
 
 LEVELS = 10
+CONTEXT_DEFAULT = 256  # real orders given as context to a generator that does not say its window
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
 _CANCEL = int(OrderType.CANCEL)
@@ -380,6 +382,8 @@ class LMMBackground:
         self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
         self.orders_generated = 0
         self.acted_until = -1  # end of the last step it acted in
+        # per slot, real orders to run through the model before its first order (set_context)
+        self.context: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(slots)
 
     # ------------------------------------------------------------------ the step
     def act(self, t0: int, until: int, depths: list[np.ndarray], phase: Phase) -> OrderBatch:
@@ -395,6 +399,7 @@ class LMMBackground:
         shadows = [ShadowBook(d) for d in depths]
         out: list[list[tuple]] = [[] for _ in range(n)]
         active = np.ones(n, dtype=bool)
+        self._prime(start)
         for b, slot in enumerate(self.slots):
             if not slot.started:
                 slot.started, slot.last_time = True, start
@@ -460,6 +465,47 @@ class LMMBackground:
         return limit is not None and all(
             s.generated >= limit and s.held is None for s in self.slots
         )
+
+    def set_context(self, slot_index: int, orders: UnitOrders) -> None:
+        """Real orders that came before this book's start (a real start:
+        ``mars_ray/sim/real_start.py``): the model reads the last ``block_size`` of them
+        before it generates, and continues from the last one instead of a made-up opening
+        order."""
+        orders = orders.last(int(getattr(self.generator, "block_size", CONTEXT_DEFAULT)))
+        components = self.tokenizer.encode(
+            orders.kind, orders.price_level, orders.size, orders.gap_ns
+        )
+        self.context[slot_index] = (components, np.asarray(orders.book, np.float32))
+
+    def _prime(self, start: int) -> None:
+        """Feed each not yet started slot's context through the generator: order j with the
+        book before order j + 1 (the training pairing), all slots in one forward pass per
+        position; the last order becomes the slot's latest token, so its first generated
+        order continues the real flow. Sampled outputs are dropped."""
+        todo = [
+            (b, c)
+            for b, c in enumerate(self.context)
+            if c is not None and not self.slots[b].started
+        ]
+        if not todo:
+            return
+        n = len(self.slots)
+        longest = max(len(c[0]) for _, c in todo)
+        n_book = todo[0][1][1].shape[1]
+        for j in range(longest - 1):
+            components = np.zeros((n, 4), dtype=np.int64)
+            book = np.zeros((n, n_book), dtype=np.float32)
+            active = np.zeros(n, dtype=bool)
+            for b, (comp, feats) in todo:
+                k = j - (longest - len(comp))  # contexts end together: shorter ones start later
+                if 0 <= k < len(comp) - 1:
+                    components[b], book[b], active[b] = comp[k], feats[k + 1], True
+            if active.any():
+                self.generator.next(components, book, np.zeros((n, 4)), active)
+        for b, (comp, _) in todo:
+            slot = self.slots[b]
+            slot.started, slot.last_time, slot.last_token = True, start, comp[-1].copy()
+            self.context[b] = None
 
     def _opening_token(self) -> np.ndarray:
         """The context's first order: a median-sized buy at the best bid."""

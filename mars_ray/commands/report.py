@@ -15,6 +15,22 @@ if TYPE_CHECKING:
     from mars_ray.reports.realism import Run, Source
 
 
+def reference_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--reference",
+        "reference_dir",
+        required=True,
+        metavar="LOBSTER_DIR",
+        type=click.Path(path_type=Path),
+        help=f"Folder of LOBSTER file pairs: {what}.",
+    )
+
+
+TICKER_OPTION = click.option(
+    "--ticker", metavar="TICKER", help="Reference ticker, when LOBSTER_DIR holds several."
+)
+
+
 @click.group()
 def report() -> None:
     """Compare simulation runs with real data."""
@@ -22,14 +38,7 @@ def report() -> None:
 
 @report.command("realism")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--reference",
-    "reference_dir",
-    required=True,
-    metavar="LOBSTER_DIR",
-    type=click.Path(path_type=Path),
-    help="Folder of LOBSTER file pairs: the real day(s) to compare with.",
-)
+@reference_option("the real day(s) to compare with")
 @click.option(
     "--baseline",
     "baseline_dir",
@@ -40,9 +49,7 @@ def report() -> None:
 @click.option(
     "--instrument", metavar="NAME", help="Run instrument to compare (default: the run's first)."
 )
-@click.option(
-    "--ticker", metavar="TICKER", help="Reference ticker, when LOBSTER_DIR holds several."
-)
+@TICKER_OPTION
 @click.option(
     "--json",
     "json_out",
@@ -231,3 +238,128 @@ def _write(path: Path, write: Callable[[Path], object]) -> None:
         write(path)
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@report.command("lob-bench")
+@reference_option("the real day to start from and compare with")
+@TICKER_OPTION
+@click.option("--windows", default=8, show_default=True, help="Windows of the real day.")
+@click.option(
+    "--horizon-s",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0, max=23_400.0),
+    help="Seconds generated after each real start.",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--lmm-config",
+    default="configs/lmm_realism.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The LMM generator's simulation config (its session and start are replaced).",
+)
+@click.option(
+    "--baseline-config",
+    default="configs/agents_realism.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The agent baseline's simulation config (its session and start are replaced).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    required=True,
+    metavar="OUT",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the scores, impact, facts, one-sided rows and message rates here.",
+)
+@click.option(
+    "--plot",
+    "plot_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write lob_bench_scores.png, lob_bench_impact.png and lob_bench_facts.png here.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def lob_bench(
+    reference_dir: Path,
+    ticker: str | None,
+    windows: int,
+    horizon_s: float,
+    seed: int,
+    lmm_config: Path,
+    baseline_config: Path,
+    json_out: Path,
+    plot_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """LOB-Bench's protocol: the shipped LMM and the agent baseline, each started from the
+    real state at WINDOWS times of a real day, generate the next HORIZON_S seconds; their
+    continuations are scored against the real ones, beside a real-against-real floor.
+
+    --json writes {"scores": {NAME: {"lmm": {"l1", "w1", "l1_ci95"}, "baseline", "floor"}},
+    "impact": {"lmm", "baseline", "floor"}, "stylized_facts": {FACT: {"real", "lmm",
+    "baseline"}}, "one_sided_rows", "messages_per_s", ...} (null: no samples on a side).
+    """
+    from tqdm import tqdm
+
+    from mars_ray.reports import lob_bench as lb
+    from mars_ray.reports import lob_suite as ls
+    from mars_ray.reports import realism as rl
+    from mars_ray.schema.clock import NS_PER_S
+    from mars_ray.schema.validation import ConfigError, read_yaml
+
+    try:
+        pairs = rl.reference_pairs(reference_dir, ticker)
+        message, orderbook = pairs[0]
+        msgs, rows = lb.read_reference(message, orderbook)
+        horizon = round(horizon_s * NS_PER_S)
+        starts = lb.window_starts(msgs.time_ns, windows, horizon)
+        templates = {"lmm": read_yaml(lmm_config), "baseline": read_yaml(baseline_config)}
+        protocol = lb.Protocol(message, orderbook, tuple(starts), horizon, seed, templates)
+        for g in lb.GENERATORS:  # every window's config is valid before anything runs
+            for k in range(len(starts)):
+                lb.window_config(protocol, g, k)
+        reference = lb.real_continuations(msgs, rows, starts, horizon)
+        levels = rows.shape[1] // 4
+        bar = tqdm(
+            total=len(starts) * len(lb.GENERATORS),
+            unit="run",
+            disable=quiet,
+            desc="lob-bench",
+            dynamic_ncols=True,
+        )
+        with bar:
+
+            def step(done: str) -> None:
+                bar.set_postfix_str(done)
+                bar.update()
+
+            out, result, samples = lb.run_protocol(protocol, levels, reference, step)
+    except (rl.RealismError, ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    notes = list(lb.NOTES)
+    if len(pairs) > 1:
+        notes.append(f"the reference holds {len(pairs)} days: the first ({message.name}) is used")
+    out["protocol"]["levels"] = levels
+    out["notes"] = notes
+    labels = list(lb.GENERATORS)
+    click.echo(f"LOB-Bench protocol, {len(starts)} windows of {horizon_s:g} s, {levels} level(s):")
+    click.echo(ls.format_scores(result, labels))
+    click.echo("")
+    click.echo(ls.format_facts(result, labels))
+    _write(json_out, lambda p: p.write_text(json.dumps(out, indent=2) + "\n"))
+    click.echo(f"json: {json_out}")
+    if plot_dir is not None:
+        from mars_ray.reports.lob_plots import plot_pages
+
+        ticker_name = message.name.split("_")[0]
+        title = f"{ticker_name}: {len(starts)} windows of {horizon_s:g} s from real states"
+        pages: list[Path] = []
+        _write(
+            plot_dir / "lob_bench.png",
+            lambda p: pages.extend(plot_pages(samples, result, p, title)),
+        )
+        for page in pages:
+            click.echo(f"plot: {page}")

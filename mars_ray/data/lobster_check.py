@@ -48,7 +48,7 @@ from mars_ray.data.lobster_csv import ReadReport, table_lines
 from mars_ray.data.lobster_replay import LobsterReplay
 from mars_ray.schema.events import Side
 
-__all__ = ["CheckResult", "LobsterReplay", "check", "check_files"]
+__all__ = ["CheckResult", "LobsterReplay", "check", "check_files", "rebuild"]
 
 _BUY, _SELL = int(Side.BUY), int(Side.SELL)
 _INF = 1 << 62
@@ -169,6 +169,26 @@ def check(msgs: Messages, orderbook: np.ndarray) -> CheckResult:
         raise ValueError(f"{n} messages but {orderbook.shape[0]} orderbook rows")
     levels = orderbook.shape[1] // 4
     result = CheckResult(messages=n, rows=orderbook.shape[0], levels=levels, read=msgs.report)
+    replay = rebuild(msgs, orderbook, n, result)
+    result.compared = n - 1
+    result.executions = replay.executions
+    result.head_agreements = replay.head_agreements
+    result.unknown_id_messages = replay.unknown_id_messages
+    return result
+
+
+def rebuild(
+    msgs: Messages, orderbook: np.ndarray, stop: int, result: CheckResult | None = None
+) -> LobsterReplay:
+    """The book after message ``stop - 1``, replayed from orderbook row 0 by the check's rules
+    (module doc): it shows that message's row at the file's depth, queue by queue as far as
+    the messages tell (a real start: ``mars_ray/sim/real_start.py``). ``result`` collects the
+    check's counts."""
+    n = min(stop, len(msgs))
+    if result is None:
+        result = CheckResult(
+            messages=len(msgs), rows=len(orderbook), levels=orderbook.shape[1] // 4
+        )
     replay = LobsterReplay(track_priority=True)
     replay.seed(orderbook[0], int(msgs.time_ns[0]))
     i = 1
@@ -181,11 +201,7 @@ def check(msgs: Messages, orderbook: np.ndarray) -> CheckResult:
         t = int(msgs.time_ns[mismatch])
         _resync(replay, result, t, orderbook[mismatch - 1], orderbook[mismatch])
         i = mismatch + 1
-    result.compared = n - 1
-    result.executions = replay.executions
-    result.head_agreements = replay.head_agreements
-    result.unknown_id_messages = replay.unknown_id_messages
-    return result
+    return replay
 
 
 def _resync(

@@ -100,6 +100,12 @@ class UnitOrders:
     def __len__(self) -> int:
         return len(self.kind)
 
+    def last(self, n: int) -> UnitOrders:
+        """The last ``n`` orders (all of them when there are fewer)."""
+        keep = slice(max(0, len(self) - n), len(self))
+        cols = (self.time_ns, self.kind, self.price_level, self.size, self.gap_ns, self.book)
+        return UnitOrders(*(c[keep] for c in cols))
+
 
 def derive_orders(
     msgs: Messages,

@@ -224,6 +224,7 @@ class LocalGenerator:
     def __init__(self, loaded: LoadedModel, rows: int, temperature: float = 1.0) -> None:
         self.pool = RowPool(loaded, rows)
         self.rows = rows
+        self.block_size = loaded.model.config.block_size  # orders a row attends to
         self.temperature = temperature
         self.mine = self.pool.allocate(rows)
 

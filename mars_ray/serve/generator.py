@@ -62,6 +62,7 @@ class ServedGenerator:
                 )
         self.tokenizer = Tokenizer.from_state(self.info["tokenizer"])
         self.n_gap = int(self.info["config"]["component_sizes"][3])
+        self.block_size = int(self.info["config"]["block_size"])  # orders a row attends to
         self.rows = rows
         opened = self.handle.open.remote(rows, temperature).result()
         if isinstance(opened, dict):

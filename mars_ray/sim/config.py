@@ -20,6 +20,7 @@ from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 # A step, sync or snapshot interval in ms: at least a µs (the clock counts ns, and an
 # interval that rounds to 0 ns would never advance) and at most a day.
 Interval = Annotated[float, Field(ge=0.001, le=86_400_000)]
+LOBSTER_TICK = 0.01  # the tick of a LOBSTER file's prices (dollars x 10000, 100 a tick)
 
 
 class HaltConfig(StrictModel):
@@ -214,12 +215,41 @@ class RayConfig(StrictModel):
     num_cpus: int | None = Field(default=None, ge=1)
 
 
+class LobsterStartConfig(StrictModel):
+    """A real state to start from: the book of a LOBSTER day at ``at``, rebuilt from its files
+    (``mars_ray/sim/real_start.py``), laid on every book before the open; LMM agents get the
+    orders before ``at`` as their context."""
+
+    message: Path
+    orderbook: Path
+    at: int = Field(description="time of day of the real state, e.g. '10:30'")
+
+    @field_validator("message", "orderbook")
+    @classmethod
+    def _exists(cls, path: Path) -> Path:
+        if not path.is_file():
+            raise ValueError(f"file not found: {str(path)!r}")
+        return path
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> int:
+        return clock_ns(value)
+
+
+class StartConfig(StrictModel):
+    """Where every book starts (empty when no start is given)."""
+
+    lobster: LobsterStartConfig
+
+
 class SimulationConfig(StrictModel):
     name: str = "simulation"
     seed: int = Field(default=0, ge=0, lt=2**63)
     session: SessionConfig = SessionConfig()
     kernel: KernelConfig = KernelConfig()
     instruments: list[InstrumentConfig] = Field(min_length=1)
+    start: StartConfig | None = None
     agents: list[AgentGroupConfig] = Field(default_factory=list)
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
@@ -235,6 +265,8 @@ class SimulationConfig(StrictModel):
                 f"kernel.shards ({self.kernel.shards}) exceeds the number of "
                 f"instruments ({len(names)})"
             )
+        if self.start is not None:
+            self._check_start(self.start.lobster)
         for k, group in enumerate(self.agents):
             for name in group.instruments or []:
                 if name not in names:
@@ -242,6 +274,23 @@ class SimulationConfig(StrictModel):
                         f"agents[{k}].instruments: unknown instrument {name!r}; known: {names}"
                     )
         return self
+
+    def _check_start(self, start: LobsterStartConfig) -> None:
+        """The real book is laid in the pre-open call and trading starts at the open, so the
+        state's time lies between them; LOBSTER prices are whole cents."""
+        session = self.session
+        if not session.pre_open <= start.at <= session.open:
+            raise ValueError(
+                f"start.lobster.at ({format_clock(start.at)}) must lie between session.pre_open "
+                f"({format_clock(session.pre_open)}) and session.open "
+                f"({format_clock(session.open)}): the real book is laid before trading starts"
+            )
+        for k, inst in enumerate(self.instruments):
+            if abs(inst.tick_size - LOBSTER_TICK) > 1e-12:
+                raise ValueError(
+                    f"instruments[{k}].tick_size is {inst.tick_size}, but start.lobster "
+                    f"prices are on LOBSTER's grid of {LOBSTER_TICK}"
+                )
 
     @property
     def instrument_names(self) -> list[str]:

@@ -48,6 +48,7 @@ from mars_ray.schema.validation import ConfigError
 from mars_ray.sim.config import SimulationConfig
 from mars_ray.sim.output import summary_json, summary_rows
 from mars_ray.sim.ray_runtime import ensure_ray
+from mars_ray.sim.real_start import real_start
 from mars_ray.sim.run_files import CHECKPOINTS
 from mars_ray.sim.run_log import RunLog, clear
 from mars_ray.sim.shard import ExchangeShard, ShardRuntime, shard_instruments
@@ -127,7 +128,9 @@ class Simulation:
             for k, insts in enumerate(shard_instruments(len(config.instruments), n))
             for inst in insts
         }
-        args = [(config, k, backends, self.run_dir) for k in range(n)]
+        # a real start is read once here (a bad one fails before any shard starts)
+        start = real_start(config.start.lobster) if config.start is not None else None
+        args = [(config, k, backends, self.run_dir, start) for k in range(n)]
         if local:
             self.shards = [ShardRuntime(*a) for a in args]
         else:

@@ -53,6 +53,7 @@ from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import (
     NO_ID,
     EventType,
+    OrderType,
     concat_books,
     concat_records,
     records_to_table,
@@ -62,10 +63,13 @@ from mars_ray.sim import checkpoint
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.config import SimulationConfig
 from mars_ray.sim.output import run_metadata
+from mars_ray.sim.real_start import RealStart, real_start
 from mars_ray.sim.run_files import EVENTS, ORPHANS, SNAPSHOTS, RunDir, write_part
 from mars_ray.sim.snapshots import SnapshotRecorder
 
 _TRADE = int(EventType.TRADE)
+_LIMIT = int(OrderType.LIMIT)
+START_AGENT = 0  # lays a real start's book where no LMM agent trades it (ids start at 1)
 _REJECT = int(EventType.REJECT)
 # what a checkpoint leaves out: given again to the constructor that restores it
 _NOT_STATE = frozenset({"config", "backends", "run"})
@@ -203,6 +207,7 @@ class ShardRuntime:
         shard_index: int,
         backends: Mapping[str, GeneratorBackend] | None = None,
         run: RunDir | None = None,
+        start: RealStart | None = None,
     ) -> None:
         self.config = config
         self.backends = dict(backends or {})
@@ -230,6 +235,8 @@ class ShardRuntime:
                 book, specs[key[1]].reference_ticks, kernel.history_steps, self.start, self.step
             )
         self._build_agents(specs)
+        if config.start is not None:  # the driver hands it in; read here when it did not
+            self._lay_start(start if start is not None else real_start(config.start.lobster))
         self.event_count = 0
         self.trade_count = 0
         self.chunk = 0  # chunks written to the run folder
@@ -286,6 +293,35 @@ class ShardRuntime:
                     receiver.agent = self.spanning[receiver.group]
             st.receivers.sort(key=lambda r: int(r.agent_ids[0]))
             st.first_ids = np.array([r.agent_ids[0] for r in st.receivers], dtype=np.int64)
+
+    def _lay_start(self, start: RealStart) -> None:
+        """A real start on every book of the shard, laid at the pre-open (a call phase: the
+        orders rest). A book that an LMM agent trades gets them as that agent's own orders,
+        since it cancels only its own (``LMMBackground.own_orders``), and its model gets the
+        real orders before as context; other books get them from agent ``START_AGENT``, a
+        wall that only trades and the agents' own cancels near it wear down."""
+        t = self.config.session.pre_open
+        owned: set[tuple[int, int]] = set()
+        batches = [self.pending]
+        for agent in self.spanning.values():
+            if not hasattr(agent, "own_orders"):
+                continue
+            books = [(s.trajectory, s.instrument) for s in agent.slots]
+            mine = [b not in owned for b in books]
+            batches.append(agent.own_orders(t, [start.orders if m else [] for m in mine]))
+            for i in range(len(books)):
+                agent.set_context(i, start.context)
+            owned.update(books)
+        rows = []
+        for traj, inst in self.state:
+            if (traj, inst) in owned:
+                continue
+            tick = self.config.instruments[inst].tick_size
+            for k, (side, price, size) in enumerate(start.orders):
+                oid = (START_AGENT << 32) | (k + 1)
+                rows.append((t, traj, inst, _LIMIT, oid, side, price * tick, size, START_AGENT))
+        batches.append(OrderBatch.from_rows(rows))
+        self.pending = OrderBatch.concat(batches)
 
     # ---------------------------------------------------------------- API
     def submit_orders(self, batch: OrderBatch, index: int | None = None) -> int:
