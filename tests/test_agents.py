@@ -217,9 +217,10 @@ def test_registry_has_all_kinds() -> None:
     assert {"noise", "market_maker", "momentum", "value", "twap"} <= set(AGENT_KINDS)
     assert AGENT_KINDS["noise"] is NoiseTraders
     for kind, cls in AGENT_KINDS.items():
-        if kind == "rl_policy":  # names its trained weights: no default can
-            with pytest.raises(ValueError, match="checkpoint"):
+        if kind == "rl_policy":  # the shipped weights are the default; the role is not
+            with pytest.raises(ValueError, match="role"):
                 cls.params_model()
+            assert cls.params_model(role="execution").weights_path().is_file()
             continue
         cls.params_model()  # defaults are valid
 
