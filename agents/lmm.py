@@ -18,6 +18,11 @@ How a step [t0, t1) works, per book:
 3. New orders get ids from the book's agent id; a cancel token cancels this
    agent's own live order nearest to the token's price on that side (or
    nothing, when it has none there). Fills keep the live-order list exact.
+4. With ``keep_both_sides`` (the default) no order empties a side of the shadow: a cancel
+   that would is skipped, a market order that would is cut to all but that side's deepest
+   level (dropped when it has one level). Real books are never one-sided in continuous
+   trading; the model alone, at a sampling temperature of 1, sometimes sweeps a thin side.
+   ``guarded`` counts what the rule changed.
 
 It generates only in continuous trading (between ``start`` and ``end``, and
 not in a step that contains a session action such as the closing call).
@@ -191,6 +196,11 @@ class LMMParams(AgentParams):
     control: ControlParams | None = Field(
         default=None, description="steer every book toward a mid path or a volatility"
     )
+    keep_both_sides: bool = Field(
+        default=True,
+        description="never empty a side of the book in view: a cancel that would is skipped, "
+        "a market order that would is cut to all but the side's deepest level (docs/lmm.md)",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(
         default=1,
@@ -308,6 +318,25 @@ class ShadowBook:
         else:
             levels.pop(price, None)
 
+    def empties(self, side: int, price: int, size: int) -> bool:
+        """Whether removing ``size`` shares at ``price`` leaves ``side`` with nothing in view
+        (a side of fewer than ``LEVELS`` levels is the whole side)."""
+        levels = self.bids if side > 0 else self.asks
+        return len(levels) == 1 and levels.get(price, 0) <= size
+
+    def sweep_cap(self, side: int, size: int) -> int:
+        """What an aggressor of ``side`` may take without emptying the opposite side: all of
+        ``size`` unless it would take every visible share of a side that is all in view;
+        then all but that side's deepest level (0: there is only one)."""
+        levels = self.asks if side > 0 else self.bids
+        if len(levels) >= LEVELS:
+            return size
+        total = sum(levels.values())
+        if size < total:
+            return size
+        deepest = max(levels) if side > 0 else min(levels)
+        return total - levels[deepest] if levels else size
+
     def take(self, side: int, size: int, limit: int | None = None) -> int:
         """An aggressor of ``side`` takes up to ``size`` from the opposite side (best first,
         not past ``limit``); returns what is left of it."""
@@ -381,6 +410,8 @@ class LMMBackground:
             controller = params.control.controller(self.tokenizer, len(slots))
         self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
         self.orders_generated = 0
+        # orders the keep_both_sides rule changed: cancels skipped, market orders cut, dropped
+        self.guarded = {"cancels_skipped": 0, "markets_cut": 0, "markets_dropped": 0}
         self.acted_until = -1  # end of the last step it acted in
         # per slot, real orders to run through the model before its first order (set_context)
         self.context: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(slots)
@@ -527,13 +558,24 @@ class LMMBackground:
             oid = slot.nearest_live(side, price)
             if oid is None:
                 return
-            _, px, left = slot.drop_live(oid)
+            _, px, left = slot.live[oid]
+            if self.params.keep_both_sides and shadow.empties(side, px, left):
+                self.guarded["cancels_skipped"] += 1
+                return
+            slot.drop_live(oid)
             shadow.remove(side, px, left)
             out.append(
                 (t, slot.trajectory, slot.instrument, _CANCEL, oid, 0, np.nan, 0.0, slot.agent_id)
             )
             return
         size = self.size_values[size_bin]
+        if marketable and self.params.keep_both_sides:
+            allowed = shadow.sweep_cap(side, size)
+            if allowed < size:
+                self.guarded["markets_cut" if allowed else "markets_dropped"] += 1
+                if not allowed:
+                    return
+                size = allowed
         oid = slot.new_order_id()
         if marketable:
             shadow.take(side, size)

@@ -274,3 +274,39 @@ def test_a_control_target_in_the_config_becomes_the_agents_controller(
             assert torch.equal(controller.model.state_dict()[name], value), name
     finally:
         sim.close()
+
+
+def _empty_side_rows(keep_both_sides: bool) -> tuple[int, int, dict[str, int]]:
+    """The shipped model alone on one book for six minutes: (rows with an empty side after
+    the book first had both, rows after that, what the rule changed)."""
+    from mars_ray.reports.lob_suite import events_book
+
+    raw = config(Path("unused")).model_dump(mode="json")
+    raw["instruments"] = raw["instruments"][:1]
+    raw["agents"] = [
+        {"kind": "lmm", "count": 1, "params": {"device": "cpu", "keep_both_sides": keep_both_sides}}
+    ]
+    raw["session"].update(closing_call="09:36", close="09:37")
+    cfg = parse_config(raw)
+    sim = Simulation(cfg, local=True)
+    try:
+        sim.run()
+        agent = next(iter(sim.shards[0].spanning.values()))
+        events, _ = sim.collect()
+    finally:
+        sim.close()
+    rows = events_book(events, 1, (cfg.session.open, cfg.session.closing_call)).rows
+    two_sided = (rows[:, 0] > 0) & (rows[:, 2] > 0)
+    first = int(np.argmax(two_sided))
+    after = rows[first:]
+    return int((~two_sided[first:]).sum()), len(after), dict(agent.guarded)
+
+
+@pytest.mark.slow
+def test_the_decoder_never_empties_a_side_of_the_book() -> None:
+    empty, rows, guarded = _empty_side_rows(keep_both_sides=True)
+    assert rows > 500 and empty == 0
+    assert sum(guarded.values()) > 0  # the rule had work to do
+    empty_off, _, guarded_off = _empty_side_rows(keep_both_sides=False)
+    assert empty_off > 0  # the model alone does empty a side: the rule is what prevents it
+    assert sum(guarded_off.values()) == 0

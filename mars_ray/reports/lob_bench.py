@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,23 +117,30 @@ def window_config(protocol: Protocol, generator: str, k: int) -> SimulationConfi
     return parse_config(raw, f"{generator} config, window {k} ({format_clock(start)})")
 
 
-def generated_books(config: SimulationConfig, levels: int) -> tuple[list[Book], float]:
+def generated_books(config: SimulationConfig, levels: int) -> tuple[list[Book], float, Counter]:
     """One window's run (in this process): each trajectory's book over the window at
-    ``levels`` depth, and the wall time."""
+    ``levels`` depth, the wall time, and what the LMM's keep_both_sides rule changed."""
     import pyarrow.compute as pc
 
-    from mars_ray.sim.kernel import run_simulation
+    from mars_ray.sim.kernel import Simulation
 
     t0 = time.perf_counter()
-    result = run_simulation(config, local=True)
-    events = result.events
-    assert events is not None  # no run folder: the events come back in memory
+    sim = Simulation(config, local=True)
+    try:
+        sim.run()
+        events, _ = sim.collect()
+        guarded: Counter = Counter()
+        for shard in sim.shards:
+            for agent in shard.spanning.values():
+                guarded.update(getattr(agent, "guarded", {}))
+    finally:
+        sim.close()
     window = (config.session.open, config.session.closing_call)
     books = []
     for traj in range(config.kernel.trajectories):
         table = events.filter(pc.equal(events["trajectory_id"], traj))
         books.append(events_book(table, levels, window))
-    return books, time.perf_counter() - t0
+    return books, time.perf_counter() - t0, guarded
 
 
 def run_protocol(
@@ -142,18 +150,25 @@ def run_protocol(
     full result for plots, pooled samples for plots)."""
     generated: dict[str, list[Book]] = {g: [] for g in GENERATORS}
     wall = dict.fromkeys(GENERATORS, 0.0)
+    guarded: Counter = Counter()
     for k, start in enumerate(protocol.starts):
         for g in GENERATORS:
-            books, seconds = generated_books(window_config(protocol, g, k), levels)
+            books, seconds, changed = generated_books(window_config(protocol, g, k), levels)
             generated[g] += books
             wall[g] += seconds
+            guarded.update(changed)
             if progress is not None:
                 progress(f"{g} {format_clock(start)}")
     result, samples = compare_scores(reference, generated, seed=protocol.seed)
-    return payload(result, protocol, wall), result, samples
+    return payload(result, protocol, wall, guarded), result, samples
 
 
-def payload(result: Mapping[str, Any], protocol: Protocol, wall: Mapping[str, float]) -> dict:
+def payload(
+    result: Mapping[str, Any],
+    protocol: Protocol,
+    wall: Mapping[str, float],
+    guarded: Mapping[str, int] | None = None,
+) -> dict:
     """``compare_scores``' result in the issue's shape: scores with l1, w1, l1_ci95 per
     source; impact deviations per source; facts as present/absent per source; the curves
     and fact statistics beside them."""
@@ -170,6 +185,8 @@ def payload(result: Mapping[str, Any], protocol: Protocol, wall: Mapping[str, fl
         "impact": result["impact"]["deviation"],
         "stylized_facts": facts,
         "one_sided_rows": result["one_sided_rows"],
+        # orders the LMM's keep_both_sides rule changed over all windows (agents/lmm.py)
+        "lmm_kept_both_sides": dict(guarded or {}),
         "messages_per_s": result["messages_per_s"],
         "impact_curves": result["impact"]["curves"],
         "fact_statistics": {n: r["statistic"] for n, r in result["stylized_facts"].items()},
