@@ -145,3 +145,42 @@ def test_pool_orders_are_the_same_by_either_path() -> None:
         b = slow.step([StepInput(rows_s, comp, book, u, active)])[0]
         np.testing.assert_array_equal(a, b)
         comp = b
+
+
+_CACHE_BITS = """
+import hashlib
+import numpy as np
+import torch
+from mars_ray.lmm.checkpoint import load_model
+from mars_ray.lmm.fast_step import FastStep
+model = load_model(device="cpu").model  # the shipped shape: wide enough to vectorise
+fast, cache = FastStep(model), model.new_cache(3)
+rng = np.random.default_rng(0)
+comp = np.zeros((3, 4), dtype=np.int64)
+for _ in range(100):
+    book = rng.standard_normal((3, model.config.n_book)).astype(np.float32)
+    h = fast.hidden(cache, np.arange(3), comp, book, np.ones(3, dtype=bool))
+    comp = fast.sample(h, rng.random((3, 4)), np.ones(3, dtype=np.float32), None, None)
+digest = hashlib.sha256(h.tobytes())
+for layer in (*cache.k, *cache.v):
+    digest.update(layer.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_a_fresh_compile_and_numba_s_cached_code_give_the_same_bits(tmp_path) -> None:
+    """The first run after compiling must sample what every later run samples: the same
+    hidden state and cache bits from a fresh compile as from numba's cache."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = [
+        subprocess.run([sys.executable, "-c", _CACHE_BITS], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    assert any((tmp_path / "numba").rglob("*.nbi"))  # the second run loaded the cache
+    assert runs[0].stdout == runs[1].stdout

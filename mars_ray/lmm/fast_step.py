@@ -10,11 +10,14 @@ memory), so a row can be stepped by either path and the cache stays one.
 
 Same maths as ``OrderModel.step``/``sample`` in float32 (tests hold the hidden states and
 the logits equal to 1e-5 and the sampled orders equal for the same uniforms), with two
-differences in *how*: sums are reassociated (fastmath) and GELU's erf is taken in float64,
-so the last bits differ from torch's. A row's result does not depend on the other rows of
-its batch or on its place in it (linears run in tiles of ``TILE`` rows, padded, so every
-row takes the same instructions), which keeps a book's orders independent of the shard
-layout without torch's ``BATCH_FLOOR`` padding.
+differences in *how*: sums run in their own order and GELU's erf is taken in float64, so
+the last bits differ from torch's. No fastmath: with reassociation or fused multiply-adds
+allowed, LLVM's choices differ between a fresh compile and numba's cached code, so a run
+right after compiling and the runs after it would sample different orders from one seed.
+A row's result does not depend on the other rows of its batch or on its place in it
+(linears run in tiles of ``TILE`` rows, padded, so every row takes the same
+instructions), which keeps a book's orders independent of the shard layout without
+torch's ``BATCH_FLOOR`` padding.
 
 ``use_fast`` makes the choice between this path and torch once, from the device and the
 batch size (docs/performance.md has the measurements behind ``FAST_MAX_BATCH``).
@@ -38,7 +41,6 @@ TILE = 4  # rows per linear tile: a weight row read once serves TILE rows
 # Up to this many rows per step the fused step is faster than torch on one CPU core
 # (benchmarks/generation.py: per-path breakdown; docs/performance.md).
 FAST_MAX_BATCH = 64
-_FM = {"nsz", "contract", "reassoc"}  # no nnan/ninf: fine, nothing here is inf or nan
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
@@ -169,7 +171,7 @@ class FastWeights:
 # ----------------------------------------------------------------------------- kernels
 
 
-@njit(fastmath={"contract"}, cache=True)
+@njit(cache=True)
 def _linear(x: np.ndarray, wt: np.ndarray, n: int, y: np.ndarray) -> None:
     """y[:n] = x[:n] @ wt for weights stored transposed, wt (in, out).
 
@@ -212,7 +214,7 @@ def _linear(x: np.ndarray, wt: np.ndarray, n: int, y: np.ndarray) -> None:
         r += 1
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray) -> None:
     for r in range(x.shape[0]):
         ss = np.float32(0.0)
@@ -223,7 +225,7 @@ def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray) ->
             out[r, i] = x[r, i] * scale * weight[i]
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def _gelu(x: np.ndarray) -> None:
     for r in range(x.shape[0]):
         for i in range(x.shape[1]):
@@ -231,7 +233,7 @@ def _gelu(x: np.ndarray) -> None:
             x[r, i] = np.float32(0.5 * v * (1.0 + math.erf(v * _SQRT_HALF)))
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def _rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
     """Rotate each head's channel pairs (i, i + D/2) of x (heads, D) in place."""
     half = cos.shape[0]
@@ -243,7 +245,7 @@ def _rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
             x[h, i + half] = x1 * sin[i] + x2 * cos[i]
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def _attend(
     qkv: np.ndarray,
     k_cache: np.ndarray,
@@ -307,7 +309,7 @@ def _attend(
                     y[h * D + d] += p * v_cache[row, g, j, d]
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def trunk(
     rows: np.ndarray,
     components: np.ndarray,
@@ -393,7 +395,7 @@ def trunk(
             pos[rows[r]] += 1
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def _inverse_cdf(logits: np.ndarray, u: np.float32) -> int:
     """As model._inverse_cdf: the smallest class i with u * total < cdf[i]."""
     n = logits.shape[0]
@@ -417,7 +419,7 @@ def _inverse_cdf(logits: np.ndarray, u: np.float32) -> int:
     return n - 1
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def head_logits(
     h: np.ndarray,
     c: int,
@@ -452,7 +454,7 @@ def head_logits(
         logits[o] = s + head_out_b[base + o]
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(cache=True)
 def sample(
     hidden: np.ndarray,
     uniforms: np.ndarray,
