@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from provenance import ROOT, write_json
 
 from mars_ray.schema.events import EventType, event_digest
+from mars_ray.sim.run_files import read_events
 
 
 def run_once(config: Path) -> dict:
@@ -30,7 +30,7 @@ def run_once(config: Path) -> dict:
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
         seconds = time.perf_counter() - start
-        events = pq.read_table(Path(out) / "events.parquet")
+        events = read_events(out)
     trades = pc.sum(pc.equal(events["event_type"], int(EventType.TRADE))).as_py()
     return {
         "seconds": seconds,
