@@ -400,9 +400,13 @@ class ShardRuntime:
                 ours = np.maximum(records["agent_id"], records["contra_agent_id"]) >= learners_from
                 if ours.any():
                     parts.append(records[ours])
+            if not parts:
+                records = _NO_RECORDS
+            else:
+                records = parts[0] if len(parts) == 1 else concat_records(parts)
             book = st.book
             out[key] = BookReport(
-                records=concat_records(parts) if parts else _NO_RECORDS,
+                records=records,
                 volume=st.stats.volume,
                 depth=book.snapshot(levels),
                 last_trade=book.last_trade_price,
