@@ -114,3 +114,10 @@ def test_instrument_and_instruments_together_are_an_error(raw: dict) -> None:
     config = parse_rl_config(one)  # the shorthand, which a dumped config keeps
     assert config.env.instrument_names == ["ONE"]
     assert parse_rl_config(config.model_dump()) == config
+
+
+def test_the_two_instrument_sample_config_puts_each_role_on_its_book() -> None:
+    env = load_rl_config("configs/rl/two_instruments.yaml").env
+    assert env.shards == "actors"
+    on = {role.role: env.instrument_names[env.instrument_of(role)] for role in env.agents}
+    assert on == {"execution": "AAA", "market_maker": "BBB", "directional": "AAA"}
