@@ -15,7 +15,7 @@ One step (``episode.step_s`` simulated seconds):
 3. the shards run to the end of the step (background agents act, everything matches) and
    report every book (``ShardRuntime.env_step``);
 4. fills update positions; rewards, observations (``agents.rl_features``) and infos.
-On the last step an execution agent's remainder is sent as a market order and the shard
+On the last step an execution agent's remainder is sent as a market order and the market
 runs one more step for it (the clean-up); what is still undone pays ``leftover_penalty_bp``.
 Observations, the touch, the mid and rewards of an agent come from its own book.
 
