@@ -10,7 +10,6 @@ import pytest
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
 from agents.rl_features import FEATURES, N_OBS
-from mars_ray.exchange.orders import OrderBatch
 from mars_ray.rl.config import load_rl_config, parse_rl_config
 from mars_ray.rl.env import MarketEnv, role_of
 from mars_ray.schema.events import OrderType
@@ -85,22 +84,14 @@ def test_rejected_orders_appear_in_infos_with_their_reason() -> None:
     env = MarketEnv(load_rl_config(TINY).env)
     env.reset(seed=1)
     agent = env.learners["market_maker_0"]
-    off_tick = OrderBatch.build(
-        time_ns=env.t + 1,
-        instrument=0,
-        order_type=int(OrderType.LIMIT),
-        order_id=agent.order_id(),
-        side=1,
-        price=99.995,
-        size=100.0,
-        agent_id=agent.agent_id,
-    )
-    env.shard.submit_orders(off_tick)
+    oid = agent.order_id()
+    # an order no role sends (off the tick grid), sent with the step's own orders
+    off_tick = (env.t + 1, 0, 0, int(OrderType.LIMIT), oid, 1, 99.995, 100.0, agent.agent_id)
+    step = env.market.step
+    env.market.step = lambda rows, *args: step([*rows, off_tick], *args)
     zero = {a: np.zeros(env.action_spaces[a].shape, np.float32) for a in env.agents}
     _, _, _, _, infos = env.step(zero)
-    assert infos["market_maker_0"]["rejected"] == [
-        {"order_id": int(off_tick.order_id[0]), "reason": "off_tick"}
-    ]
+    assert infos["market_maker_0"]["rejected"] == [{"order_id": oid, "reason": "off_tick"}]
     assert infos["execution_0"]["rejected"] == []
 
 

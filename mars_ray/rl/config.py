@@ -1,14 +1,14 @@
 """RL configs (``configs/rl/*.yaml``): the market, the learning agents and their roles,
 training and sweep settings, validated by pydantic with errors that name the field.
 
-The market is the simulator's own: one instrument, background agent groups exactly as in
+The market is the simulator's own: its instruments, background agent groups exactly as in
 a simulation config (``background: lmm`` is an ``lmm`` group there), and the kernel's step.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,6 +23,9 @@ class RoleConfig(RoleParams):
     """``count`` learning agents of one role; they share the role's policy."""
 
     count: int = Field(default=1, ge=1, le=64)
+    instrument: str | None = Field(
+        default=None, description="the instrument its agents trade; default: the env's first"
+    )
     latency: LatencyConfig = LatencyConfig()
     leftover_penalty_bp: float = Field(
         default=50.0,
@@ -70,7 +73,17 @@ class EpisodeConfig(StrictModel):
 
 class EnvConfig(StrictModel):
     seed: int = Field(default=0, ge=0, lt=2**63)
-    instrument: InstrumentConfig = InstrumentConfig(name="SIM")
+    instrument: InstrumentConfig | None = Field(
+        default=None, description="one instrument: shorthand for instruments: [it]"
+    )
+    instruments: list[InstrumentConfig] = Field(
+        default_factory=lambda: [InstrumentConfig(name="SIM")], min_length=1
+    )
+    shards: Literal["local", "actors"] = Field(
+        default="local",
+        description="local: every book in the env's own process; actors: one shard actor "
+        "per instrument, stepped together",
+    )
     background: list[AgentGroupConfig] = Field(default_factory=list)
     episode: EpisodeConfig = EpisodeConfig()
     kernel_step_ms: float = Field(
@@ -85,6 +98,19 @@ class EnvConfig(StrictModel):
         "learning agents (one kernel step and one LMM batch serve them all)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_instrument(cls, raw: Any) -> Any:
+        """``instrument: X`` is ``instruments: [X]`` (and stays None, so that a dumped config
+        validates again)."""
+        if isinstance(raw, dict) and raw.get("instrument") is not None:
+            if raw.get("instruments") is not None:
+                raise ValueError(
+                    "give instrument (one instrument) or instruments (several), not both"
+                )
+            raw = {**raw, "instruments": [raw["instrument"]], "instrument": None}
+        return raw
+
     @model_validator(mode="after")
     def _steps_fit(self) -> EnvConfig:
         step_ms = self.episode.step_s * 1000
@@ -94,14 +120,30 @@ class EnvConfig(StrictModel):
                 f"episode.step_s ({self.episode.step_s}) must be a whole multiple of "
                 f"kernel_step_ms ({self.kernel_step_ms}) / 1000"
             )
+        names = self.instrument_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"instruments: names must be unique, got {names}")
         for k, group in enumerate(self.background):
             for name in group.instruments or []:
-                if name != self.instrument.name:
+                if name not in names:
                     raise ValueError(
-                        f"background[{k}].instruments: unknown instrument {name!r}; "
-                        f"the market has {self.instrument.name!r}"
+                        f"background[{k}].instruments: unknown instrument {name!r}; known: {names}"
                     )
+        for k, role in enumerate(self.agents):
+            if role.instrument is not None and role.instrument not in names:
+                raise ValueError(
+                    f"agents[{k}].instrument: unknown instrument {role.instrument!r}; "
+                    f"known: {names}"
+                )
         return self
+
+    @property
+    def instrument_names(self) -> list[str]:
+        return [i.name for i in self.instruments]
+
+    def instrument_of(self, role: RoleConfig) -> int:
+        """The index of the instrument ``role``'s agents trade."""
+        return 0 if role.instrument is None else self.instrument_names.index(role.instrument)
 
 
 class TrainingConfig(StrictModel):

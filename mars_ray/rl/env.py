@@ -1,21 +1,23 @@
 """MarketEnv: several learning agents trading one simulated market, an RLlib MultiAgentEnv.
 
-The market is the simulator's own: a ``ShardRuntime`` (books and background agents, in
-process) runs the episode, for ``trajectories`` independent samples of the same market at
-once (one kernel step, one exchange call and, with an ``lmm`` background, one model batch
-for all of them); trajectory k's agents are the same roles under their own names
-(``agent_names``). The learning agents' actions become orders that enter through
-``ShardRuntime.submit_orders`` with each agent's order latency, so they are validated,
-delayed and matched exactly as every other agent's orders; their events are read back
-from the book's records (fills, cancels, rejects with their reason).
+The market is the simulator's own: shards (books and background agents; ``EnvMarket``, in
+process or as actors, ``env.shards``) run the episode, for ``trajectories`` independent
+samples of the same market at once (one kernel step, one exchange call and, with an ``lmm``
+background, one model batch for all of them); trajectory k's agents are the same roles under
+their own names (``agent_names``), each role on its ``instrument``'s book. The learning
+agents' actions become orders that enter the shards with each agent's order latency, so they
+are validated, delayed and matched exactly as every other agent's orders; their events come
+back in each book's report (fills, cancels, rejects with their reason).
 
 One step (``episode.step_s`` simulated seconds):
 1. every agent's action is checked against its space (a clear error otherwise);
 2. its resting orders are cancelled and its new orders sent (see ``_orders``);
-3. the shard runs to the end of the step (background agents act, everything matches);
+3. the shards run to the end of the step (background agents act, everything matches) and
+   report every book (``ShardRuntime.env_step``);
 4. fills update positions; rewards, observations (``agents.rl_features``) and infos.
-On the last step an execution agent's remainder is sent as a market order and the shard
+On the last step an execution agent's remainder is sent as a market order and the market
 runs one more step for it (the clean-up); what is still undone pays ``leftover_penalty_bp``.
+Observations, the touch, the mid and rewards of an agent come from its own book.
 
 Rewards (docs/rl.md): execution, minus the shortfall of this step's fills against the
 arrival mid, in bp of the parent order; market_maker and directional, the change of
@@ -37,13 +39,13 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from agents.rl_features import CLIP, LEVELS, N_OBS, RETURNS, OwnState, observations
 from agents.rl_policy import ACTION_DIMS, LIMIT, MARKET, role_orders
 from agents.view import MID, N_FEATURES, VOLUME
-from mars_ray.exchange.orders import OrderBatch
 from mars_ray.rl.config import EnvConfig, RoleConfig
+from mars_ray.rl.market import EnvMarket
 from mars_ray.schema import reasons
 from mars_ray.schema.events import EventType, OrderType
 from mars_ray.schema.validation import ConfigError, validate_model
 from mars_ray.sim.config import SimulationConfig, parse_config
-from mars_ray.sim.shard import ShardRuntime, agent_blocks
+from mars_ray.sim.shard import BookReport, agent_blocks
 
 _TRADE, _CANCEL, _REJECT = int(EventType.TRADE), int(EventType.CANCEL), int(EventType.REJECT)
 _CANCEL_ORDER = int(OrderType.CANCEL)
@@ -64,6 +66,7 @@ class LearningAgent:
     agent_id: int
     latency_ns: int
     trajectory: int = 0
+    instrument: int = 0
     inventory: int = 0
     cash: float = 0.0  # ticks x shares
     executed: int = 0  # execution: shares done (in the parent order's direction)
@@ -81,18 +84,28 @@ class LearningAgent:
 
 
 class Trajectory:
-    """One trajectory's book and learning agents; agent ids repeat across trajectories (as
-    in the simulator, the trajectory id tells their orders apart)."""
+    """One trajectory's book of one instrument and the learning agents on it; agent ids
+    repeat across trajectories (as in the simulator, the trajectory id tells their orders
+    apart). ``report`` is the book as the shards last reported it."""
 
-    def __init__(self, index: int, book_state: Any, learners: list[LearningAgent]) -> None:
+    def __init__(
+        self, index: int, instrument: int, reference: int, learners: list[LearningAgent]
+    ) -> None:
         self.index = index
-        self.book_state = book_state
-        self.book = book_state.book
+        self.instrument = instrument
+        self.key = (index, instrument)
+        self.reference = reference
+        self.report: BookReport | None = None
         self.learners = learners
         self.by_id = {a.agent_id: a for a in learners}
         self.history = np.zeros((RETURNS + 1, N_FEATURES), dtype=np.float64)
         self.arrival_mid = 0.0
         self.volume_seen = 0  # the book's traded shares already counted in a step
+
+    @property
+    def depth(self) -> np.ndarray:
+        assert self.report is not None, "no report before reset()"
+        return self.report.depth
 
 
 def agent_names(config: EnvConfig) -> list[list[str]]:
@@ -109,8 +122,8 @@ def agent_names(config: EnvConfig) -> list[list[str]]:
 
 
 class MarketEnv(MultiAgentEnv):
-    """Learning agents by role (``execution_0``, ``market_maker_0``, ...) on one market,
-    ``trajectories`` samples of it stepped together."""
+    """Learning agents by role (``execution_0``, ``market_maker_0``, ...) on one market of
+    one or more instruments, ``trajectories`` samples of it stepped together."""
 
     def __init__(self, config: EnvConfig | dict | None = None) -> None:
         super().__init__()
@@ -144,39 +157,48 @@ class MarketEnv(MultiAgentEnv):
         self.first_agent_id = max((b.first_id + b.count for b in blocks), default=1)
         self.step_ns = config.episode.step_ns
         self.seeds = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(worker,)))
-        self.shard: ShardRuntime | None = None
+        self.ticks = [i.tick_size for i in self.sim_config.instruments]
+        self.market: EnvMarket | None = EnvMarket(self.sim_config, config.shards == "actors")
         self._new_episode(config.seed)  # fails here, not mid-training, if the kernel refuses
 
     # ---------------------------------------------------------------- episode
     def _new_episode(self, seed: int) -> None:
-        sim = self.sim_config.model_copy(update={"seed": seed})
-        self.shard = ShardRuntime(sim, 0)
-        self.tick = self.config.instrument.tick_size
+        if self.market is None:
+            raise RuntimeError("the env is closed")
+        self.market.restart(seed)
+        instruments = self.sim_config.instruments
         self.learners: dict[str, LearningAgent] = {}
         self.trajectories: list[Trajectory] = []
         for k, names in enumerate(self.names):
             # trajectory 0 draws as a one-trajectory env always did
             key = (1 << 20,) if k == 0 else (1 << 20, k)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
-            learners = []
+            on: dict[int, list[LearningAgent]] = {}
             for i, name in enumerate(names):
-                lo, hi = self.roles[name].latency.order_us
+                role = self.roles[name]
+                lo, hi = role.latency.order_us
                 latency = round(rng.uniform(lo, hi) * 1000.0)
-                agent = LearningAgent(name, self.roles[name], self.first_agent_id + i, latency, k)
+                inst = self.config.instrument_of(role)
+                agent = LearningAgent(name, role, self.first_agent_id + i, latency, k, inst)
                 self.learners[name] = agent
-                learners.append(agent)
-            self.trajectories.append(Trajectory(k, self.shard.state[(k, 0)], learners))
+                on.setdefault(inst, []).append(agent)
+            for inst, learners in sorted(on.items()):
+                reference = instruments[inst].reference_ticks
+                self.trajectories.append(Trajectory(k, inst, reference, learners))
         self.k = 0
         self.t = self.sim_config.session.pre_open
 
-    # trajectory 0, under the names a one-trajectory env has always had
-    @property
-    def book_state(self) -> Any:
-        return self.trajectories[0].book_state
+    def close(self) -> None:
+        """Release the market (its shard actors end)."""
+        if self.market is not None:
+            self.market.close()
+            self.market = None
 
+    # trajectory 0's first book, under the names a one-trajectory env has always had
     @property
-    def book(self) -> Any:
-        return self.trajectories[0].book
+    def depth(self) -> np.ndarray:
+        """The book's top ``LEVELS`` levels as last reported (after reset() or step())."""
+        return self.trajectories[0].depth
 
     @property
     def history(self) -> np.ndarray:
@@ -194,7 +216,7 @@ class MarketEnv(MultiAgentEnv):
         else:
             self.seeds = np.random.default_rng(seed)
         self._new_episode(seed)
-        self._run(self.config.episode.start, settle=False)  # the background builds the book
+        self._run(self.config.episode.start, [], settle=False)  # the background builds the book
         infos = {}
         for tr in self.trajectories:
             tr.history[:] = 0.0
@@ -207,7 +229,7 @@ class MarketEnv(MultiAgentEnv):
         return self._observations(), infos
 
     def step(self, action_dict: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        if self.shard is None or self.k >= self.config.episode.steps:
+        if self.market is None or self.k >= self.config.episode.steps:
             raise RuntimeError("step() after the episode ended: call reset() first")
         actions = self._checked(action_dict)
         t = self.t
@@ -218,18 +240,16 @@ class MarketEnv(MultiAgentEnv):
                 action = actions.get(agent.name)
                 if action is not None:
                     rows += self._orders(agent, action, t, touch)
-        if rows:
-            self.shard.submit_orders(OrderBatch.from_rows(rows))
         self.k += 1
         last = self.k >= self.config.episode.steps
         infos: dict[str, dict] = {a: {"rejected": []} for a in self.agents}
-        volumes = self._run(t + self.step_ns, infos)
-        ended: dict[int, tuple[float, np.ndarray]] = {}
+        volumes = self._run(t + self.step_ns, rows, infos)
+        ended: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
         if last:
             ended = self._clean_up(infos, volumes)
         rewards = {}
         for tr, volume in zip(self.trajectories, volumes, strict=True):
-            mid = ended[tr.index][0] if tr.index in ended else self._mid(tr)
+            mid = ended[tr.key][0] if tr.key in ended else self._mid(tr)
             history = tr.history
             history[1:] = history[:-1]
             history[0, MID], history[0, VOLUME] = mid, volume
@@ -272,13 +292,14 @@ class MarketEnv(MultiAgentEnv):
         rows = self._cancels(agent, at)
         bid, ask, mid = touch
         steps_left = self.config.episode.steps - self.k
-        traj = agent.trajectory
+        traj, inst = agent.trajectory, agent.instrument
+        tick = self.ticks[inst]
         for kind, side, price_ticks, size in role_orders(
             agent.role, action, bid, ask, mid, agent.inventory, agent.executed, steps_left
         ):
             oid = agent.order_id()
-            price = price_ticks * self.tick
-            rows.append((at, traj, 0, kind, oid, side, price, float(size), agent.agent_id))
+            price = price_ticks * tick
+            rows.append((at, traj, inst, kind, oid, side, price, float(size), agent.agent_id))
             if kind == LIMIT:
                 agent.live[oid] = [side, size]
         return rows
@@ -286,17 +307,17 @@ class MarketEnv(MultiAgentEnv):
     @staticmethod
     def _cancels(agent: LearningAgent, at: int) -> list[tuple]:
         """Cancel requests (arriving at ``at``) for every resting order of ``agent``."""
-        traj, aid = agent.trajectory, agent.agent_id
-        rows = [(at, traj, 0, _CANCEL_ORDER, oid, 0, math.nan, 0.0, aid) for oid in agent.live]
+        traj, inst, aid = agent.trajectory, agent.instrument, agent.agent_id
+        rows = [(at, traj, inst, _CANCEL_ORDER, oid, 0, math.nan, 0.0, aid) for oid in agent.live]
         agent.live.clear()
         return rows
 
     def _clean_up(
         self, infos: dict[str, dict], volumes: list[int]
-    ) -> dict[int, tuple[float, np.ndarray]]:
+    ) -> dict[tuple[int, int], tuple[float, np.ndarray]]:
         """The last step's market orders for what execution agents have left; one more step,
-        its traded volume added to ``volumes``. A trajectory with nothing to clean up ends
-        before that step, as it would alone: its (mid, depth) then, by trajectory index."""
+        its traded volume added to ``volumes``. A book with nothing to clean up ends before
+        that step, as it would alone: its (mid, depth) then, by (trajectory, instrument)."""
         rows = []
         for agent in self.learners.values():
             left = agent.role.quantity - agent.executed
@@ -308,7 +329,7 @@ class MarketEnv(MultiAgentEnv):
                 (
                     at,
                     agent.trajectory,
-                    0,
+                    agent.instrument,
                     MARKET,
                     agent.order_id(),
                     agent.role.sign,
@@ -319,49 +340,43 @@ class MarketEnv(MultiAgentEnv):
             )
         if not rows:
             return {}
-        cleaning = {row[1] for row in rows}
+        cleaning = {(row[1], row[2]) for row in rows}
         ended = {
-            tr.index: (self._mid(tr), tr.book.snapshot(LEVELS))
-            for tr in self.trajectories
-            if tr.index not in cleaning
+            tr.key: (self._mid(tr), tr.depth) for tr in self.trajectories if tr.key not in cleaning
         }
-        assert self.shard is not None
-        self.shard.submit_orders(OrderBatch.from_rows(rows))
-        more = self._run(self.t + self.step_ns, infos, settle=cleaning)
-        for k in cleaning:
-            volumes[k] += more[k]
+        more = self._run(self.t + self.step_ns, rows, infos, settle=cleaning)
+        for i, tr in enumerate(self.trajectories):
+            if tr.key in cleaning:
+                volumes[i] += more[i]
         return ended
 
     # ---------------------------------------------------------------- the market
     def _run(
-        self, until: int, infos: dict[str, dict] | None = None, settle: bool | set[int] = True
+        self,
+        until: int,
+        rows: list[tuple],
+        infos: dict[str, dict] | None = None,
+        settle: bool | set[tuple[int, int]] = True,
     ) -> list[int]:
-        """Run the shard to ``until``; settle the learning agents' events (of the
-        trajectories in ``settle``; none before they act: False); each trajectory's traded
+        """Send ``rows`` and run the market to ``until``; settle the learning agents' events
+        (of the books in ``settle``; none before they act: False); each book's traded
         volume."""
-        assert self.shard is not None
-        self.shard.run_until(until)
+        assert self.market is not None
+        # the learning agents have the highest ids of the market (from first_agent_id)
+        reports = self.market.step(rows, until, LEVELS, self.first_agent_id)
         self.t = until
         volumes = []
         for tr in self.trajectories:
-            st = tr.book_state
-            chunks, st.chunks = st.chunks, []  # the env keeps no event history
-            traded = st.stats.volume  # the shard counts every trade's shares as it settles
-            volumes.append(traded - tr.volume_seen)
-            tr.volume_seen = traded
-            if settle is True or (settle and tr.index in settle):
-                for _, records in chunks:
-                    self._settle(tr, records, infos)
+            report = tr.report = reports[tr.key]
+            volumes.append(report.volume - tr.volume_seen)
+            tr.volume_seen = report.volume
+            if len(report.records) and (settle is True or (settle and tr.key in settle)):
+                self._settle(tr, report.records, infos)
         return volumes
 
     def _settle(self, tr: Trajectory, records: np.ndarray, infos: dict[str, dict] | None) -> None:
-        # the learning agents have the highest ids of the market (from first_agent_id)
-        lo = self.first_agent_id
-        ours = np.maximum(records["agent_id"], records["contra_agent_id"]) >= lo
-        if not ours.any():
-            return
         by_id = tr.by_id
-        for row in records[ours].tolist():
+        for row in records.tolist():
             # ROW_FIELDS order (mars_ray.schema.events)
             _, etype, oid, side, price, size, aid, coid, caid, reason = row
             if etype == _TRADE:
@@ -400,19 +415,20 @@ class MarketEnv(MultiAgentEnv):
 
     def _touch(self, tr: Trajectory) -> tuple[int, int, float]:
         """Best bid and ask in ticks (0: none) and the mid."""
-        ask, _, bid, _ = tr.book.snapshot(1)[0].tolist()
+        ask, _, bid, _ = tr.depth[0].tolist()
         return bid, ask, self._mid(tr, bid, ask)
 
     def _mid(self, tr: Trajectory, bid: int | None = None, ask: int | None = None) -> float:
         if bid is None or ask is None:
-            ask, _, bid, _ = tr.book.snapshot(1)[0].tolist()
+            ask, _, bid, _ = tr.depth[0].tolist()
         if bid > 0 and ask > 0 and bid < ask:
             return (bid + ask) / 2.0
-        last = tr.book.last_trade_price
+        assert tr.report is not None
+        last = tr.report.last_trade
         if last is not None:
             return float(last)
         previous = float(tr.history[0, MID])
-        return previous if previous > 0 else float(tr.book_state.reference)
+        return previous if previous > 0 else float(tr.reference)
 
     # ---------------------------------------------------------------- rewards, observations
     def _reward(self, agent: LearningAgent, mid: float, last: bool) -> float:
@@ -430,7 +446,7 @@ class MarketEnv(MultiAgentEnv):
         return float(change / role.lot - penalty)
 
     def _observations(
-        self, ended: dict[int, tuple[float, np.ndarray]] | None = None
+        self, ended: dict[tuple[int, int], tuple[float, np.ndarray]] | None = None
     ) -> dict[str, np.ndarray]:
         """Every agent's observation; ``ended`` trajectories (``_clean_up``) from their
         depth at their end."""
@@ -439,7 +455,7 @@ class MarketEnv(MultiAgentEnv):
         time_left = (steps - self.k) / steps
         out: dict[str, np.ndarray] = {}
         for tr in self.trajectories:
-            reference = float(tr.book_state.reference)
+            reference = float(tr.reference)
             owns = []
             for agent in tr.learners:
                 role = agent.role
@@ -457,15 +473,16 @@ class MarketEnv(MultiAgentEnv):
                     reference_ticks=reference,
                 )
                 owns.append(own)
-            depth = ended[tr.index][1] if tr.index in ended else tr.book.snapshot(LEVELS)
+            depth = ended[tr.key][1] if tr.key in ended else tr.depth
             rows = observations(depth, tr.history, owns)
             out.update(zip((a.name for a in tr.learners), rows, strict=True))
         return out
 
 
 def market_config(config: EnvConfig) -> SimulationConfig:
-    """The simulation an episode runs: the env's instrument and background, from ``open``
-    (the opening auction) to one step after the episode's clean-up step."""
+    """The simulation an episode runs: the env's instruments and background, from ``open``
+    (the opening auction) to one step after the episode's clean-up step; with ``shards:
+    actors``, one shard per instrument."""
     ep = config.episode
     end = ep.start + (ep.steps + 2) * ep.step_ns
     raw = {
@@ -481,8 +498,9 @@ def market_config(config: EnvConfig) -> SimulationConfig:
             "step_ms": config.kernel_step_ms,
             "sync_ms": config.kernel_step_ms,
             "trajectories": config.trajectories,
+            "shards": len(config.instruments) if config.shards == "actors" else 1,
         },
-        "instruments": [config.instrument.model_dump()],
+        "instruments": [i.model_dump() for i in config.instruments],
         "agents": [group.model_dump() for group in config.background],
         "output": {"snapshot_every_ms": 86_400_000, "snapshot_levels": LEVELS},
     }

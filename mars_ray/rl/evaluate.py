@@ -93,8 +93,7 @@ def run_episode(
     spreads: list[float] = []
     done = False
     while not done:
-        depth = env.book.snapshot(1)
-        ask, bid = float(depth[0, 0]), float(depth[0, 2])
+        ask, bid = float(env.depth[0, 0]), float(env.depth[0, 2])
         if 0 < bid < ask:
             spreads.append((ask - bid) / (ask + bid) * 2e4)
         actions = {a: policies[role_of(a)](obs[a][None, :])[0] for a in env.agents}

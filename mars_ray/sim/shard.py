@@ -51,6 +51,7 @@ from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import (
+    EVENT_RECORD,
     NO_ID,
     EventType,
     OrderType,
@@ -71,6 +72,8 @@ _TRADE = int(EventType.TRADE)
 _LIMIT = int(OrderType.LIMIT)
 START_AGENT = 0  # lays a real start's book where no LMM agent trades it (ids start at 1)
 _REJECT = int(EventType.REJECT)
+_NO_RECORDS = np.empty(0, dtype=EVENT_RECORD)
+_NO_RECORDS.flags.writeable = False
 # what a checkpoint leaves out: given again to the constructor that restores it
 _NOT_STATE = frozenset({"config", "backends", "run"})
 
@@ -146,6 +149,17 @@ class BookStats:
     notional: int = 0
     rejects: int = 0
     last: int | None = None
+
+
+@dataclass(frozen=True)
+class BookReport:
+    """What an RL env reads of one book after a step (``ShardRuntime.env_step``): all of it,
+    so that the env never reaches into a shard, in process or on an actor."""
+
+    records: np.ndarray  # EVENT_RECORD rows of the learning agents since the last report
+    volume: int  # shares traded on the book since the pre-open
+    depth: np.ndarray  # ``snapshot(levels)``: (ask price, ask size, bid price, bid size) rows
+    last_trade: int | None  # ticks; None before the book's first trade
 
 
 class _BookState:
@@ -367,6 +381,46 @@ class ShardRuntime:
         if chunk is not None and chunk > self.chunk:
             self._write_chunk(chunk)
         return self.progress()
+
+    def env_step(
+        self, orders: OrderBatch | None, until: int, levels: int, learners_from: int
+    ) -> dict[tuple[int, int], BookReport]:
+        """Queue ``orders``, run to ``until`` and report every book, by (trajectory,
+        instrument): an RL env's one call per step (one round trip to an actor). The events
+        of agents below id ``learners_from`` are dropped, not kept: an env has no run
+        folder, and its learning agents have the market's highest ids."""
+        if orders is not None and len(orders):
+            self.submit_orders(orders)
+        self.run_until(until)
+        out = {}
+        for key, st in self.state.items():
+            chunks, st.chunks = st.chunks, []
+            parts = []
+            for _, records in chunks:
+                ours = np.maximum(records["agent_id"], records["contra_agent_id"]) >= learners_from
+                if ours.any():
+                    parts.append(records[ours])
+            if not parts:
+                records = _NO_RECORDS
+            else:
+                records = parts[0] if len(parts) == 1 else concat_records(parts)
+            book = st.book
+            out[key] = BookReport(
+                records=records,
+                volume=st.stats.volume,
+                depth=book.snapshot(levels),
+                last_trade=book.last_trade_price,
+            )
+        return out
+
+    def restart(self, seed: int) -> None:
+        """Begin the same market again from the pre-open under ``seed``, in this process: an
+        RL env's next episode, without a new actor for each. Not for a run with a folder."""
+        if self.run is not None:
+            raise ValueError("a shard that writes a run folder cannot restart")
+        self.close()
+        config = self.config.model_copy(update={"seed": seed})
+        self.__init__(config, self.shard_index, self.backends)  # type: ignore[misc]
 
     def run_through(self, barriers: list[int]) -> list[dict]:
         """Run to each barrier in turn: one call, a progress report per barrier."""
