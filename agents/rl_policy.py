@@ -31,7 +31,7 @@ from mars_ray.schema.quantities import Shares
 
 Role = Literal["execution", "market_maker", "directional"]
 ACTION_DIMS = {"execution": 2, "market_maker": 4, "directional": 1}
-LIMIT, MARKET, IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.IOC)
+LIMIT, MARKET = int(OrderType.LIMIT), int(OrderType.MARKET)
 # The policies that ship with the package: a run folder of `mars-ray rl train
 # configs/rl/market.yaml` cut to what acting needs (config.json, policies/ROLE.npz)
 SHIPPED = Path(__file__).resolve().parent / "rl_shipped"
@@ -46,6 +46,18 @@ class RoleParams(AgentParams):
     max_inventory: Shares = Field(default=2_000, description="|position| cap, shares")
     lot: Shares = Field(default=100, description="shares of a full quote / reward unit")
     max_offset_ticks: int = Field(default=10, ge=1, le=1000, description="market_maker")
+    min_offset_ticks: int = Field(
+        default=1, ge=1, le=1000, description="market_maker: closest quote to the mid, ticks"
+    )
+
+    @model_validator(mode="after")
+    def _offsets(self) -> RoleParams:
+        if self.min_offset_ticks > self.max_offset_ticks:
+            raise ValueError(
+                f"min_offset_ticks ({self.min_offset_ticks}) must not exceed "
+                f"max_offset_ticks ({self.max_offset_ticks})"
+            )
+        return self
 
     @property
     def sign(self) -> int:
@@ -55,6 +67,21 @@ class RoleParams(AgentParams):
     def scale(self) -> float:
         """The shares that observations of position and orders are divided by."""
         return float(self.quantity if self.role == "execution" else self.max_inventory)
+
+
+def pace_factor(pace: float) -> float:
+    """The execution role's slice, in units of the even (TWAP) slice remaining / steps left:
+    4^pace, from a quarter (pace -1) through even (0) to four times (1)."""
+    return 4.0**pace
+
+
+def peg_ticks(aggression: float, spread: int) -> int:
+    """The execution role's limit, in ticks from its own touch toward the opposite one:
+    (spread + 1)^|a| - 1, geometric so that single ticks near the touch are wide bands of
+    the action (one tick inside for a in about [0.12, 0.26] in a 30-tick spread); a = 1 is
+    the opposite touch (taking what rests there), a < 0 as far behind the own touch."""
+    ticks = round((spread + 1.0) ** abs(aggression) - 1.0)
+    return ticks if aggression >= 0 else -ticks
 
 
 def role_orders(
@@ -72,19 +99,18 @@ def role_orders(
     out: list[tuple[int, int, float, int]] = []
     if role.role == "execution":
         left = role.quantity - executed
-        size = min(left, round(left / max(steps_left, 1) * (1.0 + action[0])))
-        push = round(abs(action[1]) * 2)
+        size = min(left, round(left / max(steps_left, 1) * pace_factor(action[0])))
         s = role.sign
-        if action[1] > 0:  # cross: an IOC through the opposite touch
-            far = (ask or math.ceil(mid)) if s > 0 else (bid or math.floor(mid))
-            out.append((IOC, s, far + s * push, size))
-        else:  # rest at the own touch, or behind it
-            near = (bid or math.ceil(mid) - 1) if s > 0 else (ask or math.floor(mid) + 1)
-            out.append((LIMIT, s, near - s * push, size))
+        # the own touch and the opposite one, from the mid when a side is empty
+        near = (bid or math.ceil(mid) - 1) if s > 0 else (ask or math.floor(mid) + 1)
+        far = (ask or math.floor(mid) + 1) if s > 0 else (bid or math.ceil(mid) - 1)
+        spread = max(s * (far - near), 1)
+        out.append((LIMIT, s, near + s * peg_ticks(action[1], spread), size))
     elif role.role == "market_maker":
-        span = role.max_offset_ticks - 1
-        bid_off = 1 + round((action[0] + 1) / 2 * span)
-        ask_off = 1 + round((action[1] + 1) / 2 * span)
+        low = role.min_offset_ticks
+        span = max(role.max_offset_ticks - low, 0)
+        bid_off = low + round((action[0] + 1) / 2 * span)
+        ask_off = low + round((action[1] + 1) / 2 * span)
         bid_size = min(round((action[2] + 1) / 2 * role.lot), role.max_inventory - inventory)
         ask_size = min(round((action[3] + 1) / 2 * role.lot), role.max_inventory + inventory)
         out.append((LIMIT, 1, math.floor(mid - bid_off + 0.5), bid_size))

@@ -157,3 +157,36 @@ def test_trajectories_are_independent_and_trajectory_0_is_the_one_trajectory_epi
         )
     assert repr(episode(MarketEnv(multi), 5, 1)) == repr(episode(MarketEnv(multi), 5, 1))
     assert not np.array_equal(obs["execution_0"], obs["execution_1"])  # distinct markets
+
+
+def test_execution_action_prices_from_own_touch_to_the_opposite_one() -> None:
+    from agents.rl_policy import LIMIT, RoleParams, role_orders
+
+    buy = RoleParams(role="execution", side="buy", quantity=6000)
+    sell = RoleParams(role="execution", side="sell", quantity=6000)
+    bid, ask, mid = 1000, 1030, 1015.0  # a 30-tick spread
+
+    def order(role: RoleParams, pace: float, aggression: float) -> tuple:
+        (row,) = role_orders(role, np.array([pace, aggression]), bid, ask, mid, 0, 0, 60)
+        return row
+
+    assert order(buy, 0, 0) == (LIMIT, 1, 1000, 100)  # TWAP slice at the own touch
+    assert order(buy, 0, 0.2)[2] == 1001 and order(sell, 0, 0.2)[2] == 1029  # one inside
+    assert order(buy, 0, 1)[2] == ask and order(sell, 0, 1)[2] == bid  # the opposite touch
+    assert order(buy, 0, -1)[2] == bid - 30  # a spread behind
+    prices = [order(buy, 0, a)[2] for a in np.linspace(-1, 1, 41)]
+    assert prices == sorted(prices)  # more aggression never prices lower
+    assert order(buy, 1, 0)[3] == 400 and order(buy, -1, 0)[3] == 25  # 4^pace slices
+
+
+def test_market_maker_never_quotes_inside_its_minimum_offset() -> None:
+    from agents.rl_policy import RoleParams, role_orders
+
+    maker = RoleParams(role="market_maker", min_offset_ticks=16, max_offset_ticks=40)
+    for a in (-1.0, 0.0, 1.0):
+        bid, ask = role_orders(maker, np.array([a, a, 1.0, 1.0]), 990, 1010, 1000.0, 0, 0, 1)
+        assert 1000 - bid[2] >= 16 and ask[2] - 1000 >= 16
+    low = role_orders(maker, np.array([-1.0, -1.0, 1.0, 1.0]), 990, 1010, 1000.0, 0, 0, 1)
+    assert [p for _, _, p, _ in low] == [984, 1016]
+    with pytest.raises(ValueError, match="min_offset_ticks"):
+        RoleParams(role="market_maker", min_offset_ticks=50, max_offset_ticks=40)

@@ -8,7 +8,8 @@ percentile bootstrap of the mean difference.
 
 Baselines: execution, TWAP (the remainder spread evenly over the steps left, passive at the
 own touch, the clean-up order at the end); market_maker, a fixed-spread quoter skewed
-against its inventory (the ``market_maker`` agent kind's rule), 2 ticks from the mid;
+against its inventory (the ``market_maker`` agent kind's rule), 2 ticks from the mid
+(or the role's ``min_offset_ticks``, when wider);
 directional, flat. Reported beside them (``also``): buy-and-hold for the directional role
 (the full long position from the first step, which a market that a buy parent order
 pushes up rewards), and the quoter at half the maker's widest offset. ``market`` gives the
@@ -54,15 +55,16 @@ def baseline(role: RoleConfig) -> Policy:
 
 def quoter(role: RoleConfig, half_spread: float) -> Policy:
     """Full-lot quotes ``half_spread`` ticks from the mid, skewed against the inventory."""
-    span = max(role.max_offset_ticks - 1, 1)
+    low, high = role.min_offset_ticks, role.max_offset_ticks
+    span = max(high - low, 1)
 
     def act(obs: np.ndarray) -> np.ndarray:
         skew = MM_SKEW * obs[:, INVENTORY]  # position / max_inventory
         bid = half_spread + skew  # long: bid further away, ask closer
         ask = half_spread - skew
         out = np.ones((len(obs), 4))
-        out[:, 0] = 2 * (np.clip(bid, 1, role.max_offset_ticks) - 1) / span - 1
-        out[:, 1] = 2 * (np.clip(ask, 1, role.max_offset_ticks) - 1) / span - 1
+        out[:, 0] = 2 * (np.clip(bid, low, high) - low) / span - 1
+        out[:, 1] = 2 * (np.clip(ask, low, high) - low) / span - 1
         return out
 
     return act
