@@ -59,7 +59,7 @@ from mars_ray.lmm.tokenizer import (
     decode_price_one,
     encode_price_level,
 )
-from mars_ray.schema.clock import parse_clock
+from mars_ray.schema.clock import Clock, parse_clock
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
 from mars_ray.schema.quantities import MAX_TICKS, Ticks
@@ -177,8 +177,8 @@ class LMMParams(AgentParams):
         default=None, description="model checkpoint (default: the shipped model)"
     )
     temperature: Temperature = 1.0
-    start: int = Field(default=parse_clock("09:30"), description="first time it may act")
-    end: int = Field(default=parse_clock("16:00"), description="it stops acting here")
+    start: Clock = Field(default=parse_clock("09:30"), description="first time it may act")
+    end: Clock = Field(default=parse_clock("16:00"), description="it stops acting here")
     max_orders_per_step: int = Field(
         default=1000, ge=1, le=1_000_000, description="cap per book and step (runaway guard)"
     )
@@ -209,11 +209,6 @@ class LMMParams(AgentParams):
         description="torch CPU threads: a step is a batch of a few books, too small to split, "
         "and shards already use one core each",
     )
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _clock(cls, value: object) -> int:
-        return parse_clock(value)
 
 
 class GeneratorBackend(Protocol):
@@ -329,13 +324,13 @@ class ShadowBook:
         ``size`` unless it would take every visible share of a side that is all in view;
         then all but that side's deepest level (0: there is only one)."""
         levels = self.asks if side > 0 else self.bids
-        if len(levels) >= LEVELS:
+        if not levels or len(levels) >= LEVELS:
             return size
         total = sum(levels.values())
         if size < total:
             return size
         deepest = max(levels) if side > 0 else min(levels)
-        return total - levels[deepest] if levels else size
+        return total - levels[deepest]
 
     def take(self, side: int, size: int, limit: int | None = None) -> int:
         """An aggressor of ``side`` takes up to ``size`` from the opposite side (best first,

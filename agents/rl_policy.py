@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from agents.base import NO_ORDERS, AgentParams, AgentPopulation
 from agents.rl_features import LEVELS, OwnState, observations
 from agents.view import MID, Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema.clock import clock_ns, parse_clock
+from mars_ray.schema.clock import Clock, parse_clock
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
 from mars_ray.schema.quantities import Shares
@@ -163,13 +163,8 @@ class RLPolicyParams(RoleParams):
     )
     policy: str | None = Field(default=None, description="the policy (role) in it; default role")
     step_s: float = Field(default=5.0, gt=0, le=3600, description="seconds between decisions")
-    start: int = Field(default=parse_clock("10:00"), description="'HH:MM[:SS]'")
-    end: int = Field(default=parse_clock("15:30"), description="'HH:MM[:SS]'")
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> int:
-        return clock_ns(value)
+    start: Clock = Field(default=parse_clock("10:00"), description="'HH:MM[:SS]'")
+    end: Clock = Field(default=parse_clock("15:30"), description="'HH:MM[:SS]'")
 
     @model_validator(mode="after")
     def _weights_exist(self) -> RLPolicyParams:

@@ -24,12 +24,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from agents.base import NO_ORDERS, AgentParams, AgentPopulation
 from agents.view import BEST_ASK, BEST_BID, MID, Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
-from mars_ray.schema.clock import clock_ns, format_clock, parse_clock
+from mars_ray.schema.clock import Clock, format_clock, parse_clock
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
 from mars_ray.schema.quantities import Shares, TickCount
@@ -43,18 +43,13 @@ _CANCEL = int(OrderType.CANCEL)
 class TwapParams(AgentParams):
     side: Literal["buy", "sell"] = "buy"
     quantity: Shares = Field(default=10_000, description="parent order size, shares")
-    start: int = Field(default=parse_clock("10:00"), description="'HH:MM[:SS]', seconds or ns")
-    end: int = Field(default=parse_clock("15:30"), description="'HH:MM[:SS]', seconds or ns")
+    start: Clock = Field(default=parse_clock("10:00"), description="'HH:MM[:SS]', seconds or ns")
+    end: Clock = Field(default=parse_clock("15:30"), description="'HH:MM[:SS]', seconds or ns")
     slices: int = Field(default=20, gt=0, le=100_000)
     aggressive: Literal["market", "ioc"] = "market"
     ioc_ticks: TickCount = Field(
         default=0, ge=0, description="IOC: ticks through the opposite touch"
     )
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> int:
-        return clock_ns(value)
 
     @model_validator(mode="after")
     def _window(self) -> TwapParams:

@@ -310,3 +310,22 @@ def test_the_decoder_never_empties_a_side_of_the_book() -> None:
     empty_off, _, guarded_off = _empty_side_rows(keep_both_sides=False)
     assert empty_off > 0  # the model alone does empty a side: the rule is what prevents it
     assert sum(guarded_off.values()) == 0
+
+
+def test_the_shadow_book_knows_what_would_empty_a_side() -> None:
+    from agents.lmm import ShadowBook
+
+    depth = np.zeros((10, 4), dtype=np.int64)
+    depth[:2, :2] = [[101, 300], [103, 200]]  # two ask levels, the whole side in view
+    depth[0, 2:] = [99, 100]  # one bid level
+    book = ShadowBook(depth)
+    assert book.sweep_cap(1, 400) == 400  # leaves 100 at 103
+    assert book.sweep_cap(1, 500) == 300  # would take both levels: all but the deepest
+    assert book.sweep_cap(-1, 100) == 0  # the only bid level: dropped
+    assert book.empties(1, 99, 100) and not book.empties(1, 99, 50)
+    assert not book.empties(-1, 101, 300)  # another ask level stays
+    empty = ShadowBook(np.zeros((10, 4), dtype=np.int64))
+    assert empty.sweep_cap(1, 100) == 100  # nothing to protect on an empty side
+    full = np.zeros((10, 4), dtype=np.int64)
+    full[:, 0], full[:, 1] = np.arange(101, 111), 10
+    assert ShadowBook(full).sweep_cap(1, 1000) == 1000  # more may lie beyond the view

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.base import LatencyConfig
 from agents.rl_policy import RoleParams
-from mars_ray.schema.clock import clock_ns, format_clock, parse_clock
+from mars_ray.schema.clock import Clock, format_clock, parse_clock
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 from mars_ray.sim.config import AgentGroupConfig, InstrumentConfig
 
@@ -47,15 +47,10 @@ class EpisodeConfig(StrictModel):
     """When the learning agents trade: from ``start`` (after the background warmed the book
     from the open) for ``steps`` steps of ``step_s`` simulated seconds."""
 
-    open: int = Field(default=parse_clock("09:30"), description="background starts")
-    start: int = Field(default=parse_clock("09:35"), description="learning agents start")
+    open: Clock = Field(default=parse_clock("09:30"), description="background starts")
+    start: Clock = Field(default=parse_clock("09:35"), description="learning agents start")
     steps: int = Field(default=60, ge=1, le=100_000)
     step_s: float = Field(default=5.0, gt=0, le=3600)
-
-    @field_validator("open", "start", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> int:
-        return clock_ns(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> EpisodeConfig:

@@ -4,7 +4,9 @@ session date; configs and requests write them as ``'09:30'`` or ``'09:30:00.5'``
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
@@ -41,6 +43,11 @@ def clock_ns(value: Any) -> int:
             raise ValueError(f"not a time of day: {value!r} ns after midnight")
         return value
     return parse_clock(value)
+
+
+# A time-of-day field of a config or request: '09:30', seconds, or (as a validated model
+# dumps it) ns after midnight
+Clock = Annotated[int, BeforeValidator(clock_ns)]
 
 
 def format_clock(ns: int) -> str:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from agents.base import LatencyConfig
 from agents.registry import AGENT_KINDS
-from mars_ray.schema.clock import clock_ns, format_clock, parse_clock
+from mars_ray.schema.clock import Clock, format_clock, parse_clock
 from mars_ray.schema.quantities import Price, TickSize, price_problem
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 
@@ -27,14 +27,9 @@ class HaltConfig(StrictModel):
     """A trading halt: new orders are refused from ``at``; quoting resumes (a call phase) at
     ``quote``, and trading at ``trade`` with a re-opening auction."""
 
-    at: int
-    quote: int
-    trade: int
-
-    @field_validator("at", "quote", "trade", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> int:
-        return parse_clock(value)
+    at: Clock
+    quote: Clock
+    trade: Clock
 
     @model_validator(mode="after")
     def _ordered(self) -> HaltConfig:
@@ -51,16 +46,11 @@ class SessionConfig(StrictModel):
     auction."""
 
     date: dt.date = dt.date(2012, 6, 21)
-    pre_open: int = Field(default=parse_clock("09:00"), description="ns after midnight")
-    open: int = Field(default=parse_clock("09:30"), description="opening auction")
-    closing_call: int = Field(default=parse_clock("15:55"), description="closing call starts")
-    close: int = Field(default=parse_clock("16:00"), description="closing auction")
+    pre_open: Clock = Field(default=parse_clock("09:00"), description="ns after midnight")
+    open: Clock = Field(default=parse_clock("09:30"), description="opening auction")
+    closing_call: Clock = Field(default=parse_clock("15:55"), description="closing call starts")
+    close: Clock = Field(default=parse_clock("16:00"), description="closing auction")
     halts: list[HaltConfig] = Field(default_factory=list, description="market-wide halts")
-
-    @field_validator("pre_open", "open", "closing_call", "close", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> int:
-        return clock_ns(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionConfig:
@@ -222,7 +212,7 @@ class LobsterStartConfig(StrictModel):
 
     message: Path
     orderbook: Path
-    at: int = Field(description="time of day of the real state, e.g. '10:30'")
+    at: Clock = Field(description="time of day of the real state, e.g. '10:30'")
 
     @field_validator("message", "orderbook")
     @classmethod
@@ -230,11 +220,6 @@ class LobsterStartConfig(StrictModel):
         if not path.is_file():
             raise ValueError(f"file not found: {str(path)!r}")
         return path
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> int:
-        return clock_ns(value)
 
 
 class StartConfig(StrictModel):
