@@ -315,6 +315,6 @@ def to_batch(columns: tuple, trajectory: int, instrument: int) -> OrderBatch:
     trajectory_id.fill(trajectory)
     instrument_id = np.empty(n, np.int32)
     instrument_id.fill(instrument)
-    return OrderBatch(
-        time_ns, trajectory_id, instrument_id, otype, oid, side, price, size, agent_id
+    return OrderBatch.of_columns(
+        (time_ns, trajectory_id, instrument_id, otype, oid, side, price, size, agent_id)
     )

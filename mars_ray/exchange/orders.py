@@ -66,8 +66,18 @@ class OrderBatch:
         return len(self.time_ns)
 
     @classmethod
+    def of_columns(cls, columns: tuple[np.ndarray, ...] | list[np.ndarray]) -> OrderBatch:
+        """A batch of columns (in field order) already of their dtypes, one-dimensional and of
+        one length, without checking them: for the kernel's own reshuffles of checked batches
+        (``take``, ``concat``, the agents' compiled columns), where the checks cost more than
+        the work."""
+        batch = object.__new__(cls)
+        batch.__dict__.update(zip(_NAMES, columns, strict=True))
+        return batch
+
+    @classmethod
     def empty(cls) -> OrderBatch:
-        return cls(**{name: np.empty(0, dtype=dt) for name, dt in _DTYPES.items()})
+        return cls.of_columns([np.empty(0, dtype=dt) for dt in _DTYPES.values()])
 
     @classmethod
     def build(
@@ -128,11 +138,11 @@ class OrderBatch:
         if len(batches) == 1:
             return batches[0]
         columns = [vars(b) for b in batches]
-        return cls(**{name: np.concatenate([c[name] for c in columns]) for name in _NAMES})
+        return cls.of_columns([np.concatenate([c[name] for c in columns]) for name in _NAMES])
 
     def take(self, index: np.ndarray) -> OrderBatch:
         columns = vars(self)
-        return OrderBatch(**{name: columns[name][index] for name in _NAMES})
+        return OrderBatch.of_columns([columns[name][index] for name in _NAMES])
 
     def sorted(self) -> OrderBatch:
         """Deterministic processing order: arrival time, then agent, then batch position."""
@@ -144,8 +154,8 @@ class OrderBatch:
         cut = int(np.searchsorted(self.time_ns, t, side="left"))
         columns = vars(self)  # copies of slices: like take(), cheaper than an index array
         return (
-            OrderBatch(**{name: columns[name][:cut].copy() for name in _NAMES}),
-            OrderBatch(**{name: columns[name][cut:].copy() for name in _NAMES}),
+            OrderBatch.of_columns([columns[name][:cut].copy() for name in _NAMES]),
+            OrderBatch.of_columns([columns[name][cut:].copy() for name in _NAMES]),
         )
 
     def to_arrow(self) -> pa.Table:
