@@ -51,8 +51,6 @@ from mars_ray.exchange.compiled_book import CompiledOrderBook
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import (
-    NO_ID,
-    EventType,
     OrderType,
     concat_books,
     concat_records,
@@ -60,6 +58,7 @@ from mars_ray.schema.events import (
 )
 from mars_ray.schema.phases import Phase
 from mars_ray.sim import checkpoint
+from mars_ray.sim.book_events import book_totals, event_rows, route_fills
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.config import SimulationConfig
 from mars_ray.sim.output import run_metadata
@@ -67,10 +66,8 @@ from mars_ray.sim.real_start import RealStart, real_start
 from mars_ray.sim.run_files import EVENTS, ORPHANS, SNAPSHOTS, RunDir, write_part
 from mars_ray.sim.snapshots import SnapshotRecorder
 
-_TRADE = int(EventType.TRADE)
 _LIMIT = int(OrderType.LIMIT)
 START_AGENT = 0  # lays a real start's book where no LMM agent trades it (ids start at 1)
-_REJECT = int(EventType.REJECT)
 # what a checkpoint leaves out: given again to the constructor that restores it
 _NOT_STATE = frozenset({"config", "backends", "run"})
 
@@ -499,55 +496,42 @@ class ShardRuntime:
     def _settle(self, st: _BookState) -> None:
         """Keep the book's new events (as records) and report its trades to the agents."""
         base, records = st.book.drain_records()
-        if not len(records):
+        n = len(records)
+        if not n:
             return
         st.chunks.append((base, records))
-        self.event_count += len(records)
+        self.event_count += n
         stats = st.stats
-        stats.events += len(records)
-        stats.rejects += int(np.count_nonzero(records["event_type"] == _REJECT))
-        trades = records[records["event_type"] == _TRADE]
-        k = len(trades)
+        stats.events += n
+        rows = event_rows(records)
+        rejects, k, volume, notional, last = book_totals(rows)
+        stats.rejects += rejects
         if not k:
             return
         self.trade_count += k
-        size = trades["size"]
-        st.step_volume += int(size.sum())
+        st.step_volume += volume
         stats.trades += k
-        stats.volume += int(size.sum())
-        stats.notional += int((trades["price"] * size).sum())
-        stats.last = int(trades["price"][-1])
+        stats.volume += volume
+        stats.notional += notional
+        stats.last = last
         populations = st.receivers
         if not populations:
             return
         # Each fill once per side: the resting orders' owners, then the aggressors.
-        order_id, side, price = trades["order_id"], trades["side"], trades["price"]
-        both_agent = np.concatenate([trades["agent_id"], trades["contra_agent_id"]])
         first_ids = st.first_ids
-        pop_index = np.searchsorted(first_ids, both_agent, side="right") - 1
         ends = first_ids + np.array([p.n for p in populations], dtype=np.int64)
-        known = (both_agent != NO_ID) & (pop_index >= 0)
-        known &= both_agent < ends[np.maximum(pop_index, 0)]
-        # Group the rows by population (stable: each population's rows keep their order).
-        group = np.where(known, pop_index, len(populations))
-        counts = np.bincount(group, minlength=len(populations) + 1).tolist()
-        rows_by_pop = np.argsort(group, kind="stable")
-        both_oid = np.concatenate([order_id, trades["contra_order_id"]])[rows_by_pop]
-        both_side = np.concatenate([side, -side])[rows_by_pop]
-        both_price = np.concatenate([price, price])[rows_by_pop]
-        both_size = np.concatenate([size, size])[rows_by_pop]
-        both_agent = both_agent[rows_by_pop]
+        counts, agent, order_id, side, price, size = route_fills(rows, k, first_ids, ends)
         start = 0
-        for population, count in zip(populations, counts, strict=False):
+        for population, count in zip(populations, counts.tolist(), strict=True):
             if count:
                 part = slice(start, start + count)
                 population.on_fills(
                     Fills(
-                        agent_index=both_agent[part] - population.agent_ids[0],
-                        order_id=both_oid[part],
-                        side=both_side[part],
-                        price=both_price[part],
-                        size=both_size[part],
+                        agent_index=agent[part] - population.agent_ids[0],
+                        order_id=order_id[part],
+                        side=side[part],
+                        price=price[part],
+                        size=size[part],
                     )
                 )
                 start += count
