@@ -318,3 +318,67 @@ def to_batch(columns: tuple, trajectory: int, instrument: int) -> OrderBatch:
     return OrderBatch.of_columns(
         (time_ns, trajectory_id, instrument_id, otype, oid, side, price, size, agent_id)
     )
+
+
+# PCG64's C functions (every agent's generator is a PCG64), called by address from compiled
+# code: the same for every generator of the process, which passes its state's address
+_PCG64 = np.random.PCG64(0)
+_next_uint32, _next_uint64 = _PCG64.ctypes.next_uint32, _PCG64.ctypes.next_uint64
+_U32 = np.uint64(0xFFFFFFFF)
+_U64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(cache=True)
+def _mul_128(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """(high, low) 64 bits of the 128-bit product a * b."""
+    s32 = np.uint64(32)
+    a_lo, a_hi, b_lo, b_hi = a & _U32, a >> s32, b & _U32, b >> s32
+    lo_lo, hi_lo, lo_hi = a_lo * b_lo, a_hi * b_lo, a_lo * b_hi
+    cross = (lo_lo >> s32) + (hi_lo & _U32) + lo_hi
+    return a_hi * b_hi + (hi_lo >> s32) + (cross >> s32), (cross << s32) | (lo_lo & _U32)
+
+
+@njit  # not cached: it calls this process's PCG64 functions, whose addresses it holds
+def _pcg64_integers(state: int, low: int, high: int, n: int) -> np.ndarray:
+    """numpy's ``random_bounded_uint64_fill`` (Lemire's method, as ``Generator.integers``
+    draws int64 in [low, high)): the same bits consumed, the same numbers."""
+    out = np.empty(n, np.int64)
+    rng = np.uint64(high - 1 - low)
+    off = np.uint64(low)
+    if rng == 0:
+        out[:] = low
+    elif rng < _U32:
+        excl = rng + np.uint64(1)
+        for i in range(n):
+            m = np.uint64(_next_uint32(state)) * excl
+            if (m & _U32) < excl:
+                threshold = (_U32 - rng) % excl
+                while (m & _U32) < threshold:
+                    m = np.uint64(_next_uint32(state)) * excl
+            out[i] = np.int64(off + (m >> np.uint64(32)))
+    elif rng == _U32:
+        for i in range(n):
+            out[i] = np.int64(off + np.uint64(_next_uint32(state)))
+    elif rng == _U64:
+        for i in range(n):
+            out[i] = np.int64(off + _next_uint64(state))
+    else:
+        excl = rng + np.uint64(1)
+        for i in range(n):
+            high_bits, low_bits = _mul_128(_next_uint64(state), excl)
+            if low_bits < excl:
+                threshold = (_U64 - rng) % excl
+                while low_bits < threshold:
+                    high_bits, low_bits = _mul_128(_next_uint64(state), excl)
+            out[i] = np.int64(off + high_bits)
+    return out
+
+
+def integers(rng: np.random.Generator, low: int, high: int, size: int) -> np.ndarray:
+    """``rng.integers(low, high, size=size)`` (int64), the same numbers from the same draws,
+    without the few microseconds numpy spends per call around them (a population draws
+    twice per step)."""
+    bits = rng.bit_generator
+    if type(bits) is not np.random.PCG64 or size <= 0 or not low < high:
+        return rng.integers(low, high, size=size)
+    return _pcg64_integers(bits.ctypes.state_address, low, high, size)
