@@ -149,6 +149,14 @@ class OrderBatch:
         order = np.lexsort((self.agent_id, self.time_ns))  # stable: ties keep batch order
         return self.take(order)
 
+    def split_at(self, cut: int) -> tuple[OrderBatch, OrderBatch]:
+        """(the first ``cut`` rows, the rest), as views of this batch's columns."""
+        columns = vars(self)
+        return (
+            OrderBatch.of_columns([columns[name][:cut] for name in _NAMES]),
+            OrderBatch.of_columns([columns[name][cut:] for name in _NAMES]),
+        )
+
     def split_before(self, t: int) -> tuple[OrderBatch, OrderBatch]:
         """(orders arriving before t, the rest); assumes the batch is sorted."""
         cut = int(np.searchsorted(self.time_ns, t, side="left"))
