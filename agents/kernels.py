@@ -15,8 +15,12 @@ adds the population's trajectory and instrument.
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from agents.view import BEST_ASK, BEST_BID, MID
 from mars_ray.exchange.orders import OrderBatch
@@ -321,11 +325,33 @@ def to_batch(columns: tuple, trajectory: int, instrument: int) -> OrderBatch:
 
 
 # PCG64's C functions (every agent's generator is a PCG64), called by address from compiled
-# code: the same for every generator of the process, which passes its state's address
-_PCG64 = np.random.PCG64(0)
-_next_uint32, _next_uint64 = _PCG64.ctypes.next_uint32, _PCG64.ctypes.next_uint64
+# code: the addresses are arguments, so the compiled code is cached like the rest
+_PCG64 = np.random.PCG64(0).ctypes
+_NEXT_UINT32 = ctypes.cast(_PCG64.next_uint32, ctypes.c_void_p).value
+_NEXT_UINT64 = ctypes.cast(_PCG64.next_uint64, ctypes.c_void_p).value
 _U32 = np.uint64(0xFFFFFFFF)
 _U64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _next_bits(bits: int):
+    """A call of a bit generator's ``next_uint<bits>(void *state)`` given by address."""
+
+    @intrinsic
+    def call(typingctx, function, state):
+        result = types.uint32 if bits == 32 else types.uint64
+
+        def codegen(context, builder, signature, args):
+            void_p = ir.IntType(8).as_pointer()
+            kind = ir.FunctionType(ir.IntType(bits), [void_p])
+            target = builder.inttoptr(args[0], kind.as_pointer())
+            return builder.call(target, [builder.inttoptr(args[1], void_p)])
+
+        return result(types.intp, types.intp), codegen
+
+    return call
+
+
+_next_uint32, _next_uint64 = _next_bits(32), _next_bits(64)
 
 
 @njit(cache=True)
@@ -338,8 +364,8 @@ def _mul_128(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
     return a_hi * b_hi + (hi_lo >> s32) + (cross >> s32), (cross << s32) | (lo_lo & _U32)
 
 
-@njit  # not cached: it calls this process's PCG64 functions, whose addresses it holds
-def _pcg64_integers(state: int, low: int, high: int, n: int) -> np.ndarray:
+@njit(cache=True)
+def _pcg64_integers(next32: int, next64: int, state: int, low: int, high: int, n: int):
     """numpy's ``random_bounded_uint64_fill`` (Lemire's method, as ``Generator.integers``
     draws int64 in [low, high)): the same bits consumed, the same numbers."""
     out = np.empty(n, np.int64)
@@ -350,26 +376,26 @@ def _pcg64_integers(state: int, low: int, high: int, n: int) -> np.ndarray:
     elif rng < _U32:
         excl = rng + np.uint64(1)
         for i in range(n):
-            m = np.uint64(_next_uint32(state)) * excl
+            m = np.uint64(_next_uint32(next32, state)) * excl
             if (m & _U32) < excl:
                 threshold = (_U32 - rng) % excl
                 while (m & _U32) < threshold:
-                    m = np.uint64(_next_uint32(state)) * excl
+                    m = np.uint64(_next_uint32(next32, state)) * excl
             out[i] = np.int64(off + (m >> np.uint64(32)))
     elif rng == _U32:
         for i in range(n):
-            out[i] = np.int64(off + np.uint64(_next_uint32(state)))
+            out[i] = np.int64(off + np.uint64(_next_uint32(next32, state)))
     elif rng == _U64:
         for i in range(n):
-            out[i] = np.int64(off + _next_uint64(state))
+            out[i] = np.int64(off + _next_uint64(next64, state))
     else:
         excl = rng + np.uint64(1)
         for i in range(n):
-            high_bits, low_bits = _mul_128(_next_uint64(state), excl)
+            high_bits, low_bits = _mul_128(_next_uint64(next64, state), excl)
             if low_bits < excl:
                 threshold = (_U64 - rng) % excl
                 while low_bits < threshold:
-                    high_bits, low_bits = _mul_128(_next_uint64(state), excl)
+                    high_bits, low_bits = _mul_128(_next_uint64(next64, state), excl)
             out[i] = np.int64(off + high_bits)
     return out
 
@@ -381,4 +407,4 @@ def integers(rng: np.random.Generator, low: int, high: int, size: int) -> np.nda
     bits = rng.bit_generator
     if type(bits) is not np.random.PCG64 or size <= 0 or not low < high:
         return rng.integers(low, high, size=size)
-    return _pcg64_integers(bits.ctypes.state_address, low, high, size)
+    return _pcg64_integers(_NEXT_UINT32, _NEXT_UINT64, bits.ctypes.state_address, low, high, size)
