@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from agents.kernels import add_positions, as_int64, integers
+from agents.kernels import add_positions, as_int64, first_wakeup_times, integers
 from agents.view import Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
@@ -134,9 +134,7 @@ class AgentPopulation:
         an agent's first wake-up is exponential). At most one decision per agent per step, so
         per-agent state updates by fancy indexing stay correct."""
         delay = self.rng.exponential(1e9 / rate_per_s, size=self.n)
-        awake = np.flatnonzero(delay < t1 - t0)
-        order = np.argsort(delay[awake])
-        return awake[order], t0 + delay[awake[order]].astype(np.int64)
+        return first_wakeup_times(delay, t0, t1 - t0)
 
     def observe(self, view: MarketView, agent_index: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Feature rows each agent sees at its decision time, honouring its data latency."""

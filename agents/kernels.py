@@ -290,6 +290,16 @@ def maker_fills(
 
 
 @njit(cache=True)
+def first_wakeup_times(delay: np.ndarray, t0: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Agents whose first wake-up (``delay`` ns after ``t0``) falls in the step's ``span``,
+    by time: (agent index, time). numpy's steps, in one call: the agents awake, their
+    delays sorted (distinct floats: any sort gives the order numpy's gives), truncated."""
+    awake = np.flatnonzero(delay < span)
+    order = np.argsort(delay[awake])
+    return awake[order], t0 + delay[awake[order]].astype(np.int64)
+
+
+@njit(cache=True)
 def add_positions(
     inventory: np.ndarray,
     cash: np.ndarray,
