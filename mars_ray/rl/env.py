@@ -42,6 +42,7 @@ from mars_ray.rl.config import EnvConfig, RoleConfig
 from mars_ray.schema import reasons
 from mars_ray.schema.events import EventType, OrderType
 from mars_ray.schema.validation import ConfigError, validate_model
+from mars_ray.sim.book_events import event_rows, rows_of_agents_from
 from mars_ray.sim.config import SimulationConfig, parse_config
 from mars_ray.sim.shard import ShardRuntime, agent_blocks
 
@@ -356,9 +357,8 @@ class MarketEnv(MultiAgentEnv):
 
     def _settle(self, tr: Trajectory, records: np.ndarray, infos: dict[str, dict] | None) -> None:
         # the learning agents have the highest ids of the market (from first_agent_id)
-        lo = self.first_agent_id
-        ours = np.maximum(records["agent_id"], records["contra_agent_id"]) >= lo
-        if not ours.any():
+        ours = rows_of_agents_from(event_rows(records), self.first_agent_id)
+        if not len(ours):
             return
         by_id = tr.by_id
         for row in records[ours].tolist():

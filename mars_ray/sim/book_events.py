@@ -1,5 +1,6 @@
 """One book's drained events, read in one compiled pass each: the totals a run's summary
-keeps (``BookStats``) and the trades routed to the agents that own either side.
+keeps (``BookStats``), the trades routed to the agents that own either side, and the
+events of the agents with the highest ids (the RL env's learning agents).
 
 A step drains a few dozen events per book, so ``ShardRuntime._settle``'s cost was the
 per-call overhead of the two dozen numpy operations that did this, not the arithmetic.
@@ -99,3 +100,15 @@ def route_fills(rows: np.ndarray, trades: int, first_ids: np.ndarray, ends: np.n
             side[j] = -rows[i, _SIDE]
         price[j], size[j] = rows[i, _PRICE], rows[i, _SIZE]
     return counts, agent_id, order_id, side, price, size
+
+
+@njit(cache=True)
+def rows_of_agents_from(rows: np.ndarray, first_id: int) -> np.ndarray:
+    """Indices of the events whose agent or contra agent has an id from ``first_id`` on."""
+    keep = np.empty(rows.shape[0], np.int64)
+    k = 0
+    for i in range(rows.shape[0]):
+        if max(rows[i, _AGENT], rows[i, _CONTRA_AGENT]) >= first_id:
+            keep[k] = i
+            k += 1
+    return keep[:k]

@@ -162,6 +162,7 @@ class _BookState:
         # who gets this book's fills, sorted by first agent id (populations, book-spanning slots)
         self.receivers: list[FillReceiver] = []
         self.first_ids = np.empty(0, dtype=np.int64)
+        self.end_ids = np.empty(0, dtype=np.int64)  # one past each receiver's last agent id
         self.history = np.zeros((history, N_FEATURES), dtype=np.float64)
         self.history[:, LAST] = reference
         self.history[:, MID] = reference
@@ -290,6 +291,7 @@ class ShardRuntime:
                     receiver.agent = self.spanning[receiver.group]
             st.receivers.sort(key=lambda r: int(r.agent_ids[0]))
             st.first_ids = np.array([r.agent_ids[0] for r in st.receivers], dtype=np.int64)
+            st.end_ids = st.first_ids + np.array([r.n for r in st.receivers], dtype=np.int64)
 
     def _lay_start(self, start: RealStart) -> None:
         """A real start on every book of the shard, laid at the pre-open (a call phase: the
@@ -518,9 +520,7 @@ class ShardRuntime:
         if not populations:
             return
         # Each fill once per side: the resting orders' owners, then the aggressors.
-        first_ids = st.first_ids
-        ends = first_ids + np.array([p.n for p in populations], dtype=np.int64)
-        counts, agent, order_id, side, price, size = route_fills(rows, k, first_ids, ends)
+        counts, agent, order_id, side, price, size = route_fills(rows, k, st.first_ids, st.end_ids)
         start = 0
         for population, count in zip(populations, counts.tolist(), strict=True):
             if count:
