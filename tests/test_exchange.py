@@ -157,3 +157,26 @@ def test_order_batch_rejects_ragged_columns():
             size=[1.0],
             agent_id=[1],
         )
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 64, 65, 300])
+def test_sorted_split_is_sorted_then_split(n: int) -> None:
+    """The kernel's compiled sort and split gives ``sorted().split_before(t)``, row for row,
+    with many ties in time and agent (the order among ties is the batch order): both the
+    insertion sort of small batches and the merge sorts of large ones."""
+    rng = np.random.default_rng(n)
+    batch = OrderBatch.build(
+        time_ns=rng.integers(0, 6, n),
+        instrument=0,
+        order_type=int(OrderType.LIMIT),
+        order_id=np.arange(n),
+        side=rng.choice([-1, 1], n),
+        price=rng.integers(1, 9, n) * 1.0,
+        size=rng.integers(1, 9, n) * 100.0,
+        agent_id=rng.integers(0, 4, n),
+    )
+    for t in (0, 3, 6):
+        got = batch.sorted_split(t)
+        expected = batch.sorted().split_before(t)
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.to_arrow().equals(theirs.to_arrow())

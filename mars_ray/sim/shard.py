@@ -479,11 +479,7 @@ class ShardRuntime:
                 books = self._slot_books[g]
                 depths = [book.snapshot(SPANNING_LEVELS) for book in books]
                 batches.append(agent.act(t0, cut, depths, books[0].phase))
-        # concat(...).sorted().split_before(t1) with one gather instead of three
-        batch = OrderBatch.concat(batches)
-        order = np.lexsort((batch.agent_id, batch.time_ns))  # stable: ties keep batch order
-        cut = int(np.count_nonzero(batch.time_ns < t1))
-        due, self.pending = batch.take(order).split_at(cut)
+        due, self.pending = OrderBatch.concat(batches).sorted_split(t1)
         final = t1 >= self.end
         for action in self.actions:
             if t0 <= action.time_ns < t1 or (final and action.time_ns == t1):
