@@ -22,7 +22,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from agents.view import BEST_ASK, BEST_BID, MID
+from agents.view import ASK_SIZE, BEST_ASK, BEST_BID, BID_SIZE, LAST, MID, VOLUME
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
 
@@ -287,6 +287,31 @@ def maker_fills(
         for s in range(2):
             if order_id[f] == quote_id[s, a]:
                 quote_left[s, a] = max(quote_left[s, a] - size[f], 0)
+
+
+@njit(cache=True)
+def pushed_history(
+    history: np.ndarray, times: np.ndarray, depth: np.ndarray, last: int, volume: int, t: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A view's history and times with a newest row in front (``depth``'s touch, the last
+    trade price, the step's volume; the mid, or the last price when a side is empty), the
+    oldest dropped: new arrays, so views handed out earlier keep their values."""
+    new_history = np.empty_like(history)
+    new_history[1:] = history[:-1]
+    new_times = np.empty_like(times)
+    new_times[1:] = times[:-1]
+    new_times[0] = t
+    ask_px, ask_sz, bid_px, bid_sz = depth[0, 0], depth[0, 1], depth[0, 2], depth[0, 3]
+    row = new_history[0]
+    row[:] = 0.0
+    row[BEST_BID], row[BID_SIZE], row[BEST_ASK], row[ASK_SIZE] = bid_px, bid_sz, ask_px, ask_sz
+    row[LAST] = last
+    row[VOLUME] = volume
+    if bid_px != 0 and ask_px != 0 and bid_px < ask_px:
+        row[MID] = (bid_px + ask_px) / 2.0
+    else:
+        row[MID] = last
+    return new_history, new_times
 
 
 @njit(cache=True)

@@ -31,18 +31,14 @@ import pyarrow.compute as pc
 import ray
 
 from agents.base import AgentPopulation
+from agents.kernels import pushed_history
 from agents.lmm import LEVELS as SPANNING_LEVELS
 from agents.lmm import BookSlot, GeneratorBackend
 from agents.registry import AGENT_KINDS
 from agents.view import (
-    ASK_SIZE,
-    BEST_ASK,
-    BEST_BID,
-    BID_SIZE,
     LAST,
     MID,
     N_FEATURES,
-    VOLUME,
     Fills,
     MarketView,
 )
@@ -174,24 +170,12 @@ class _BookState:
 
     def push_view(self, t: int, depth: np.ndarray) -> MarketView:
         book = self.book
-        ask_px, ask_sz, bid_px, bid_sz = depth[0].tolist()
         last = book.last_trade_price if book.last_trade_price is not None else self.reference
-        row = [0.0] * N_FEATURES
-        row[BEST_BID], row[BID_SIZE], row[BEST_ASK], row[ASK_SIZE] = bid_px, bid_sz, ask_px, ask_sz
-        row[LAST] = last
-        row[VOLUME] = self.step_volume
-        row[MID] = (bid_px + ask_px) / 2.0 if bid_px and ask_px and bid_px < ask_px else last
-        # new arrays each step (views handed out earlier keep their values), shifted by one:
-        # what np.roll does, without its overhead
-        history = np.empty_like(self.history)
-        history[1:] = self.history[:-1]
-        history[0] = row
-        times = np.empty_like(self.times)
-        times[1:] = self.times[:-1]
-        times[0] = t
-        self.history, self.times = history, times
+        self.history, self.times = pushed_history(
+            self.history, self.times, depth, last, self.step_volume, t
+        )
         self.step_volume = 0
-        return MarketView(history, times, depth, book.phase)
+        return MarketView(self.history, self.times, depth, book.phase)
 
 
 class ShardRuntime:
