@@ -290,6 +290,122 @@ def maker_fills(
 
 
 @njit(cache=True)
+def _forget_settled(pending: np.ndarray, pending_until: np.ndarray, t0: int) -> None:
+    """Orders that arrived before ``t0`` have had their fills reported: no longer pending."""
+    for a in range(len(pending)):
+        if pending_until[a] < t0:
+            pending[a] = 0
+
+
+@njit(cache=True)
+def _add_pending(agent, when, side, pending, pending_until, order_latency, order_size) -> None:
+    """Orders sent: their signed shares pending until they arrive."""
+    for j in range(len(agent)):
+        a = agent[j]
+        pending[a] += np.int64(side[j]) * order_size
+        pending_until[a] = max(pending_until[a], when[j] + order_latency[a])
+
+
+@njit(cache=True)
+def value_step(
+    agent: np.ndarray,
+    when: np.ndarray,
+    t0: int,
+    history: np.ndarray,
+    view_times: np.ndarray,
+    data_latency: np.ndarray,
+    order_latency: np.ndarray,
+    inventory: np.ndarray,
+    pending: np.ndarray,
+    pending_until: np.ndarray,
+    fundamental: float,
+    offset: np.ndarray,
+    threshold: float,
+    order_size: int,
+    cap: int,
+    through_ticks: int,
+):
+    """``ValueTraders.act``'s decisions for the awake agents (``agent``, ``when``): who
+    trades, at what side and IOC price (ticks); pending exposure updated. Returns (agent,
+    when, side, price) of the orders."""
+    _forget_settled(pending, pending_until, t0)
+    k = len(agent)
+    go, go_when = np.empty(k, np.int64), np.empty(k, np.int64)
+    side, price = np.empty(k, np.int8), np.empty(k, np.float64)
+    m = 0
+    for i in range(k):
+        a = agent[i]
+        row = _seen_row(view_times, when[i] - data_latency[a])
+        bid, ask = history[row, BEST_BID], history[row, BEST_ASK]
+        value = max(fundamental + offset[a], 1.0)
+        exposure = inventory[a] + pending[a]
+        buy = ask > 0 and ask < value - threshold and exposure + order_size <= cap
+        sell = bid > 0 and bid > value + threshold and exposure - order_size >= -cap
+        if buy or sell:
+            s = 1 if buy else -1
+            go[m], go_when[m], side[m] = a, when[i], s
+            price[m] = max((ask if buy else bid) + s * through_ticks, 1.0)
+            m += 1
+    _add_pending(go[:m], go_when[:m], side[:m], pending, pending_until, order_latency, order_size)
+    return go[:m], go_when[:m], side[:m], price[:m]
+
+
+@njit(cache=True)
+def momentum_step(
+    agent: np.ndarray,
+    when: np.ndarray,
+    t0: int,
+    history: np.ndarray,
+    view_times: np.ndarray,
+    data_latency: np.ndarray,
+    order_latency: np.ndarray,
+    inventory: np.ndarray,
+    pending: np.ndarray,
+    pending_until: np.ndarray,
+    signal: np.ndarray,
+    threshold: np.ndarray,
+    order_size: int,
+    cap: int,
+    ioc: bool,
+    ioc_ticks: int,
+    reference: float,
+):
+    """``MomentumTraders.act``'s decisions for the awake agents: trade with the signal
+    (fast - slow EMA) past each agent's threshold, as market orders (price NaN) or IOC
+    limits ``ioc_ticks`` through the opposite touch seen (the mid rounded away, when that
+    side is empty); pending exposure updated. Returns (agent, when, side, price)."""
+    _forget_settled(pending, pending_until, t0)
+    k = len(agent)
+    go, go_when = np.empty(k, np.int64), np.empty(k, np.int64)
+    side, price = np.empty(k, np.int8), np.empty(k, np.float64)
+    m = 0
+    for i in range(k):
+        a = agent[i]
+        sig, thr = signal[a], threshold[a]
+        exposure = inventory[a] + pending[a]
+        buy = sig > thr and exposure + order_size <= cap
+        sell = sig < -thr and exposure - order_size >= -cap
+        if not (buy or sell):
+            continue
+        s = 1 if buy else -1
+        go[m], go_when[m], side[m] = a, when[i], s
+        price[m] = np.nan
+        if ioc:
+            row = _seen_row(view_times, when[i] - data_latency[a])
+            bid, ask, mid = history[row, BEST_BID], history[row, BEST_ASK], history[row, MID]
+            if not mid > 0:
+                mid = reference
+            if buy:
+                touch = ask if ask > 0 else np.ceil(mid)
+            else:
+                touch = bid if bid > 0 else np.floor(mid)
+            price[m] = max(touch + s * ioc_ticks, 1.0)
+        m += 1
+    _add_pending(go[:m], go_when[:m], side[:m], pending, pending_until, order_latency, order_size)
+    return go[:m], go_when[:m], side[:m], price[:m]
+
+
+@njit(cache=True)
 def pushed_history(
     history: np.ndarray, times: np.ndarray, depth: np.ndarray, last: int, volume: int, t: int
 ) -> tuple[np.ndarray, np.ndarray]:
