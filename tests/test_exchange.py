@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
-from mars_ray.exchange.orders import OrderBatch
+from mars_ray.exchange.orders import ORDER_SCHEMA, OrderBatch
 from mars_ray.schema.events import NO_PRICE, EventType, OrderType
 from mars_ray.schema.quantities import MAX_SHARES, MAX_TICKS
 
@@ -180,3 +180,11 @@ def test_sorted_split_is_sorted_then_split(n: int) -> None:
         expected = batch.sorted().split_before(t)
         for mine, theirs in zip(got, expected, strict=True):
             assert mine.to_arrow().equals(theirs.to_arrow())
+
+
+def test_of_columns_puts_each_column_in_its_field() -> None:
+    """``of_columns`` sets the fields in ORDER_SCHEMA's order, each to its own array."""
+    columns = [np.zeros(2, dtype=f.type.to_pandas_dtype()) for f in ORDER_SCHEMA]
+    batch = OrderBatch.of_columns(columns)
+    assert [name for name in vars(batch)] == ORDER_SCHEMA.names
+    assert all(vars(batch)[f.name] is c for f, c in zip(ORDER_SCHEMA, columns, strict=True))

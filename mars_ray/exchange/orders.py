@@ -73,7 +73,9 @@ class OrderBatch:
         (``take``, ``concat``, the agents' compiled columns), where the checks cost more than
         the work."""
         batch = object.__new__(cls)
-        batch.__dict__.update(zip(_NAMES, columns, strict=True))
+        d = batch.__dict__  # the fields unpacked in _NAMES order: the fastest way to set nine
+        (d["time_ns"], d["trajectory_id"], d["instrument"], d["order_type"], d["order_id"],
+         d["side"], d["price"], d["size"], d["agent_id"]) = columns  # fmt: skip
         return batch
 
     @classmethod
