@@ -156,10 +156,8 @@ class OrderBatch:
         """``sorted().split_before(t)`` in one compiled call: (the rows arriving before ``t``,
         the rest), each in processing order, as views of one sorted copy."""
         columns = vars(self)
-        ordered = _processing_sorted(*(columns[name] for name in _NAMES))
-        return OrderBatch.of_columns(ordered).split_at(
-            int(np.searchsorted(ordered[0], t, side="left"))
-        )
+        *ordered, cut = _processing_sorted(*(columns[name] for name in _NAMES), t)
+        return OrderBatch.of_columns(ordered).split_at(cut)
 
     def split_at(self, cut: int) -> tuple[OrderBatch, OrderBatch]:
         """(the first ``cut`` rows, the rest), as views of this batch's columns."""
@@ -197,9 +195,10 @@ class OrderBatch:
 
 @njit(cache=True)
 def _processing_sorted(time_ns, trajectory_id, instrument, order_type, order_id, side, price,
-                       size, agent_id):  # fmt: skip
+                       size, agent_id, before):  # fmt: skip
     """The columns in ``OrderBatch.sorted``'s order: by time, then agent, then position (what
-    the stable ``np.lexsort`` gives; a stable insertion sort for the usual few dozen rows)."""
+    the stable ``np.lexsort`` gives; a stable insertion sort for the usual few dozen rows),
+    and the number of rows arriving before ``before``."""
     n = len(time_ns)
     if n <= 64:
         order = np.arange(n)
@@ -216,9 +215,12 @@ def _processing_sorted(time_ns, trajectory_id, instrument, order_type, order_id,
     else:
         order = np.argsort(agent_id, kind="mergesort")
         order = order[np.argsort(time_ns[order], kind="mergesort")]
+    cut = 0
+    while cut < n and time_ns[order[cut]] < before:
+        cut += 1
     return (
         time_ns[order], trajectory_id[order], instrument[order], order_type[order],
-        order_id[order], side[order], price[order], size[order], agent_id[order],
+        order_id[order], side[order], price[order], size[order], agent_id[order], cut,
     )  # fmt: skip
 
 
