@@ -112,3 +112,13 @@ def rows_of_agents_from(rows: np.ndarray, first_id: int) -> np.ndarray:
             keep[k] = i
             k += 1
     return keep[:k]
+
+
+def warm_up() -> None:
+    """Compile these into numba's on-disk cache (the set-up script runs it)."""
+    rows = np.zeros((2, len(ROW_FIELDS)), np.int64)
+    rows[:, _TYPE] = _TRADE
+    rows[:, _AGENT] = rows[:, _CONTRA_AGENT] = 1
+    book_totals(rows)
+    route_fills(rows, 2, np.array([1]), np.array([2]))
+    rows_of_agents_from(rows, 1)
