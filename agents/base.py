@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import field_validator
 
-from agents.kernels import add_positions, as_int64
+from agents.kernels import add_positions, as_int64, first_wakeup_times, integers
 from agents.view import Fills, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
@@ -123,8 +123,8 @@ class AgentPopulation:
         expected = self.n * rate_per_s * (t1 - t0) / 1e9
         rng = self.rng
         count = int(rng.poisson(expected)) if expected > 0 else 0
-        agents = rng.integers(0, self.n, size=count)
-        times = rng.integers(t0, t1, size=count, dtype=np.int64)
+        agents = integers(rng, 0, self.n, count)
+        times = integers(rng, t0, t1, count)
         times.sort()
         return agents, times
 
@@ -134,9 +134,7 @@ class AgentPopulation:
         an agent's first wake-up is exponential). At most one decision per agent per step, so
         per-agent state updates by fancy indexing stay correct."""
         delay = self.rng.exponential(1e9 / rate_per_s, size=self.n)
-        awake = np.flatnonzero(delay < t1 - t0)
-        order = np.argsort(delay[awake])
-        return awake[order], t0 + delay[awake[order]].astype(np.int64)
+        return first_wakeup_times(delay, t0, t1 - t0)
 
     def observe(self, view: MarketView, agent_index: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Feature rows each agent sees at its decision time, honouring its data latency."""

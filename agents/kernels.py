@@ -15,10 +15,14 @@ adds the population's trajectory and instrument.
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+import ctypes
 
-from agents.view import BEST_ASK, BEST_BID, MID
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from agents.view import ASK_SIZE, BEST_ASK, BEST_BID, BID_SIZE, LAST, MID, VOLUME
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
 
@@ -286,6 +290,157 @@ def maker_fills(
 
 
 @njit(cache=True)
+def _forget_settled(pending: np.ndarray, pending_until: np.ndarray, t0: int) -> None:
+    """Orders that arrived before ``t0`` have had their fills reported: no longer pending."""
+    for a in range(len(pending)):
+        if pending_until[a] < t0:
+            pending[a] = 0
+
+
+@njit(cache=True)
+def _add_pending(agent, when, side, pending, pending_until, order_latency, order_size) -> None:
+    """Orders sent: their signed shares pending until they arrive."""
+    for j in range(len(agent)):
+        a = agent[j]
+        pending[a] += np.int64(side[j]) * order_size
+        pending_until[a] = max(pending_until[a], when[j] + order_latency[a])
+
+
+@njit(cache=True)
+def value_step(
+    agent: np.ndarray,
+    when: np.ndarray,
+    t0: int,
+    history: np.ndarray,
+    view_times: np.ndarray,
+    data_latency: np.ndarray,
+    order_latency: np.ndarray,
+    inventory: np.ndarray,
+    pending: np.ndarray,
+    pending_until: np.ndarray,
+    fundamental: float,
+    offset: np.ndarray,
+    threshold: float,
+    order_size: int,
+    cap: int,
+    through_ticks: int,
+):
+    """``ValueTraders.act``'s decisions for the awake agents (``agent``, ``when``): who
+    trades, at what side and IOC price (ticks); pending exposure updated. Returns (agent,
+    when, side, price) of the orders."""
+    _forget_settled(pending, pending_until, t0)
+    k = len(agent)
+    go, go_when = np.empty(k, np.int64), np.empty(k, np.int64)
+    side, price = np.empty(k, np.int8), np.empty(k, np.float64)
+    m = 0
+    for i in range(k):
+        a = agent[i]
+        row = _seen_row(view_times, when[i] - data_latency[a])
+        bid, ask = history[row, BEST_BID], history[row, BEST_ASK]
+        value = max(fundamental + offset[a], 1.0)
+        exposure = inventory[a] + pending[a]
+        buy = ask > 0 and ask < value - threshold and exposure + order_size <= cap
+        sell = bid > 0 and bid > value + threshold and exposure - order_size >= -cap
+        if buy or sell:
+            s = 1 if buy else -1
+            go[m], go_when[m], side[m] = a, when[i], s
+            price[m] = max((ask if buy else bid) + s * through_ticks, 1.0)
+            m += 1
+    _add_pending(go[:m], go_when[:m], side[:m], pending, pending_until, order_latency, order_size)
+    return go[:m], go_when[:m], side[:m], price[:m]
+
+
+@njit(cache=True)
+def momentum_step(
+    agent: np.ndarray,
+    when: np.ndarray,
+    t0: int,
+    history: np.ndarray,
+    view_times: np.ndarray,
+    data_latency: np.ndarray,
+    order_latency: np.ndarray,
+    inventory: np.ndarray,
+    pending: np.ndarray,
+    pending_until: np.ndarray,
+    signal: np.ndarray,
+    threshold: np.ndarray,
+    order_size: int,
+    cap: int,
+    ioc: bool,
+    ioc_ticks: int,
+    reference: float,
+):
+    """``MomentumTraders.act``'s decisions for the awake agents: trade with the signal
+    (fast - slow EMA) past each agent's threshold, as market orders (price NaN) or IOC
+    limits ``ioc_ticks`` through the opposite touch seen (the mid rounded away, when that
+    side is empty); pending exposure updated. Returns (agent, when, side, price)."""
+    _forget_settled(pending, pending_until, t0)
+    k = len(agent)
+    go, go_when = np.empty(k, np.int64), np.empty(k, np.int64)
+    side, price = np.empty(k, np.int8), np.empty(k, np.float64)
+    m = 0
+    for i in range(k):
+        a = agent[i]
+        sig, thr = signal[a], threshold[a]
+        exposure = inventory[a] + pending[a]
+        buy = sig > thr and exposure + order_size <= cap
+        sell = sig < -thr and exposure - order_size >= -cap
+        if not (buy or sell):
+            continue
+        s = 1 if buy else -1
+        go[m], go_when[m], side[m] = a, when[i], s
+        price[m] = np.nan
+        if ioc:
+            row = _seen_row(view_times, when[i] - data_latency[a])
+            bid, ask, mid = history[row, BEST_BID], history[row, BEST_ASK], history[row, MID]
+            if not mid > 0:
+                mid = reference
+            if buy:
+                touch = ask if ask > 0 else np.ceil(mid)
+            else:
+                touch = bid if bid > 0 else np.floor(mid)
+            price[m] = max(touch + s * ioc_ticks, 1.0)
+        m += 1
+    _add_pending(go[:m], go_when[:m], side[:m], pending, pending_until, order_latency, order_size)
+    return go[:m], go_when[:m], side[:m], price[:m]
+
+
+@njit(cache=True)
+def pushed_history(
+    history: np.ndarray, times: np.ndarray, depth: np.ndarray, last: int, volume: int, t: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A view's history and times with a newest row in front (``depth``'s touch, the last
+    trade price, the step's volume; the mid, or the last price when a side is empty), the
+    oldest dropped: new arrays, so views handed out earlier keep their values."""
+    new_history = np.empty_like(history)
+    new_history[1:] = history[:-1]
+    new_times = np.empty_like(times)
+    new_times[1:] = times[:-1]
+    new_times[0] = t
+    ask_px, ask_sz, bid_px, bid_sz = depth[0, 0], depth[0, 1], depth[0, 2], depth[0, 3]
+    row = new_history[0]
+    row[:] = 0.0
+    row[BEST_BID], row[BID_SIZE], row[BEST_ASK], row[ASK_SIZE] = bid_px, bid_sz, ask_px, ask_sz
+    row[LAST] = last
+    row[VOLUME] = volume
+    if bid_px != 0 and ask_px != 0 and bid_px < ask_px:
+        row[MID] = (bid_px + ask_px) / 2.0
+    else:
+        row[MID] = last
+    return new_history, new_times
+
+
+@njit(cache=True)
+def first_wakeup_times(delay: np.ndarray, t0: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Agents whose first wake-up (``delay`` ns after ``t0``) falls in the step's ``span``,
+    by time: (agent index, time). numpy's steps, in one call: the agents awake, their
+    delays sorted (distinct floats: any sort gives the order numpy's gives), truncated."""
+    awake = np.flatnonzero(delay < span)
+    order = np.argsort(delay[awake])
+    return awake[order], t0 + delay[awake[order]].astype(np.int64)
+
+
+@njit(cache=True)
 def add_positions(
     inventory: np.ndarray,
     cash: np.ndarray,
@@ -315,6 +470,92 @@ def to_batch(columns: tuple, trajectory: int, instrument: int) -> OrderBatch:
     trajectory_id.fill(trajectory)
     instrument_id = np.empty(n, np.int32)
     instrument_id.fill(instrument)
-    return OrderBatch(
-        time_ns, trajectory_id, instrument_id, otype, oid, side, price, size, agent_id
+    return OrderBatch.of_columns(
+        (time_ns, trajectory_id, instrument_id, otype, oid, side, price, size, agent_id)
     )
+
+
+# PCG64's C functions (every agent's generator is a PCG64), called by address from compiled
+# code: the addresses are arguments, so the compiled code is cached like the rest
+_PCG64 = np.random.PCG64(0).ctypes
+_NEXT_UINT32 = ctypes.cast(_PCG64.next_uint32, ctypes.c_void_p).value
+_NEXT_UINT64 = ctypes.cast(_PCG64.next_uint64, ctypes.c_void_p).value
+_U32 = np.uint64(0xFFFFFFFF)
+_U64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _next_bits(bits: int):
+    """A call of a bit generator's ``next_uint<bits>(void *state)`` given by address."""
+
+    @intrinsic
+    def call(typingctx, function, state):
+        result = types.uint32 if bits == 32 else types.uint64
+
+        def codegen(context, builder, signature, args):
+            void_p = ir.IntType(8).as_pointer()
+            kind = ir.FunctionType(ir.IntType(bits), [void_p])
+            target = builder.inttoptr(args[0], kind.as_pointer())
+            return builder.call(target, [builder.inttoptr(args[1], void_p)])
+
+        return result(types.intp, types.intp), codegen
+
+    return call
+
+
+_next_uint32, _next_uint64 = _next_bits(32), _next_bits(64)
+
+
+@njit(cache=True)
+def _mul_128(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """(high, low) 64 bits of the 128-bit product a * b."""
+    s32 = np.uint64(32)
+    a_lo, a_hi, b_lo, b_hi = a & _U32, a >> s32, b & _U32, b >> s32
+    lo_lo, hi_lo, lo_hi = a_lo * b_lo, a_hi * b_lo, a_lo * b_hi
+    cross = (lo_lo >> s32) + (hi_lo & _U32) + lo_hi
+    return a_hi * b_hi + (hi_lo >> s32) + (cross >> s32), (cross << s32) | (lo_lo & _U32)
+
+
+@njit(cache=True)
+def _pcg64_integers(next32: int, next64: int, state: int, low: int, high: int, n: int):
+    """numpy's ``random_bounded_uint64_fill`` (Lemire's method, as ``Generator.integers``
+    draws int64 in [low, high)): the same bits consumed, the same numbers."""
+    out = np.empty(n, np.int64)
+    rng = np.uint64(high - 1 - low)
+    off = np.uint64(low)
+    if rng == 0:
+        out[:] = low
+    elif rng < _U32:
+        excl = rng + np.uint64(1)
+        for i in range(n):
+            m = np.uint64(_next_uint32(next32, state)) * excl
+            if (m & _U32) < excl:
+                threshold = (_U32 - rng) % excl
+                while (m & _U32) < threshold:
+                    m = np.uint64(_next_uint32(next32, state)) * excl
+            out[i] = np.int64(off + (m >> np.uint64(32)))
+    elif rng == _U32:
+        for i in range(n):
+            out[i] = np.int64(off + np.uint64(_next_uint32(next32, state)))
+    elif rng == _U64:
+        for i in range(n):
+            out[i] = np.int64(off + _next_uint64(next64, state))
+    else:
+        excl = rng + np.uint64(1)
+        for i in range(n):
+            high_bits, low_bits = _mul_128(_next_uint64(next64, state), excl)
+            if low_bits < excl:
+                threshold = (_U64 - rng) % excl
+                while low_bits < threshold:
+                    high_bits, low_bits = _mul_128(_next_uint64(next64, state), excl)
+            out[i] = np.int64(off + high_bits)
+    return out
+
+
+def integers(rng: np.random.Generator, low: int, high: int, size: int) -> np.ndarray:
+    """``rng.integers(low, high, size=size)`` (int64), the same numbers from the same draws,
+    without the few microseconds numpy spends per call around them (a population draws
+    twice per step)."""
+    bits = rng.bit_generator
+    if type(bits) is not np.random.PCG64 or size <= 0 or not low < high:
+        return rng.integers(low, high, size=size)
+    return _pcg64_integers(_NEXT_UINT32, _NEXT_UINT64, bits.ctypes.state_address, low, high, size)

@@ -21,7 +21,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from agents.base import NO_ORDERS, AgentParams, AgentPopulation
-from agents.view import BEST_ASK, BEST_BID, MID, MarketView
+from agents.kernels import momentum_step
+from agents.view import MID, MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
@@ -108,28 +109,27 @@ class MomentumTraders(AgentPopulation):
         idx, times = self.first_wakeups(t0, t1, p.rate)
         if len(idx) == 0:
             return NO_ORDERS
-        # orders that arrived before t0 have had their fills reported: no longer pending
-        self._pending[self._pending_until < t0] = 0
-        sig = self.fast[idx] - self.slow[idx]
-        thr = self.threshold[idx]
-        exposure = self.inventory[idx] + self._pending[idx]
-        buy = (sig > thr) & (exposure + p.order_size <= p.max_inventory)
-        sell = (sig < -thr) & (exposure - p.order_size >= -p.max_inventory)
-        go = buy | sell
-        if not go.any():
+        ioc = p.order_type != "market"
+        idx, times, side, price = momentum_step(
+            idx,
+            times,
+            t0,
+            view.history,
+            view.times,
+            self.data_latency_ns,
+            self.order_latency_ns,
+            self.inventory,
+            self._pending,
+            self._pending_until,
+            self.fast - self.slow,
+            self.threshold,
+            p.order_size,
+            p.max_inventory,
+            ioc,
+            p.ioc_ticks,
+            float(self.reference_ticks),
+        )
+        if not len(idx):
             return NO_ORDERS
-        idx, times, buy = idx[go], times[go], buy[go]
-        side = np.where(buy, 1, -1).astype(np.int8)
-        if p.order_type == "market":
-            otype, price = int(OrderType.MARKET), np.full(len(idx), np.nan)
-        else:
-            obs = self.observe(view, idx, times)
-            bid, ask, mid = obs[:, BEST_BID], obs[:, BEST_ASK], obs[:, MID]
-            mid = np.where(mid > 0, mid, float(self.reference_ticks))
-            touch = np.where(
-                buy, np.where(ask > 0, ask, np.ceil(mid)), np.where(bid > 0, bid, np.floor(mid))
-            )
-            otype, price = int(OrderType.IOC), np.maximum(touch + side * p.ioc_ticks, 1.0)
-        self._pending[idx] += side.astype(np.int64) * p.order_size
-        self._pending_until[idx] = np.maximum(self._pending_until[idx], self.arrivals(idx, times))
+        otype = int(OrderType.IOC) if ioc else int(OrderType.MARKET)
         return self.orders(idx, times, otype, side, price, float(p.order_size))

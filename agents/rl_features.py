@@ -59,10 +59,14 @@ class OwnState:
 
 def market_features(depth: np.ndarray, history: np.ndarray) -> np.ndarray:
     """The market part: ``depth`` is (levels, 4) ask px, ask size, bid px, bid size (the
-    book's snapshot), ``history`` the view's rows (``agents.view``), newest first.
+    book's snapshot), ``history`` the view's rows (``agents.view``), newest first."""
+    return np.array(_market_values(depth, history))
 
-    A few values per book and step: Python floats (the same float64 arithmetic as numpy's)
-    and one ``log1p`` call cost less than a numpy call per feature."""
+
+def _market_values(depth: np.ndarray, history: np.ndarray) -> list[float]:
+    """``market_features`` as a list. A few values per book and step: Python floats (the
+    same float64 arithmetic as numpy's) and one ``log1p`` call cost less than a numpy call
+    per feature."""
     out = [0.0] * (4 * LEVELS + 3 + RETURNS)
     n = min(LEVELS, len(depth))
     levels = depth[:n].tolist()
@@ -86,7 +90,7 @@ def market_features(depth: np.ndarray, history: np.ndarray) -> np.ndarray:
         if new > 0 and old > 0:
             out[k + 2 + i] = (new / old - 1.0) * 1e4 / RETURN_SCALE_BP
     out[k + 2 + RETURNS] = np.log1p(max(float(history[0, VOLUME]), 0.0)) / SIZE_LOG_SCALE
-    return np.array(out)
+    return out
 
 
 def own_features(own: OwnState) -> list[float]:
@@ -104,9 +108,8 @@ def own_features(own: OwnState) -> list[float]:
 def observations(depth: np.ndarray, history: np.ndarray, owns: list[OwnState]) -> np.ndarray:
     """Several agents' observations of one book, (len(owns), N_OBS) float32 clipped to
     [-CLIP, CLIP]; the market part is computed once, the agents' parts in one array."""
-    market = market_features(depth, history)
-    rows = np.empty((len(owns), N_OBS), dtype=np.float64)
-    rows[:, : len(market)] = market
-    rows[:, len(market) :] = [own_features(own) for own in owns]
+    market = _market_values(depth, history)
+    rows = np.array([market + own_features(own) for own in owns], dtype=np.float64)
+    rows = rows.reshape(len(owns), N_OBS)
     np.clip(rows, -CLIP, CLIP, out=rows)
     return rows.astype(np.float32)

@@ -19,7 +19,8 @@ import numpy as np
 from pydantic import Field
 
 from agents.base import NO_ORDERS, AgentParams, AgentPopulation
-from agents.view import BEST_ASK, BEST_BID, MarketView
+from agents.kernels import value_step
+from agents.view import MarketView
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import OrderType
 from mars_ray.schema.phases import Phase
@@ -73,20 +74,24 @@ class ValueTraders(AgentPopulation):
         idx, times = self.first_wakeups(t0, t1, p.rate)
         if len(idx) == 0:
             return NO_ORDERS
-        self._pending[self._pending_until < t0] = 0
-        obs = self.observe(view, idx, times)
-        bid, ask = obs[:, BEST_BID], obs[:, BEST_ASK]
-        value = np.maximum(self.fundamental + self.offset[idx], 1.0)
-        exposure = self.inventory[idx] + self._pending[idx]
-        cap = p.max_inventory
-        buy = (ask > 0) & (ask < value - p.threshold) & (exposure + p.order_size <= cap)
-        sell = (bid > 0) & (bid > value + p.threshold) & (exposure - p.order_size >= -cap)
-        go = buy | sell
-        if not go.any():
+        idx, times, side, price = value_step(
+            idx,
+            times,
+            t0,
+            view.history,
+            view.times,
+            self.data_latency_ns,
+            self.order_latency_ns,
+            self.inventory,
+            self._pending,
+            self._pending_until,
+            self.fundamental,
+            self.offset,
+            p.threshold,
+            p.order_size,
+            p.max_inventory,
+            p.through_ticks,
+        )
+        if not len(idx):
             return NO_ORDERS
-        idx, times, buy = idx[go], times[go], buy[go]
-        side = np.where(buy, 1, -1).astype(np.int8)
-        price = np.maximum(np.where(buy, ask[go], bid[go]) + side * p.through_ticks, 1.0)
-        self._pending[idx] += side.astype(np.int64) * p.order_size
-        self._pending_until[idx] = np.maximum(self._pending_until[idx], self.arrivals(idx, times))
         return self.orders(idx, times, int(OrderType.IOC), side, price, float(p.order_size))

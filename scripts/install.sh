@@ -35,4 +35,5 @@ fi
 .venv/bin/python -c "from mars_ray.exchange.compiled_book import warm_up; warm_up()"
 .venv/bin/python -c "from mars_ray.data.lobster_replay import warm_up; warm_up()"
 .venv/bin/python -c "from agents.warm_up import warm_up; warm_up()"
+.venv/bin/python -c "from mars_ray.sim.book_events import warm_up; warm_up()"
 .venv/bin/python -c "from mars_ray.lmm.fast_step import warm_up; warm_up()"

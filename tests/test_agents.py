@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.base import AgentPopulation, LatencyConfig
+from agents.kernels import integers
 from agents.market_maker import MarketMakerParams, MarketMakers
 from agents.momentum import MomentumParams, MomentumTraders
 from agents.noise import NoiseTraderParams, NoiseTraders
@@ -211,6 +212,32 @@ def run_on_book(
 
 
 # ----------------------------------------------------------------- registry and params
+
+
+@pytest.mark.parametrize(
+    "low, high",
+    [
+        (0, 1),  # one value: no draw
+        (0, 40),  # agents: 32-bit draws
+        (0, 2**31 + 1),  # 32-bit, rejections common
+        (0, 2**32 + 1),  # exactly 32 bits
+        (T_OPEN, T_OPEN + 5 * S),  # a step's times: 64-bit draws
+        (-(2**62), 2**62 + 3),  # 64-bit, rejections common
+        (-(2**63), 2**63 - 1),  # the whole int64 range but one
+    ],
+)
+def test_integers_draws_what_the_generator_draws(low: int, high: int) -> None:
+    """The compiled ``integers`` gives ``rng.integers``'s numbers and leaves the generator in
+    its state, also after a draw that left half a 64-bit word buffered; a wrong width of
+    draw, or a wrong rejection, shows in the numbers or the state."""
+    for seed in range(20):
+        mine, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+        for size in (0, 1, 7, 60):
+            mine.integers(0, 3), theirs.integers(0, 3)  # a 32-bit draw: half a word left
+            expected = theirs.integers(low, high, size=size)
+            got = integers(mine, low, high, size)
+            assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
+        assert mine.bit_generator.state == theirs.bit_generator.state
 
 
 def test_registry_has_all_kinds() -> None:

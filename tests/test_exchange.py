@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mars_ray.exchange.exchange import Exchange, InstrumentSpec
-from mars_ray.exchange.orders import OrderBatch
+from mars_ray.exchange.orders import ORDER_SCHEMA, OrderBatch
 from mars_ray.schema.events import NO_PRICE, EventType, OrderType
 from mars_ray.schema.quantities import MAX_SHARES, MAX_TICKS
 
@@ -157,3 +157,34 @@ def test_order_batch_rejects_ragged_columns():
             size=[1.0],
             agent_id=[1],
         )
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 64, 65, 300])
+def test_sorted_split_is_sorted_then_split(n: int) -> None:
+    """The kernel's compiled sort and split gives ``sorted().split_before(t)``, row for row,
+    with many ties in time and agent (the order among ties is the batch order): both the
+    insertion sort of small batches and the merge sorts of large ones."""
+    rng = np.random.default_rng(n)
+    batch = OrderBatch.build(
+        time_ns=rng.integers(0, 6, n),
+        instrument=0,
+        order_type=int(OrderType.LIMIT),
+        order_id=np.arange(n),
+        side=rng.choice([-1, 1], n),
+        price=rng.integers(1, 9, n) * 1.0,
+        size=rng.integers(1, 9, n) * 100.0,
+        agent_id=rng.integers(0, 4, n),
+    )
+    for t in (0, 3, 6):
+        got = batch.sorted_split(t)
+        expected = batch.sorted().split_before(t)
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.to_arrow().equals(theirs.to_arrow())
+
+
+def test_of_columns_puts_each_column_in_its_field() -> None:
+    """``of_columns`` sets the fields in ORDER_SCHEMA's order, each to its own array."""
+    columns = [np.zeros(2, dtype=f.type.to_pandas_dtype()) for f in ORDER_SCHEMA]
+    batch = OrderBatch.of_columns(columns)
+    assert [name for name in vars(batch)] == ORDER_SCHEMA.names
+    assert all(vars(batch)[f.name] is c for f, c in zip(ORDER_SCHEMA, columns, strict=True))

@@ -101,6 +101,7 @@ _R_TRADE = reasons.code("trade")
 # rows applied per compiled call: the event room reserved for a call is 4 per row, so huge
 # batches go in chunks rather than reserving room for 4 events per order at once
 ROWS_PER_CALL = 1 << 16
+_NO_REASONS = np.full(1024, _R_NONE, np.int64)  # accepted rows' reasons (never written)
 
 # state[field]; a compiled loop that must stop to let its caller drain events reads S_EVENTS
 S_EVENTS, _S_PHASE, _S_LAST = 0, 1, 2  # last trade price: -1 while there was none
@@ -590,7 +591,10 @@ class CompiledOrderBook(SessionPhases):
         n = len(t)
         if not n:
             return
-        why = np.full(n, _R_NONE, np.int64) if rejects is None else reasons.FROM_VALIDATION[rejects]
+        if rejects is not None:
+            why = reasons.FROM_VALIDATION[rejects]
+        else:  # read only: a slice of one array of "no reason"
+            why = _NO_REASONS[:n] if n <= len(_NO_REASONS) else np.full(n, _R_NONE, np.int64)
         for start in range(0, n, ROWS_PER_CALL):
             stop = min(start + ROWS_PER_CALL, n)
             # A row writes at most 2 events besides its trades. Each trade but an aggressor's

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 
 from mars_ray.exchange.book import OrderBook
 from mars_ray.exchange.compiled_book import CompiledOrderBook
@@ -28,7 +29,13 @@ from mars_ray.schema.events import (
     rows_to_table,
 )
 from mars_ray.schema.phases import Phase
-from mars_ray.schema.quantities import MAX_SHARES, MAX_TICKS, on_grid, ticks_in_range
+from mars_ray.schema.quantities import (
+    GRID_TOLERANCE,
+    MAX_SHARES,
+    MAX_TICKS,
+    on_grid,
+    ticks_in_range,
+)
 from mars_ray.schema.reasons import VALIDATION
 
 # the book engines (``kernel.book``): the same rules and events, the compiled one faster
@@ -61,6 +68,55 @@ _SIDELESS = np.array([False, False, False, True, True])
 _UNPRICED = np.array([False, False, True, True, False])
 _SIDE_SET = np.zeros(256, dtype=bool)
 _SIDE_SET[[1, 255]] = True
+
+
+@njit(cache=True)
+def _all_pass_ticks(inst, order_type, side, price, size, is_local, tick_sizes, kinds, min_size,
+                    sideless, unpriced):  # fmt: skip
+    """``Exchange._all_pass``'s checks row by row in one compiled loop, and what ``process``
+    makes of the prices and sizes of rows that pass: (whether every row passes, prices in
+    whole ticks, sizes in shares). The same float64 arithmetic, so the same ticks."""
+    n = len(inst)
+    price_ticks = np.empty(n, np.int64)
+    shares = np.empty(n, np.int64)
+    outside = len(is_local) - 1  # is_local's last slot: out of range
+    for i in range(n):
+        j = inst[i]
+        if j < 0 or j >= outside or not is_local[j]:
+            return False, price_ticks, shares
+        kind = kinds[order_type[i] & 0xFF]
+        sz = size[i]
+        if not (sz >= min_size[kind] and sz == np.rint(sz) and sz <= MAX_SHARES):
+            return False, price_ticks, shares
+        if not (side[i] == 1 or side[i] == -1 or sideless[kind]):
+            return False, price_ticks, shares
+        px = price[i]
+        ticks = px / tick_sizes[j]
+        whole = np.rint(ticks)
+        priced = abs(ticks - whole) <= GRID_TOLERANCE and ticks > 0.5 and ticks < MAX_TICKS + 0.5
+        if not (priced or unpriced[kind] or (kind == _KIND_MODIFY and np.isnan(px))):
+            return False, price_ticks, shares
+        # what int64 cannot hold (NaN for unpriced rows) is shown as NO_PRICE
+        price_ticks[i] = np.int64(whole) if abs(ticks) <= MAX_TICKS else NO_PRICE
+        shares[i] = np.int64(sz)
+    return True, price_ticks, shares
+
+
+@njit(cache=True)
+def _book_positions(keys, trajectory, instrument):
+    """Each row's position in the sorted book ``keys`` (trajectory * 2**32 + instrument;
+    ``len(keys)`` for no book here), and whether every row has the same book."""
+    n = len(trajectory)
+    pos = np.empty(n, np.int64)
+    same = True
+    for i in range(n):
+        key = np.int64(trajectory[i]) * (1 << 32) + instrument[i]
+        p = np.searchsorted(keys, key)
+        if p == len(keys) or keys[p] != key:
+            p = len(keys)
+        pos[i] = p
+        same = same and p == pos[0]
+    return pos, same
 
 
 @dataclass(frozen=True)
@@ -142,6 +198,24 @@ class Exchange:
             return None
         return ticks
 
+    def _compiled_pass(self, batch: OrderBatch) -> tuple[bool, np.ndarray, np.ndarray]:
+        """``_all_pass`` compiled, with ``process``'s conversion of the rows that pass: (all
+        pass, prices in ticks, sizes); the arrays mean nothing when not all pass."""
+        inst, ot, side = batch.instrument, batch.order_type, batch.side
+        price, size = batch.price, batch.size
+        if not (
+            inst.dtype == np.int32
+            and ot.dtype == np.int8
+            and side.dtype == np.int8
+            and price.dtype == np.float64
+            and size.dtype == np.float64
+        ):
+            return False, price, size  # columns replaced after construction: checked row by row
+        return _all_pass_ticks(
+            inst, ot, side, price, size, self._is_local, self._ticks, _KIND, _MIN_SIZE,
+            _SIDELESS, _UNPRICED,
+        )  # fmt: skip
+
     def _reason_codes(self, batch: OrderBatch) -> np.ndarray:
         """Reason code per row, each check spelled out (see ``reasons.VALIDATION``)."""
         n = len(batch)
@@ -190,18 +264,19 @@ class Exchange:
         n = len(batch)
         if not n:
             return
-        ticks = self._all_pass(batch)  # the common case: no rejects, prices in ticks
-        reasons = None if ticks is not None else self._reason_codes(batch)
-        with np.errstate(invalid="ignore", over="ignore"):
-            if ticks is None:
+        # the common case: every row passes (checked and converted in one compiled call)
+        passed, price_ticks, size = self._compiled_pass(batch)
+        reasons = None if passed else self._reason_codes(batch)
+        if not passed:
+            with np.errstate(invalid="ignore", over="ignore"):
                 n_inst = len(self.instruments)
                 ticks = batch.price / self._ticks[np.clip(batch.instrument, 0, n_inst - 1)]
-            # what int64 cannot hold (NaN, inf, 1e300) is shown as NO_PRICE and size 0,
-            # never wrapped; only rejected rows can be out of these bounds
-            shown = np.abs(ticks) <= MAX_TICKS
-            price_ticks = np.where(shown, np.rint(ticks), NO_PRICE).astype(np.int64)
-            shown = np.abs(batch.size) <= MAX_SHARES
-            size = np.where(shown, np.rint(batch.size), 0).astype(np.int64)
+                # what int64 cannot hold (NaN, inf, 1e300) is shown as NO_PRICE and size 0,
+                # never wrapped; only rejected rows can be out of these bounds
+                shown = np.abs(ticks) <= MAX_TICKS
+                price_ticks = np.where(shown, np.rint(ticks), NO_PRICE).astype(np.int64)
+                shown = np.abs(batch.size) <= MAX_SHARES
+                size = np.where(shown, np.rint(batch.size), 0).astype(np.int64)
         columns = [
             batch.time_ns,
             batch.order_type,
@@ -237,14 +312,11 @@ class Exchange:
         n = len(batch)
         if not len(keys):
             return None, [n]
-        key = batch.trajectory_id.astype(np.int64) * (1 << 32) + batch.instrument
-        pos = np.searchsorted(keys, key)
-        found = keys.take(pos, mode="clip") == key
-        if np.count_nonzero(found) == n and np.count_nonzero(pos == pos[0]) == n:
+        pos, same = _book_positions(keys, batch.trajectory_id, batch.instrument)
+        if same:
             counts = [0] * (len(keys) + 1)
             counts[int(pos[0])] = n
             return None, counts
-        pos[~found] = len(keys)
         counts = np.bincount(pos, minlength=len(keys) + 1).tolist()
         return np.argsort(pos, kind="stable"), counts
 

@@ -31,18 +31,14 @@ import pyarrow.compute as pc
 import ray
 
 from agents.base import AgentPopulation
+from agents.kernels import pushed_history
 from agents.lmm import LEVELS as SPANNING_LEVELS
 from agents.lmm import BookSlot, GeneratorBackend
 from agents.registry import AGENT_KINDS
 from agents.view import (
-    ASK_SIZE,
-    BEST_ASK,
-    BEST_BID,
-    BID_SIZE,
     LAST,
     MID,
     N_FEATURES,
-    VOLUME,
     Fills,
     MarketView,
 )
@@ -52,7 +48,6 @@ from mars_ray.exchange.exchange import Exchange, InstrumentSpec
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.schema.events import (
     EVENT_RECORD,
-    NO_ID,
     EventType,
     OrderType,
     concat_books,
@@ -61,6 +56,7 @@ from mars_ray.schema.events import (
 )
 from mars_ray.schema.phases import Phase
 from mars_ray.sim import checkpoint
+from mars_ray.sim.book_events import book_totals, event_rows, route_fills, rows_of_agents_from
 from mars_ray.sim.calendar import session_actions
 from mars_ray.sim.config import SimulationConfig
 from mars_ray.sim.output import run_metadata
@@ -68,7 +64,6 @@ from mars_ray.sim.real_start import RealStart, real_start
 from mars_ray.sim.run_files import EVENTS, ORPHANS, SNAPSHOTS, RunDir, write_part
 from mars_ray.sim.snapshots import SnapshotRecorder
 
-_TRADE = int(EventType.TRADE)
 _LIMIT = int(OrderType.LIMIT)
 START_AGENT = 0  # lays a real start's book where no LMM agent trades it (ids start at 1)
 _REJECT = int(EventType.REJECT)
@@ -179,6 +174,7 @@ class _BookState:
         # who gets this book's fills, sorted by first agent id (populations, book-spanning slots)
         self.receivers: list[FillReceiver] = []
         self.first_ids = np.empty(0, dtype=np.int64)
+        self.end_ids = np.empty(0, dtype=np.int64)  # one past each receiver's last agent id
         self.history = np.zeros((history, N_FEATURES), dtype=np.float64)
         self.history[:, LAST] = reference
         self.history[:, MID] = reference
@@ -190,24 +186,12 @@ class _BookState:
 
     def push_view(self, t: int, depth: np.ndarray) -> MarketView:
         book = self.book
-        ask_px, ask_sz, bid_px, bid_sz = depth[0].tolist()
         last = book.last_trade_price if book.last_trade_price is not None else self.reference
-        row = [0.0] * N_FEATURES
-        row[BEST_BID], row[BID_SIZE], row[BEST_ASK], row[ASK_SIZE] = bid_px, bid_sz, ask_px, ask_sz
-        row[LAST] = last
-        row[VOLUME] = self.step_volume
-        row[MID] = (bid_px + ask_px) / 2.0 if bid_px and ask_px and bid_px < ask_px else last
-        # new arrays each step (views handed out earlier keep their values), shifted by one:
-        # what np.roll does, without its overhead
-        history = np.empty_like(self.history)
-        history[1:] = self.history[:-1]
-        history[0] = row
-        times = np.empty_like(self.times)
-        times[1:] = self.times[:-1]
-        times[0] = t
-        self.history, self.times = history, times
+        self.history, self.times = pushed_history(
+            self.history, self.times, depth, last, self.step_volume, t
+        )
         self.step_volume = 0
-        return MarketView(history, times, depth, book.phase)
+        return MarketView(self.history, self.times, depth, book.phase)
 
 
 class ShardRuntime:
@@ -307,6 +291,7 @@ class ShardRuntime:
                     receiver.agent = self.spanning[receiver.group]
             st.receivers.sort(key=lambda r: int(r.agent_ids[0]))
             st.first_ids = np.array([r.agent_ids[0] for r in st.receivers], dtype=np.int64)
+            st.end_ids = st.first_ids + np.array([r.n for r in st.receivers], dtype=np.int64)
 
     def _lay_start(self, start: RealStart) -> None:
         """A real start on every book of the shard, laid at the pre-open (a call phase: the
@@ -397,8 +382,8 @@ class ShardRuntime:
             chunks, st.chunks = st.chunks, []
             parts = []
             for _, records in chunks:
-                ours = np.maximum(records["agent_id"], records["contra_agent_id"]) >= learners_from
-                if ours.any():
+                ours = rows_of_agents_from(event_rows(records), learners_from)
+                if len(ours):
                     parts.append(records[ours])
             if not parts:
                 records = _NO_RECORDS
@@ -534,11 +519,7 @@ class ShardRuntime:
                 books = self._slot_books[g]
                 depths = [book.snapshot(SPANNING_LEVELS) for book in books]
                 batches.append(agent.act(t0, cut, depths, books[0].phase))
-        # concat(...).sorted().split_before(t1) with one gather per part instead of three
-        batch = OrderBatch.concat(batches)
-        order = np.lexsort((batch.agent_id, batch.time_ns))  # stable: ties keep batch order
-        cut = int(np.count_nonzero(batch.time_ns < t1))
-        due, self.pending = batch.take(order[:cut]), batch.take(order[cut:])
+        due, self.pending = OrderBatch.concat(batches).sorted_split(t1)
         final = t1 >= self.end
         for action in self.actions:
             if t0 <= action.time_ns < t1 or (final and action.time_ns == t1):
@@ -553,55 +534,40 @@ class ShardRuntime:
     def _settle(self, st: _BookState) -> None:
         """Keep the book's new events (as records) and report its trades to the agents."""
         base, records = st.book.drain_records()
-        if not len(records):
+        n = len(records)
+        if not n:
             return
         st.chunks.append((base, records))
-        self.event_count += len(records)
+        self.event_count += n
         stats = st.stats
-        stats.events += len(records)
-        stats.rejects += int(np.count_nonzero(records["event_type"] == _REJECT))
-        trades = records[records["event_type"] == _TRADE]
-        k = len(trades)
+        stats.events += n
+        rows = event_rows(records)
+        rejects, k, volume, notional, last = book_totals(rows)
+        stats.rejects += rejects
         if not k:
             return
         self.trade_count += k
-        size = trades["size"]
-        st.step_volume += int(size.sum())
+        st.step_volume += volume
         stats.trades += k
-        stats.volume += int(size.sum())
-        stats.notional += int((trades["price"] * size).sum())
-        stats.last = int(trades["price"][-1])
+        stats.volume += volume
+        stats.notional += notional
+        stats.last = last
         populations = st.receivers
         if not populations:
             return
         # Each fill once per side: the resting orders' owners, then the aggressors.
-        order_id, side, price = trades["order_id"], trades["side"], trades["price"]
-        both_agent = np.concatenate([trades["agent_id"], trades["contra_agent_id"]])
-        first_ids = st.first_ids
-        pop_index = np.searchsorted(first_ids, both_agent, side="right") - 1
-        ends = first_ids + np.array([p.n for p in populations], dtype=np.int64)
-        known = (both_agent != NO_ID) & (pop_index >= 0)
-        known &= both_agent < ends[np.maximum(pop_index, 0)]
-        # Group the rows by population (stable: each population's rows keep their order).
-        group = np.where(known, pop_index, len(populations))
-        counts = np.bincount(group, minlength=len(populations) + 1).tolist()
-        rows_by_pop = np.argsort(group, kind="stable")
-        both_oid = np.concatenate([order_id, trades["contra_order_id"]])[rows_by_pop]
-        both_side = np.concatenate([side, -side])[rows_by_pop]
-        both_price = np.concatenate([price, price])[rows_by_pop]
-        both_size = np.concatenate([size, size])[rows_by_pop]
-        both_agent = both_agent[rows_by_pop]
+        counts, agent, order_id, side, price, size = route_fills(rows, k, st.first_ids, st.end_ids)
         start = 0
-        for population, count in zip(populations, counts, strict=False):
+        for population, count in zip(populations, counts.tolist(), strict=True):
             if count:
                 part = slice(start, start + count)
                 population.on_fills(
                     Fills(
-                        agent_index=both_agent[part] - population.agent_ids[0],
-                        order_id=both_oid[part],
-                        side=both_side[part],
-                        price=both_price[part],
-                        size=both_size[part],
+                        agent_index=agent[part] - population.agent_ids[0],
+                        order_id=order_id[part],
+                        side=side[part],
+                        price=price[part],
+                        size=size[part],
                     )
                 )
                 start += count
