@@ -7,12 +7,13 @@
 The market is ``--config``'s (default configs/rl/tiny.yaml: three learning agents, one per
 role, agent background, one instrument, one step = 5 simulated seconds). Timed: reset and
 step together over ``--episodes`` seeded episodes (each reset also runs the background's
-warm-up from the open to the episode's start), and the step alone; the random actions are
-drawn one block per episode, outside neither figure. ``--lmm-trajectories N`` also times
-the env with the shipped LMM as one more background group and N trajectories in the env
-(one model batch for all N books); an env step then advances N trajectories, so it reports
-trajectory steps per second too. ``--ppo-iterations N`` also measures PPO's sampling and
-training throughput with 2 env runners (Ray on this machine).
+warm-up from the open to the episode's start), and the step alone, after one untimed
+episode that loads the compiled kernels; the random actions are drawn before the clock
+starts. ``--lmm-trajectories N`` also times the env with the shipped LMM as one more
+background group and N trajectories in the env (one model batch for all N books); an env
+step then advances N trajectories, so it reports trajectory steps per second too.
+``--ppo-iterations N`` also measures PPO's sampling and training throughput with 2 env
+runners (Ray on this machine).
 """
 
 from __future__ import annotations
@@ -33,25 +34,40 @@ from mars_ray.rl.config import EnvConfig, load_rl_config  # noqa: E402
 from mars_ray.rl.env import MarketEnv  # noqa: E402
 
 
-def env_steps_per_s(env: MarketEnv, episodes: int) -> dict[str, float]:
-    rng = np.random.default_rng(0)
+def episode(env: MarketEnv, seed: int, block: np.ndarray, cuts: np.ndarray) -> tuple[int, float]:
+    """One seeded episode with the actions of ``block``: (steps, seconds inside ``step``)."""
     agents = env.possible_agents
-    dims = [env.action_spaces[a].shape[0] for a in agents]
+    env.reset(seed=seed)
+    steps, step_time, done = 0, 0.0, False
+    while not done:
+        row = block[env.k]
+        actions = {a: row[cuts[i] : cuts[i + 1]] for i, a in enumerate(agents)}
+        t0 = time.perf_counter()
+        _, _, terminated, _, _ = env.step(actions)
+        step_time += time.perf_counter() - t0
+        steps += 1
+        done = terminated["__all__"]
+    return steps, step_time
+
+
+def env_steps_per_s(env: MarketEnv, episodes: int) -> dict[str, float]:
+    """Random actions over ``episodes`` seeded episodes, after one untimed episode that
+    loads the compiled kernels (numba's cache) as any process does once."""
+    rng = np.random.default_rng(0)
+    dims = [env.action_spaces[a].shape[0] for a in env.possible_agents]
     cuts = np.cumsum([0, *dims])
+
+    def actions() -> np.ndarray:
+        return rng.uniform(-1, 1, (env.config.episode.steps, int(cuts[-1]))).astype(np.float32)
+
+    episode(env, 2**40, actions(), cuts)  # the warm-up, far from the timed seeds
+    blocks = [actions() for _ in range(episodes)]
     steps, step_time = 0, 0.0
     start = time.perf_counter()
-    for seed in range(episodes):
-        block = rng.uniform(-1, 1, (env.config.episode.steps, int(cuts[-1]))).astype(np.float32)
-        env.reset(seed=seed)
-        done = False
-        while not done:
-            row = block[env.k]
-            actions = {a: row[cuts[i] : cuts[i + 1]] for i, a in enumerate(agents)}
-            t0 = time.perf_counter()
-            _, _, terminated, _, _ = env.step(actions)
-            step_time += time.perf_counter() - t0
-            steps += 1
-            done = terminated["__all__"]
+    for seed, block in enumerate(blocks):
+        n, seconds = episode(env, seed, block, cuts)
+        steps += n
+        step_time += seconds
     total = time.perf_counter() - start
     return {
         "env_steps": steps,
