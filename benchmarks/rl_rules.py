@@ -1,7 +1,8 @@
 """Fixed hand rules for each RL role against the baselines, by `mars-ray rl evaluate`'s code.
 
     python benchmarks/rl_rules.py [--config CONFIG] [--episodes N] [--seed-start S]
-                                  [--execution PACE,AGGRESSION ...] [--json OUT]
+                                  [--execution PACE,AGGRESSION ...] [--others RUN]
+                                  [--json OUT]
 
 Before training: does a good policy exist in the config's market and action space? Each
 role gets a constant rule in its own action space (``mars_ray.rl.evaluate.evaluate``
@@ -14,6 +15,10 @@ mean difference, the median quoted spread the rules met). The rules:
 - market_maker: the baseline's skewed quoter, at ``--mm-half-spread`` ticks from the mid;
 - directional: a constant long target of ``--target`` × max_inventory (the buy parent
   order pushes the market up).
+
+``--others RUN`` (a run folder of ``mars-ray rl train``; ``shipped``: the shipped policies)
+puts that run's trained market maker and directional trader in the market instead of
+their rules: does the execution rule still beat TWAP among trained counterparts?
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from provenance import write_json
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agents.rl_policy import SHIPPED  # noqa: E402
 from mars_ray.rl.config import load_rl_config  # noqa: E402
-from mars_ray.rl.evaluate import Policy, evaluate, quoter  # noqa: E402
+from mars_ray.rl.evaluate import Policy, evaluate, load_policies, quoter  # noqa: E402
 
 
 def constant(*action: float) -> Policy:
@@ -45,10 +51,15 @@ def main() -> None:
     ap.add_argument("--execution", action="append", help="PACE,AGGRESSION (repeatable)")
     ap.add_argument("--mm-half-spread", type=float, default=20.0)
     ap.add_argument("--target", type=float, default=0.25)
+    ap.add_argument("--others", help="trained counterparts: a run folder, or 'shipped'")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     config = load_rl_config(args.config).env
     maker = next(g for g in config.agents if g.role == "market_maker")
+    others: dict[str, Policy] = {}
+    if args.others:
+        run = SHIPPED if args.others == "shipped" else Path(args.others)
+        others = load_policies(run, ["market_maker", "directional"])
     rows, reports = [], {}
     for spec in args.execution or ["0,0.2"]:
         pace, aggression = (float(x) for x in spec.split(","))
@@ -56,6 +67,7 @@ def main() -> None:
             "execution": constant(pace, aggression),
             "market_maker": quoter(maker, args.mm_half_spread),
             "directional": constant(args.target),
+            **others,
         }
         report, _ = evaluate(config, rules, args.episodes, args.seed_start)
         report.pop("distributions")
@@ -79,6 +91,7 @@ def main() -> None:
             "config": args.config,
             "mm_half_spread": args.mm_half_spread,
             "directional_target": args.target,
+            "others": args.others,
             "by_execution_rule": reports,
         },
     )
