@@ -161,11 +161,21 @@ def test_control_makes_the_mid_follow_the_target(
 
 @pytest.mark.slow
 def test_volatility_target_moves_the_realised_volatility(
-    free_run: ControlRun, steer: Steer
+    free_run: ControlRun, steer: Steer, backends: dict[str, GeneratorBackend]
 ) -> None:
-    natural = realised_volatility(free_run)
-    got = {f: realised_volatility(steer({"volatility": {"sigma": f * natural}})) for f in (0.3, 3)}
+    """The controller alone, with the decoder's keep_both_sides rule off; with the rule on
+    (the default) a high target still raises the volatility, less: on these thin books the
+    side sweeps it would ask for are what the rule stops (agents/lmm.py)."""
+    unguarded = dataclasses.replace(EXPERIMENT, lmm={"keep_both_sides": False})
+    natural = realised_volatility(run_control(unguarded, None, backends))
+    got = {
+        f: realised_volatility(steer({"volatility": {"sigma": f * natural}}, unguarded))
+        for f in (0.3, 3)
+    }
     assert got[0.3] < 0.8 * natural and got[3] > 1.4 * natural, (natural, got)
+    guarded = realised_volatility(free_run)
+    high = realised_volatility(steer({"volatility": {"sigma": 3 * guarded}}))
+    assert high > 1.15 * guarded, (guarded, high)
 
 
 @pytest.mark.slow
