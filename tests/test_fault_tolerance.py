@@ -183,8 +183,14 @@ def test_ctrl_c_then_resume_from_the_command_line(tmp_path):
     """`mars-ray simulate` stopped by Ctrl-C says how to resume; --resume finishes the run
     with the same events as an uninterrupted one."""
     path = tmp_path / "day.yaml"
-    # 50 ms steps: enough work after the first chunks that Ctrl-C lands mid-run
-    path.write_text(yaml.safe_dump({**DAY, "kernel": {**DAY["kernel"], "step_ms": 50}}))
+    # 50 ms steps over an hour: seconds of work after the first chunk, so that Ctrl-C lands
+    # mid-run however fast the shards (the driver's calls cover ~0.25 s of work each)
+    longer = {
+        **DAY,
+        "session": {**DAY["session"], "closing_call": "10:18", "close": "10:20"},
+        "kernel": {**DAY["kernel"], "step_ms": 50},
+    }
+    path.write_text(yaml.safe_dump(longer))
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     command = [sys.executable, "-m", "mars_ray.cli", "simulate", str(path), "--quiet", "--no-plot"]
     subprocess.run([*command, "--out", str(whole)], check=True, capture_output=True, timeout=600)
@@ -198,7 +204,8 @@ def test_ctrl_c_then_resume_from_the_command_line(tmp_path):
                 break
         except (OSError, ValueError):
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)
+    assert driver.poll() is None, "the run ended before Ctrl-C could land in it"
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err[-2000:]
