@@ -194,8 +194,12 @@ def test_ctrl_c_then_resume_from_the_command_line(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     command = [sys.executable, "-m", "mars_ray.cli", "simulate", str(path), "--quiet", "--no-plot"]
     subprocess.run([*command, "--out", str(whole)], check=True, capture_output=True, timeout=600)
-    driver = subprocess.Popen(
-        [*command, "--out", str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    driver = subprocess.Popen(  # started with SIGINT ignored, as a script's `&` job is
+        [*command, "--out", str(cut)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and driver.poll() is None:

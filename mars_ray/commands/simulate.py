@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from mars_ray.commands.signals import stop_on_signals
 from mars_ray.schema.clock import NS_PER_S
 from mars_ray.schema.validation import ConfigError
 from mars_ray.sim.config import SimulationConfig, load_config
@@ -87,9 +88,16 @@ def simulate(
 
         backends = SERVE_BACKENDS
     try:
-        result = run_simulation(
-            cfg, on_progress=on_progress, backends=backends, out=out, resume=resume_dir is not None
-        )
+        # SIGINT even where the shell started us with it ignored (a script's `&` job), and
+        # SIGTERM, stop the run resumably
+        with stop_on_signals():
+            result = run_simulation(
+                cfg,
+                on_progress=on_progress,
+                backends=backends,
+                out=out,
+                resume=resume_dir is not None,
+            )
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"\ninterrupted: continue with  mars-ray simulate --resume {out}", err=True)
