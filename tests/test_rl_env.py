@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+from rl_episodes import episode
 
 from agents.rl_features import FEATURES, N_OBS
 from mars_ray.rl.config import load_rl_config, parse_rl_config
@@ -21,22 +22,6 @@ TINY = "configs/rl/tiny.yaml"
 @pytest.fixture(scope="module")
 def raw() -> dict:
     return load_rl_config(TINY).model_dump()
-
-
-def episode(env: MarketEnv, seed: int, action_seed: int) -> list:
-    """Every step's observations, rewards and infos under seeded random actions."""
-    rng = np.random.default_rng(action_seed)
-    obs, _ = env.reset(seed=seed)
-    out = [obs]
-    done = False
-    while not done:
-        actions = {
-            a: rng.uniform(-1, 1, env.action_spaces[a].shape).astype(np.float32) for a in env.agents
-        }
-        obs, rewards, terminated, _, infos = env.step(actions)
-        out.append((obs, rewards, infos))
-        done = terminated["__all__"]
-    return out
 
 
 @pytest.mark.parametrize("trajectories", [1, 2])
@@ -140,21 +125,20 @@ def test_trajectories_are_independent_and_trajectory_0_is_the_one_trajectory_epi
         2 * [role_of(a) for a in MarketEnv(config).possible_agents]
     )
     single = episode(MarketEnv(config), seed=5, action_seed=1)
+    first = single[0][0]  # the one-trajectory episode's reset observations
     rng = np.random.default_rng(1)
     obs, _ = env.reset(seed=5)
-    assert repr({a: obs[a] for a in single[0]}) == repr(single[0])
+    assert repr({a: obs[a] for a in first}) == repr(first)
     for step in single[1:]:
         # trajectory 0's agents act as in the one-trajectory episode, the others at random
         actions = {
-            a: rng.uniform(-1, 1, env.action_spaces[a].shape).astype(np.float32) for a in single[0]
+            a: rng.uniform(-1, 1, env.action_spaces[a].shape).astype(np.float32) for a in first
         }
         for a in env.agents:
             actions.setdefault(a, np.zeros(env.action_spaces[a].shape, np.float32))
         out = env.step(actions)
         obs = out[0]
-        assert repr(tuple({a: d[a] for a in single[0]} for d in (out[0], out[1], out[4]))) == repr(
-            step
-        )
+        assert repr(tuple({a: d[a] for a in first} for d in (out[0], out[1], out[4]))) == repr(step)
     assert repr(episode(MarketEnv(multi), 5, 1)) == repr(episode(MarketEnv(multi), 5, 1))
     assert not np.array_equal(obs["execution_0"], obs["execution_1"])  # distinct markets
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 import time
 
-import numpy as np
 import pytest
 from ray.exceptions import RayActorError
+from rl_episodes import episode
 
 from mars_ray.rl.config import load_rl_config, parse_rl_config
 from mars_ray.rl.env import MarketEnv
@@ -33,21 +33,6 @@ def two_instruments(raw: dict, shards: str = "local", steps: int = 6) -> dict:
     env["trajectories"] = 2
     env["shards"] = shards
     return env
-
-
-def episode(env: MarketEnv, seed: int, action_seed: int) -> list:
-    """Every step's observations, rewards and infos under seeded random actions."""
-    rng = np.random.default_rng(action_seed)
-    out = [env.reset(seed=seed)]
-    done = False
-    while not done:
-        actions = {
-            a: rng.uniform(-1, 1, env.action_spaces[a].shape).astype(np.float32) for a in env.agents
-        }
-        obs, rewards, terminated, _, infos = env.step(actions)
-        out.append((obs, rewards, infos))
-        done = terminated["__all__"]
-    return out
 
 
 def test_each_agent_trades_on_its_own_instruments_book(raw: dict) -> None:
