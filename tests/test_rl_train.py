@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from click.testing import CliRunner
 
+from agents.rl_features import N_OBS
+from agents.rl_policy import ACTION_DIMS
 from mars_ray.cli import cli
+from mars_ray.rl.config import load_rl_config
+from mars_ray.rl.train import ppo_config, set_initial_std
 
 TINY = "configs/rl/tiny.yaml"
 
@@ -70,3 +75,29 @@ def test_rl_tune_refuses_an_unknown_search_field(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["rl", "tune", str(bad)])
     assert result.exit_code != 0
     assert "tune.search" in result.output and "cannot search 'entropy'" in result.output
+
+
+def test_initial_action_std_reaches_the_env_runners(ray_session) -> None:
+    config = load_rl_config(TINY, {"training": {"initial_action_std": 0.2}})
+    algo = ppo_config(config).build_algo()
+    try:
+        before = policy_log_std(algo)
+        set_initial_std(algo, config.training.initial_action_std)
+        after = policy_log_std(algo)
+    finally:
+        algo.stop()
+    for role in ("execution", "market_maker", "directional"):
+        assert not np.allclose(before[role], np.log(0.2), atol=1e-3)
+        np.testing.assert_allclose(after[role], np.log(0.2), atol=1e-6)
+
+
+def policy_log_std(algo) -> dict[str, np.ndarray]:
+    """Each policy's log std, as the sampling env runner computes it, for random inputs."""
+    out = {}
+    obs = torch.randn(5, N_OBS)
+    for role, dim in ACTION_DIMS.items():
+        module = algo.get_module(role)
+        with torch.no_grad():
+            logits = module.forward_inference({"obs": obs})["action_dist_inputs"]
+        out[role] = logits[:, dim:].numpy()
+    return out

@@ -164,6 +164,13 @@ class TrainingConfig(StrictModel):
         "or the value function stops learning",
     )
     hidden: list[int] = Field(default=[64, 64], min_length=1)
+    initial_action_std: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="every policy's action std at the start, the same in every state "
+        "(default RLlib's: about 1, half the action range)",
+    )
     checkpoint_every: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")

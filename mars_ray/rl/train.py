@@ -135,6 +135,8 @@ def train(
     try:
         if resume:
             algo.restore_from_path(str((out / CHECKPOINT).resolve()))
+        elif config.training.initial_action_std is not None:
+            set_initial_std(algo, config.training.initial_action_std)
         steps = history[-1].env_steps if history else 0
         budget = config.training.max_minutes
         began = time.perf_counter()
@@ -158,6 +160,30 @@ def train(
     finally:
         algo.stop()
     return history
+
+
+def set_initial_std(algo: Algorithm, std: float) -> None:
+    """Start every policy at action std ``std`` in every state: the log-std half of the
+    policy head's last layer gets zero weights and bias log(std). The learner's modules
+    change; the env runners get the new weights."""
+
+    def narrow(learner: Any) -> None:
+        for module_id in learner.module.keys():
+            layer = last_head_layer(learner.module[module_id])
+            dim = ACTION_DIMS[str(module_id)]
+            with torch.no_grad():
+                layer.weight[dim:] = 0.0
+                layer.bias[dim:] = float(np.log(std))
+
+    algo.learner_group.foreach_learner(narrow)
+    algo.env_runner_group.sync_weights(
+        from_worker_or_learner_group=algo.learner_group, inference_only=True
+    )
+
+
+def last_head_layer(module: Any) -> torch.nn.Linear:
+    layers = [m for m in module.pi.modules() if isinstance(m, torch.nn.Linear)]
+    return layers[-1]
 
 
 def save(algo: Algorithm, config: RLConfig, out: Path) -> None:
