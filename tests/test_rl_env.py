@@ -65,6 +65,21 @@ def test_execution_agent_finishes_its_parent_order() -> None:
     assert infos["directional_0"]["inventory"] == -500  # target: -max_inventory
 
 
+def test_mark_remaining_moves_execution_reward_between_steps_not_its_sum() -> None:
+    """Potential-based shaping: the same episode, with the shares still to do marked at the
+    mid each step, pays the execution agent differently per step and the same in all."""
+    raw = load_rl_config(TINY).model_dump()
+    plain = episode(MarketEnv(parse_rl_config(raw).env), seed=5, action_seed=2)
+    raw["env"]["agents"][0]["mark_remaining"] = True
+    marked = episode(MarketEnv(parse_rl_config(raw).env), seed=5, action_seed=2)
+    steps = [r for _, r, _ in plain[1:]], [r for _, r, _ in marked[1:]]
+    a, b = (np.array([r["execution_0"] for r in side]) for side in steps)
+    assert not np.allclose(a, b)
+    assert a.sum() == pytest.approx(b.sum(), abs=1e-9)
+    assert [r["market_maker_0"] for r in steps[0]] == [r["market_maker_0"] for r in steps[1]]
+    assert repr(plain[-1][0]) == repr(marked[-1][0])  # the market itself is the same
+
+
 def test_rejected_orders_appear_in_infos_with_their_reason() -> None:
     env = MarketEnv(load_rl_config(TINY).env)
     env.reset(seed=1)

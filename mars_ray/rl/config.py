@@ -34,6 +34,12 @@ class RoleConfig(RoleParams):
         description="execution: bp charged per share still undone after the clean-up order, "
         "as a fraction of the parent order",
     )
+    mark_remaining: bool = Field(
+        default=False,
+        description="execution: each step's reward also marks the shares still to do at the "
+        "mid (potential-based shaping: an episode's sum is unchanged; own impact is charged "
+        "when the mid moves, not at later fills)",
+    )
     inventory_penalty: float = Field(
         default=0.1,
         ge=0,

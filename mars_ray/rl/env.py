@@ -20,7 +20,8 @@ runs one more step for it (the clean-up); what is still undone pays ``leftover_p
 Observations, the touch, the mid and rewards of an agent come from its own book.
 
 Rewards (docs/rl.md): execution, minus the shortfall of this step's fills against the
-arrival mid, in bp of the parent order; market_maker and directional, the change of
+arrival mid, in bp of the parent order (with ``mark_remaining``, plus the change of the
+shares still to do marked at the mid); market_maker and directional, the change of
 mark-to-market PnL in ticks x shares / ``lot``, minus ``inventory_penalty`` x
 (position / max_inventory)^2. A seed fixes the episode: same seed, same actions, same
 episode.
@@ -74,6 +75,7 @@ class LearningAgent:
     counter: int = 0
     value: float = 0.0  # mark-to-market at the last step, ticks x shares
     step_shortfall: float = 0.0  # execution: shares x bp against the arrival mid, this step
+    marked: float = 0.0  # execution with mark_remaining: shares to do x bp of the mid, last step
 
     def order_id(self) -> int:
         self.counter += 1
@@ -254,7 +256,7 @@ class MarketEnv(MultiAgentEnv):
             history[1:] = history[:-1]
             history[0, MID], history[0, VOLUME] = mid, volume
             for agent in tr.learners:
-                rewards[agent.name] = self._reward(agent, mid, last)
+                rewards[agent.name] = self._reward(tr, agent, mid, last)
                 infos[agent.name].update(
                     inventory=agent.inventory, cash_ticks=agent.cash, executed=agent.executed
                 )
@@ -431,10 +433,15 @@ class MarketEnv(MultiAgentEnv):
         return previous if previous > 0 else float(tr.reference)
 
     # ---------------------------------------------------------------- rewards, observations
-    def _reward(self, agent: LearningAgent, mid: float, last: bool) -> float:
+    def _reward(self, tr: Trajectory, agent: LearningAgent, mid: float, last: bool) -> float:
         role = agent.role
         if role.role == "execution":
             shortfall, agent.step_shortfall = agent.step_shortfall, 0.0
+            if role.mark_remaining:
+                left = 0 if last else role.quantity - agent.executed
+                marked = left * role.sign * (mid - tr.arrival_mid) / tr.arrival_mid * 1e4
+                shortfall += marked - agent.marked
+                agent.marked = marked
             reward = -shortfall / role.quantity
             if last:
                 left = max(role.quantity - agent.executed, 0)
