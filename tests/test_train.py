@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from conftest import data_dir
 from mars_ray.cli import cli
 from mars_ray.lmm.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from mars_ray.lmm.corpus import Unit, corpus_table, lobster_orders, write_corpus
+from mars_ray.lmm.dataset import fit_tokenizer
+from mars_ray.lmm.tokenizer import Tokenizer
 from mars_ray.lmm.train import TrainConfig, Trainer, TrainingData, load_training_data
 
 
@@ -122,6 +125,51 @@ def test_resume_refuses_a_different_model(corpus: Path, tmp_path: Path):
         Trainer(other, resume=True)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         Trainer(train_config(corpus, tmp_path / "empty"), resume=True)
+
+
+def test_init_from_starts_from_the_pretrained_weights_and_tokenizer(corpus: Path, tmp_path: Path):
+    """Fine-tuning: step 0 of an ``init_from`` run holds the pretrained weights and tokenizer,
+    its card says what the start was trained on, and a config of another shape is refused
+    naming the field."""
+    Trainer(train_config(corpus, tmp_path / "pre", steps=10, max_train_orders=600)).run()
+    pretrained = tmp_path / "pre" / "model.pt"
+    config = train_config(corpus, tmp_path / "fine", steps=5).model_copy(
+        update={"init_from": pretrained}
+    )
+    fine = Trainer(config)
+    pre = read_checkpoint(pretrained)
+    assert all(torch.equal(v, pre["model"][k]) for k, v in fine.model.state_dict().items())
+    assert fine.tokenizer.to_state() == pre["tokenizer"]
+    assert fine.tokenizer.to_state() != load_training_data(config).tokenizer.to_state()
+    fine.run()
+    card = read_checkpoint(tmp_path / "fine" / "model.pt")
+    assert card["pretraining"]["steps"] == 10
+    assert card["pretraining"]["corpus"]["max_train_orders"] == 600
+    assert any(not torch.equal(v, pre["model"][k]) for k, v in card["model"].items())
+
+    wider = config.model_copy(update={"model": config.model.model_copy(update={"n_embd": 32})})
+    with pytest.raises(CheckpointError, match=r"model.n_embd: the config says 32.*16"):
+        Trainer(wider)
+
+
+def test_gaps_from_fits_the_time_bins_on_one_source_only(tmp_path: Path) -> None:
+    """A slow real day and a ten-times-faster synthetic one: bins fitted on both cannot
+    decode the real day's long gaps; bins fitted on the real day can."""
+    folder = data_dir() / "lobster" / "excerpt"
+    real = lobster_orders(
+        folder / "AAPL_2012-06-21_34200000_57600000_message_10.csv",
+        folder / "AAPL_2012-06-21_34200000_57600000_orderbook_10.csv",
+    )
+    fast = dataclasses.replace(real, gap_ns=real.gap_ns // 10, time_ns=real.time_ns // 10)
+    parts = [(Unit("lobster", "AAPL", "d1", "train"), real)]
+    parts += [(Unit("synthetic", "AAPL", f"s{k}", "train"), fast) for k in range(4)]
+    table = corpus_table(parts, {})
+    both, own = fit_tokenizer(table), fit_tokenizer(table, "lobster")
+    assert own.gap_values[-1] > 3 * both.gap_values[-1]
+    assert own.gap_values[-1] == Tokenizer.fit(real.size, real.gap_ns).gap_values[-1]
+    assert own.size_values.tolist() == both.size_values.tolist()  # sizes: every source
+    with pytest.raises(ValueError, match="gaps_from: no training orders of source 'lob'"):
+        fit_tokenizer(table, "lob")
 
 
 def test_bad_checkpoints_are_named(corpus: Path, tmp_path: Path):

@@ -94,10 +94,21 @@ def split_table(table: pa.Table, split: str, max_orders: int | None = None) -> p
     return part
 
 
-def fit_tokenizer(train: pa.Table) -> Tokenizer:
+def fit_tokenizer(train: pa.Table, gaps_from: str | None = None) -> Tokenizer:
+    """Size bins from every training order; gap bins from those of source ``gaps_from``
+    only, where given (the real days: they set the time scale the model can decode)."""
     if train.num_rows == 0:
         raise ValueError("the corpus has no training rows (split == 'train')")
-    return Tokenizer.fit(train["size"].to_numpy(), train["gap_ns"].to_numpy())
+    gaps = train["gap_ns"].to_numpy()
+    if gaps_from is not None:
+        sources = train["source"].to_numpy(zero_copy_only=False)
+        if not (sources == gaps_from).any():
+            raise ValueError(
+                f"tokenizer.gaps_from: no training orders of source {gaps_from!r} "
+                f"(sources: {sorted(set(sources.tolist()))})"
+            )
+        gaps = gaps[sources == gaps_from]
+    return Tokenizer.fit(train["size"].to_numpy(), gaps)
 
 
 def tokenize(table: pa.Table, tokenizer: Tokenizer) -> TokenSplit:

@@ -82,13 +82,27 @@ class OptimSection(StrictModel):
     )
 
 
+class TokenizerSection(StrictModel):
+    gaps_from: Literal["lobster", "synthetic"] | None = Field(
+        default=None,
+        description="fit the inter-arrival bins on this source's training orders only "
+        "(default: all); the largest gap the model can decode is its top bin's",
+    )
+
+
 class TrainConfig(StrictModel):
     name: str = "lmm"
     seed: int = Field(default=0, ge=0)
     corpus: Path = Field(description="corpus.parquet written by `mars-ray data build-corpus`")
     out: Path = Path("runs/lmm")
+    init_from: Path | None = Field(
+        default=None,
+        description="a trained model.pt whose weights and tokenizer start this run "
+        "(fine-tuning, e.g. on real days after synthetic pre-training); `model` must match it",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelSection = ModelSection()
+    tokenizer: TokenizerSection = TokenizerSection()
     optim: OptimSection = OptimSection()
 
     def model_config_(self) -> LMMConfig:
@@ -153,7 +167,8 @@ def training_data(
     fitting the tokenizer on it unless one is given; ``held_out`` are the validation / test
     splits already tokenized with that tokenizer (default: tokenized here)."""
     train_rows = split_table(table, "train", config.optim.max_train_orders)
-    tokenizer = fit_tokenizer(train_rows) if tokenizer is None else tokenizer
+    if tokenizer is None:
+        tokenizer = fit_tokenizer(train_rows, config.tokenizer.gaps_from)
     held_out = tokenize_held_out(table, tokenizer) if held_out is None else held_out
     splits = {"train": tokenize(train_rows, tokenizer), **held_out}
     return TrainingData(tokenizer, splits, corpus_description(table, config))
@@ -181,12 +196,15 @@ class Trainer:
         raw = read_checkpoint(self.last) if resume and self.last.exists() else None
         if resume and raw is None:
             raise CheckpointError(f"--resume: no checkpoint at {self.last}")
+        init = None if raw or config.init_from is None else self._read_init(config.init_from)
+        start = raw or init
         if data is None:
-            stored = Tokenizer.from_state(raw["tokenizer"]) if raw else None
+            stored = Tokenizer.from_state(start["tokenizer"]) if start else None
             data = load_training_data(config, stored)
-        elif raw and data.tokenizer.to_state() != raw["tokenizer"]:
+        elif start and data.tokenizer.to_state() != start["tokenizer"]:
+            source = f"--resume: {self.last}" if raw else f"init_from: {config.init_from}"
             raise CheckpointError(
-                f"--resume: {self.last} was trained with another tokenizer than the given data's"
+                f"{source} was trained with another tokenizer than the given data's"
             )
         self.tokenizer, self.corpus_meta = data.tokenizer, data.corpus_meta
         self.splits: dict[str, TokenSplit] = data.splits
@@ -199,6 +217,8 @@ class Trainer:
         if raw:
             self._check_same_run(raw)
             self.model = build_model(raw, self.last).to(self.device)
+        elif init:
+            self.model = build_model(init, str(config.init_from)).to(self.device)
         else:
             self.model = OrderModel(config.model_config_()).to(self.device)
         self.optimizer = self._optimizer()
@@ -212,6 +232,20 @@ class Trainer:
             if name != "train"
         }
         self.baselines = raw.get("baselines") if raw else None
+        self.pretraining = raw.get("pretraining") if raw else pretraining_of(init, config)
+
+    def _read_init(self, path: Path) -> dict[str, Any]:
+        """``init_from``'s checkpoint, refused unless it holds this config's model shape."""
+        init = read_checkpoint(path)
+        want = self.config.model_config_().to_dict()
+        have = init["model_config"]
+        for key, value in want.items():
+            if have.get(key) != value:
+                raise CheckpointError(
+                    f"model.{key}: the config says {value!r}, but init_from {path} "
+                    f"was trained with {have.get(key)!r}"
+                )
+        return init
 
     def _check_same_run(self, raw: dict[str, Any]) -> None:
         stored = raw.get("train_config", {})
@@ -330,6 +364,7 @@ class Trainer:
             "history": self.history,
             "baselines": self.baselines,
             "corpus": self.corpus_meta,
+            "pretraining": self.pretraining,
         }
 
     def save(self) -> None:
@@ -341,6 +376,19 @@ class Trainer:
         card = {k: v for k, v in payload.items() if k not in ("model", "tokenizer")}
         card["params"] = self.model.num_params()
         (self.out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def pretraining_of(init: dict[str, Any] | None, config: TrainConfig) -> dict[str, Any] | None:
+    """What the ``init_from`` model was trained on, for the new model's card."""
+    if init is None:
+        return None
+    return {
+        "init_from": str(config.init_from),
+        "steps": init.get("step"),
+        "train_config": init.get("train_config"),
+        "corpus": init.get("corpus"),
+        "history": init.get("history"),
+    }
 
 
 def corpus_description(table: Any, config: TrainConfig) -> dict[str, Any]:
