@@ -135,6 +135,37 @@ def test_huge_and_tiny_numbers_get_422_naming_the_field(body, loc) -> None:
     assert loc in locs(answer)
 
 
+@pytest.mark.parametrize("value", ["2", 2.0, True])
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (lambda v: request(trajectories=v), ["body", "trajectories"]),
+        (lambda v: request(seed=v), ["body", "seed"]),
+        (lambda v: request(horizon={"orders": v}), ["body", "horizon", "orders"]),
+        (lambda v: request(snapshot_levels=v), ["body", "snapshot_levels"]),
+        (lambda v: request(inject=[order(size=v)]), ["body", "inject", 0, "size"]),
+        (
+            lambda v: request(inject=[order(trajectories=[v])]),
+            ["body", "inject", 0, "trajectories", 0],
+        ),
+        (
+            lambda v: request(start={"book": {"asks": [[100, v]]}}),
+            ["body", "start", "book", "asks", 0, 1],
+        ),
+        (
+            lambda v: request(start={"lobster": {"row": [1000100, v, 1000000, 100]}}),
+            ["body", "start", "lobster", "row", 1],
+        ),
+    ],
+)
+def test_a_whole_number_given_as_text_float_or_bool_gets_422(body, loc, value) -> None:
+    """Counts, sizes and seeds are JSON integers; "2", 2.0 or true is a field error,
+    not quietly read as 2 or 1."""
+    answer = post_json(API, URL, body(value))
+    assert answer.status == 422, answer.body
+    assert loc in locs(answer)
+
+
 def test_the_largest_price_and_size_are_served_exactly() -> None:
     biggest = order(type="ioc", price=MAX_TICKS * 0.01, size=MAX_SHARES)
     answer = post_json(API, URL, request(inject=[biggest]))

@@ -1,7 +1,8 @@
 """The HTTP API's request models: what `POST /v1/trajectories` accepts, validated by pydantic.
 
 FastAPI turns a validation error into a 422 that names the field (``loc``) and
-the value; OpenAPI docs (``/docs``, ``/openapi.json``) come from these models,
+the value; a whole number must be a JSON integer (``"2"``, ``2.0`` and ``true`` are field
+errors, not quietly converted); OpenAPI docs (``/docs``, ``/openapi.json``) come from these models,
 including the example body, which works as is. Every number is finite (JSON's
 ``NaN`` and ``Infinity``, which Python's parser accepts, are field errors), and
 prices, sizes and the tick size are bounded as ``schema.quantities`` says.
@@ -9,9 +10,17 @@ prices, sizes and the tick size are bounded as ``schema.quantities`` says.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic import Strict as _Strict
 
 from agents.lmm import ControlParams, Temperature
 from mars_ray.schema.clock import parse_clock
@@ -43,6 +52,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+RequestShares = Annotated[Shares, _Strict()]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -51,16 +63,16 @@ class BookLevels(_Body):
     """A start book as price levels: [price, shares] pairs, best first on each side (the
     prices' tick grid is checked with the request's ``tick_size``: ``check_request``)."""
 
-    bids: list[tuple[Price, Shares]] = Field(default_factory=list)
-    asks: list[tuple[Price, Shares]] = Field(default_factory=list)
+    bids: list[tuple[Price, RequestShares]] = Field(default_factory=list)
+    asks: list[tuple[Price, RequestShares]] = Field(default_factory=list)
 
 
 class LobsterSnapshot(_Body):
     """One row of a LOBSTER orderbook file: ask price, ask size, bid price, bid size, ... per
     level, prices as integers times ``price_scale`` (LOBSTER's 10,000)."""
 
-    row: list[int] = Field(min_length=4)
-    price_scale: int = Field(default=10_000, gt=0, le=10**12)
+    row: list[StrictInt] = Field(min_length=4)
+    price_scale: StrictInt = Field(default=10_000, gt=0, le=10**12)
 
     @field_validator("row")
     @classmethod
@@ -117,7 +129,7 @@ class StartState(_Body):
 class Horizon(_Body):
     """How long each trajectory runs: a number of generated orders or of seconds (one)."""
 
-    orders: int | None = Field(default=None, gt=0, description="LMM orders per trajectory")
+    orders: StrictInt | None = Field(default=None, gt=0, description="LMM orders per trajectory")
     seconds: float | None = Field(default=None, gt=0, le=86_400, description="simulated seconds")
 
     @model_validator(mode="after")
@@ -134,8 +146,8 @@ class InjectedOrder(_Body):
     side: Literal["buy", "sell"]
     type: Literal["limit", "market", "ioc"] = "limit"
     price: Price | None = Field(default=None, description="required for limit and ioc")
-    size: Shares
-    trajectories: list[int] | None = Field(default=None, description="default: every one")
+    size: RequestShares
+    trajectories: list[StrictInt] | None = Field(default=None, description="default: every one")
 
     @model_validator(mode="after")
     def _priced(self) -> InjectedOrder:
@@ -173,8 +185,8 @@ class TrajectoryRequest(_Body):
         default="10:00", description="time of day the trajectories start (HH:MM[:SS])"
     )
     horizon: Horizon
-    trajectories: int = Field(default=1, ge=1, description="independent continuations")
-    seed: int = Field(default=0, ge=0, lt=2**63)
+    trajectories: StrictInt = Field(default=1, ge=1, description="independent continuations")
+    seed: StrictInt = Field(default=0, ge=0, lt=2**63)
     temperature: Temperature = 1.0
     inject: list[InjectedOrder] = Field(default_factory=list)
     control: ControlParams | None = Field(
@@ -182,7 +194,7 @@ class TrajectoryRequest(_Body):
         description="steer every trajectory toward a mid path (times of day, ticks) or a "
         "volatility, as the LMM agent's `control` param",
     )
-    snapshot_levels: int = Field(default=5, ge=1)
+    snapshot_levels: StrictInt = Field(default=5, ge=1)
     snapshot_every_s: float = Field(default=1.0, ge=0.01, le=3600)
     format: Literal["json", "arrow"] = Field(
         default="json", description="arrow: an Arrow IPC stream (also chosen by the Accept header)"
