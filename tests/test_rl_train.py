@@ -77,15 +77,24 @@ def test_rl_tune_refuses_an_unknown_search_field(tmp_path) -> None:
     assert "tune.search" in result.output and "cannot search 'entropy'" in result.output
 
 
-def test_initial_action_std_reaches_the_env_runners(ray_session) -> None:
-    config = load_rl_config(TINY, {"training": {"initial_action_std": 0.2}})
+def test_initial_std_and_lr_per_role_reach_the_env_runners_and_learner(ray_session) -> None:
+    overrides = {"initial_action_std": 0.2, "lr": 0.001, "lr_per_role": {"execution": 1e-5}}
+    config = load_rl_config(TINY, {"training": overrides})
     algo = ppo_config(config).build_algo()
     try:
         before = policy_log_std(algo)
         set_initial_std(algo, config.training.initial_action_std)
         after = policy_log_std(algo)
+        results = algo.learner_group.foreach_learner(
+            lambda learner: {
+                str(m): learner.get_optimizer(m).param_groups[0]["lr"]
+                for m in learner.module.keys()
+            }
+        )
+        (rates,) = [r.get() for r in results]
     finally:
         algo.stop()
+    assert rates == {"execution": 1e-5, "market_maker": 0.001, "directional": 0.001}
     for role in ("execution", "market_maker", "directional"):
         assert not np.allclose(before[role], np.log(0.2), atol=1e-3)
         np.testing.assert_allclose(after[role], np.log(0.2), atol=1e-6)

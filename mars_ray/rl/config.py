@@ -8,12 +8,12 @@ a simulation config (``background: lmm`` is an ``lmm`` group there), and the ker
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from agents.base import LatencyConfig
-from agents.rl_policy import RoleParams
+from agents.rl_policy import Role, RoleParams
 from mars_ray.schema.clock import Clock, format_clock, parse_clock
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 from mars_ray.sim.config import AgentGroupConfig, InstrumentConfig
@@ -160,6 +160,11 @@ class TrainingConfig(StrictModel):
     minibatch_size: int = Field(default=200, ge=4)
     num_epochs: int = Field(default=5, ge=1, le=100)
     lr: float = Field(default=3e-4, gt=0, le=1)
+    lr_per_role: dict[Role, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict,
+        description="a role's own learning rate, in place of lr (e.g. a slower one for a "
+        "role whose edge is small against its episodes' noise)",
+    )
     gamma: float = Field(default=0.99, gt=0, le=1)
     gae_lambda: float = Field(default=0.95, ge=0, le=1, description="PPO's GAE lambda")
     entropy_coeff: float = Field(default=0.0, ge=0, le=1, description="PPO's entropy bonus")

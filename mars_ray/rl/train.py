@@ -82,7 +82,12 @@ def ppo_config(config: RLConfig) -> PPOConfig:
             num_epochs=t.num_epochs,
         )
         .multi_agent(policies=set(roles(config)), policy_mapping_fn=policy_of)
-        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(t.hidden)))
+        .rl_module(
+            model_config=DefaultModelConfig(fcnet_hiddens=list(t.hidden)),
+            algorithm_config_overrides_per_module={
+                role: PPOConfig.overrides(lr=lr) for role, lr in t.lr_per_role.items()
+            },
+        )
         .debugging(seed=config.env.seed)
     )
 
