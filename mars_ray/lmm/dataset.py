@@ -102,12 +102,13 @@ def fit_tokenizer(train: pa.Table, gaps_from: str | None = None) -> Tokenizer:
     gaps = train["gap_ns"].to_numpy()
     if gaps_from is not None:
         sources = train["source"].to_numpy(zero_copy_only=False)
-        if not (sources == gaps_from).any():
+        chosen = sources == gaps_from
+        if not chosen.any():
             raise ValueError(
                 f"tokenizer.gaps_from: no training orders of source {gaps_from!r} "
                 f"(sources: {sorted(set(sources.tolist()))})"
             )
-        gaps = gaps[sources == gaps_from]
+        gaps = gaps[chosen]
     return Tokenizer.fit(train["size"].to_numpy(), gaps)
 
 

@@ -437,15 +437,15 @@ class MarketEnv(MultiAgentEnv):
         role = agent.role
         if role.role == "execution":
             shortfall, agent.step_shortfall = agent.step_shortfall, 0.0
+            left = role.quantity - agent.executed
             if role.mark_remaining:
-                left = 0 if last else role.quantity - agent.executed
-                marked = left * role.sign * (mid - tr.arrival_mid) / tr.arrival_mid * 1e4
+                to_mark = 0 if last else left
+                marked = to_mark * role.sign * (mid - tr.arrival_mid) / tr.arrival_mid * 1e4
                 shortfall += marked - agent.marked
                 agent.marked = marked
             reward = -shortfall / role.quantity
             if last:
-                left = max(role.quantity - agent.executed, 0)
-                reward -= role.leftover_penalty_bp * left / role.quantity
+                reward -= role.leftover_penalty_bp * max(left, 0) / role.quantity
             return float(reward)
         value = agent.cash + agent.inventory * mid
         change, agent.value = value - agent.value, value

@@ -2,8 +2,8 @@
 
 FastAPI turns a validation error into a 422 that names the field (``loc``) and
 the value; a whole number must be a JSON integer (``"2"``, ``2.0`` and ``true`` are field
-errors, not quietly converted); OpenAPI docs (``/docs``, ``/openapi.json``) come from these models,
-including the example body, which works as is. Every number is finite (JSON's
+errors, not quietly converted). OpenAPI docs (``/docs``, ``/openapi.json``) come from these
+models, including the example body, which works as is. Every number is finite (JSON's
 ``NaN`` and ``Infinity``, which Python's parser accepts, are field errors), and
 prices, sizes and the tick size are bounded as ``schema.quantities`` says.
 """
@@ -16,11 +16,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StrictInt,
     field_validator,
     model_validator,
 )
-from pydantic import Strict as _Strict
 
 from agents.lmm import ControlParams, Temperature
 from mars_ray.schema.clock import parse_clock
@@ -52,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-RequestShares = Annotated[Shares, _Strict()]
+RequestShares = Annotated[Shares, Strict()]
 
 
 class _Body(BaseModel):
