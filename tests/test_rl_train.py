@@ -7,14 +7,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 
 from agents.rl_features import N_OBS
 from agents.rl_policy import ACTION_DIMS
 from mars_ray.cli import cli
-from mars_ray.rl.config import load_rl_config
-from mars_ray.rl.train import ppo_config, set_initial_std
+from mars_ray.rl.config import load_rl_config, parse_rl_config
+from mars_ray.rl.evaluate import load_policies, validate
+from mars_ray.rl.train import ppo_config, roles, set_initial_std
+from mars_ray.schema.validation import ConfigError
 
 TINY = "configs/rl/tiny.yaml"
 
@@ -40,6 +44,39 @@ def test_rl_train_runs_checkpoints_and_resumes(tmp_path, ray_session) -> None:
     lines = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [1, 2]
     assert lines[1]["env_steps"] > lines[0]["env_steps"]
+
+
+def test_rl_train_keeps_the_policies_that_validate_best(tmp_path, ray_session) -> None:
+    config = tmp_path / "validated.yaml"
+    raw = yaml.safe_load(Path(TINY).read_text())
+    raw["training"]["validation"] = {"every": 1, "episodes": 2, "seed_start": 77}
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["rl", "train", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (out / "validation.jsonl").read_text().splitlines()]
+    assert [x["iteration"] for x in lines] == [1, 2]
+    assert all(x["role"] == "execution" and x["episodes"] == 2 for x in lines)
+    best = max(lines, key=lambda x: x["diff_mean"])
+    assert f"policies/ holds iteration {best['iteration']}'s" in result.output
+    assert "validation    1  execution vs baseline" in result.output
+    assert (out / "validation.png").stat().st_size > 0
+    for role in ("execution", "market_maker", "directional"):
+        kept = (out / "policies" / f"{role}.npz").read_bytes()
+        assert kept == (out / "best" / f"{role}.npz").read_bytes()
+        assert (out / "last" / f"{role}.npz").exists()
+    # the score is the paired difference the evaluation computes on the same seeds
+    cfg = load_rl_config(config)
+    again = validate(cfg.env, load_policies(out, roles(cfg)), "execution", 2, 77)
+    assert again["diff_mean"] == pytest.approx(best["diff_mean"], abs=1e-9)
+
+
+def test_validation_role_must_have_agents(tmp_path) -> None:
+    raw = yaml.safe_load(Path(TINY).read_text())
+    raw["env"]["agents"] = [a for a in raw["env"]["agents"] if a["role"] != "directional"]
+    raw["training"]["validation"] = {"role": "directional"}
+    with pytest.raises(ConfigError, match=r"training\.validation\.role"):
+        parse_rl_config(raw)
 
 
 def test_rl_train_config_error_names_the_field(tmp_path) -> None:

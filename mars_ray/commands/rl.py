@@ -50,8 +50,13 @@ def train(
 
     Prints a line per iteration (mean episode return per policy, env steps/s) and writes
     OUT/checkpoint/, OUT/progress.jsonl, OUT/curve_ROLE.png and OUT/policies/ROLE.pt.
+    With training.validation, also a line per validation, OUT/validation.jsonl and
+    OUT/validation.png; OUT/policies/ then holds the best validation's policies and
+    OUT/last/ the last iteration's.
     """
-    from mars_ray.rl.train import NothingToResume
+    from pathlib import Path
+
+    from mars_ray.rl.train import NothingToResume, read_validations
     from mars_ray.rl.train import train as run_training
 
     cfg = load(config, {"training.iterations": iterations, "training.max_minutes": max_minutes})
@@ -59,11 +64,22 @@ def train(
     click.echo(f"{cfg.name}: training {', '.join(sorted({a.role for a in cfg.env.agents}))}")
     try:
         history = run_training(
-            cfg, out, resume=resume, on_iteration=lambda it: click.echo(it.line())
+            cfg,
+            out,
+            resume=resume,
+            on_iteration=lambda it: click.echo(it.line()),
+            on_validation=lambda v: click.echo(v.line()),
         )
     except NothingToResume as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{len(history)} iterations; checkpoint, curves and policies in {out}")
+    kept = read_validations(Path(out))
+    if kept:
+        best = max(kept, key=lambda v: v.diff_mean)
+        click.echo(
+            f"policies/ holds iteration {best.iteration}'s (best on validation: "
+            f"{best.role} {best.diff_mean:+.3f}); last/ the last iteration's"
+        )
 
 
 @rl.command("evaluate")

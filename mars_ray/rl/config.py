@@ -147,6 +147,24 @@ class EnvConfig(StrictModel):
         return 0 if role.instrument is None else self.instrument_names.index(role.instrument)
 
 
+class ValidationConfig(StrictModel):
+    """Checkpoint selection on seeds that neither training nor evaluation uses: every
+    ``every`` iterations from ``after`` (and at the last), ``role``'s policy against its
+    baseline on ``episodes`` seeds from ``seed_start``, paired by seed; the run keeps the
+    policies of the iteration that scored best."""
+
+    role: Role = Field(default="execution", description="the role whose difference is scored")
+    every: int = Field(default=5, ge=1, description="iterations between validations")
+    after: int = Field(default=1, ge=1, description="the first iteration that may be validated")
+    episodes: int = Field(default=60, ge=2, le=100_000)
+    seed_start: int = Field(
+        default=500_000,
+        ge=0,
+        lt=2**63,
+        description="the first validation seed (mars-ray rl evaluate's default is 1,000,000)",
+    )
+
+
 class TrainingConfig(StrictModel):
     iterations: int = Field(default=20, ge=1, le=100_000)
     max_minutes: float | None = Field(
@@ -183,6 +201,11 @@ class TrainingConfig(StrictModel):
         "(default RLlib's: about 1, half the action range)",
     )
     checkpoint_every: int = Field(default=5, ge=1)
+    validation: ValidationConfig | None = Field(
+        default=None,
+        description="keep the policies that score best on validation seeds (default: the "
+        "last iteration's)",
+    )
 
     @model_validator(mode="after")
     def _minibatch(self) -> TrainingConfig:
@@ -222,6 +245,17 @@ class RLConfig(StrictModel):
     env: EnvConfig
     training: TrainingConfig = TrainingConfig()
     tune: TuneConfig = TuneConfig()
+
+    @model_validator(mode="after")
+    def _validated_role_trains(self) -> RLConfig:
+        validation = self.training.validation
+        present = sorted({g.role for g in self.env.agents})
+        if validation is not None and validation.role not in present:
+            raise ValueError(
+                f"training.validation.role: {validation.role!r} has no agents in env.agents "
+                f"(roles there: {present})"
+            )
+        return self
 
 
 def load_rl_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RLConfig:

@@ -121,6 +121,32 @@ def bootstrap_ci(diffs: np.ndarray, seed: int = 0, draws: int = 2000) -> list[fl
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+def paired(trained: np.ndarray, base: np.ndarray, seed_start: int) -> dict:
+    """Means, the mean difference and its bootstrap 95% interval, paired by seed."""
+    return {
+        "episodes": len(trained),
+        "trained_mean": float(trained.mean()),
+        "baseline_mean": float(base.mean()),
+        "diff_mean": float((trained - base).mean()),
+        "diff_ci95": bootstrap_ci(trained - base, seed=seed_start),
+    }
+
+
+def validate(
+    config: EnvConfig, trained: dict[str, Policy], role: str, episodes: int, seed_start: int
+) -> dict:
+    """``role``'s trained policy against its baseline, the others trained: what a run's
+    checkpoint selection scores (two episodes a seed, where ``evaluate`` runs nine)."""
+    env = MarketEnv(config)
+    base = next(baseline(g) for g in config.agents if g.role == role)
+    t, b = [], []
+    for seed in range(seed_start, seed_start + episodes):
+        t.append(role_mean(run_episode(env, seed, trained)[0], role))
+        b.append(role_mean(run_episode(env, seed, {**trained, role: base})[0], role))
+    env.close()
+    return paired(np.array(t), np.array(b), seed_start)
+
+
 def evaluate(
     config: EnvConfig, trained: dict[str, Policy], episodes: int, seed_start: int
 ) -> tuple[dict, dict]:
@@ -152,14 +178,7 @@ def evaluate(
     report: dict = {"policies": {}, "cross_play": {}, "also": {}}
     for r in roles:
         t, b = np.array(results[r]["trained"]), np.array(results[r]["baseline"])
-        report["policies"][r] = {
-            "episodes": episodes,
-            "trained_mean": float(t.mean()),
-            "baseline_mean": float(b.mean()),
-            "diff_mean": float((t - b).mean()),
-            "diff_ci95": bootstrap_ci(t - b, seed=seed_start),
-            "unit": UNITS[r],
-        }
+        report["policies"][r] = {**paired(t, b, seed_start), "unit": UNITS[r]}
         report["cross_play"][r] = {
             "with_trained": float(t.mean()),
             "with_baseline": float(np.mean(results[r]["with_baseline"])),

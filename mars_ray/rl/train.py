@@ -6,12 +6,17 @@ from), ``progress.jsonl`` (one line per iteration), ``curve_ROLE.png`` (the lear
 of each policy), ``policies/ROLE.pt`` (each policy's RLModule weights as a plain torch state
 dict) and ``policies/ROLE.npz`` (its actor as numpy layers: what the ``rl_policy`` agent
 kind loads, without Ray or torch).
+
+With ``training.validation`` the run also scores its policies on validation seeds as it
+goes (``validation.jsonl``, ``validation.png``) and keeps the best iteration's in ``best/``;
+when the run ends, ``policies/`` holds the best's and ``last/`` the last iteration's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +35,9 @@ from ray.rllib.utils.metrics import (
 )
 
 from agents.rl_policy import ACTION_DIMS, PolicyWeights
-from mars_ray.rl.config import RLConfig
+from mars_ray.rl.config import RLConfig, ValidationConfig
 from mars_ray.rl.env import MarketEnv, role_of
+from mars_ray.rl.evaluate import validate
 from mars_ray.sim.ray_runtime import ensure_ray
 
 CHECKPOINT = "checkpoint"
@@ -40,6 +46,9 @@ HEAD = "pi.net.mlp."  # the policy head: mean and log std of each action dimensi
 PROGRESS = "progress.jsonl"
 CONFIG = "config.json"  # the run's validated config: what evaluation rebuilds the env from
 POLICIES = "policies"
+BEST = "best"  # with training.validation: the policies of the best-scoring iteration
+LAST = "last"  # with training.validation: the last iteration's, once the run ends
+VALIDATION = "validation.jsonl"
 
 
 class NothingToResume(FileNotFoundError):
@@ -110,6 +119,26 @@ class Iteration:
         )
 
 
+@dataclass
+class Validation:
+    """One validation: the role's mean difference against its baseline on the seeds."""
+
+    iteration: int
+    role: str
+    episodes: int
+    diff_mean: float
+    diff_ci95: list[float]
+    best: bool = False
+
+    def line(self) -> str:
+        lo, hi = self.diff_ci95
+        mark = "  best so far" if self.best else ""
+        return (
+            f"validation {self.iteration:4d}  {self.role} vs baseline {self.diff_mean:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}] on {self.episodes} seeds{mark}"
+        )
+
+
 def iteration_of(k: int, result: dict, previous_steps: int, seconds: float) -> Iteration:
     runners = result.get(ENV_RUNNER_RESULTS, {})
     returns = {str(m): float(v) for m, v in runners.get(EPISODE_MODULE_RETURN_MEAN, {}).items()}
@@ -123,10 +152,11 @@ def train(
     out: str | Path,
     resume: bool = False,
     on_iteration: Callable[[Iteration], None] | None = None,
+    on_validation: Callable[[Validation], None] | None = None,
 ) -> list[Iteration]:
     """Train for ``training.iterations`` (in all, counting a resumed run's), or until
     ``training.max_minutes`` have passed, checkpointing every ``checkpoint_every`` and at
-    the end; the iterations' lines."""
+    the end (and validating, with ``training.validation``); the iterations' lines."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     history = read_progress(out) if resume else []
@@ -134,6 +164,10 @@ def train(
         raise NothingToResume(f"nothing to resume: no {CHECKPOINT}/ in {out}")
     if not resume:
         (out / PROGRESS).unlink(missing_ok=True)
+        (out / VALIDATION).unlink(missing_ok=True)
+        shutil.rmtree(out / BEST, ignore_errors=True)
+    validations = read_validations(out)
+    checks = config.training.validation
     (out / CONFIG).write_text(config.model_dump_json(indent=2) + "\n")
     join_ray(max(1, config.training.num_env_runners + 1), out)
     algo = ppo_config(config).build_algo()
@@ -159,12 +193,42 @@ def train(
             over = budget is not None and time.perf_counter() - began >= budget * 60
             if k % config.training.checkpoint_every == 0 or k == last or over:
                 save(algo, config, out)
+            if checks is not None and (due(checks, k) or k == last or over):
+                v = validation_of(algo, config, out, k, validations)
+                validations.append(v)
+                if on_validation:
+                    on_validation(v)
             if over:
                 break
         plot_curves(history, out)
+        if validations:
+            plot_validation(validations, out)
+            select_best(out)
     finally:
         algo.stop()
     return history
+
+
+def due(checks: ValidationConfig, k: int) -> bool:
+    return k >= checks.after and (k - checks.after) % checks.every == 0
+
+
+def validation_of(
+    algo: Algorithm, config: RLConfig, out: Path, k: int, before: list[Validation]
+) -> Validation:
+    """Score iteration ``k``'s policies; a new best is written to ``best/``."""
+    checks = config.training.validation
+    assert checks is not None
+    states = policy_states(algo, config)
+    actors = {role: export_actor(state, ACTION_DIMS[role]).act for role, state in states.items()}
+    score = validate(config.env, actors, checks.role, checks.episodes, checks.seed_start)
+    v = Validation(k, checks.role, score["episodes"], score["diff_mean"], score["diff_ci95"])
+    v.best = all(v.diff_mean > b.diff_mean for b in before)
+    if v.best:
+        write_policies(states, out / BEST)
+    with (out / VALIDATION).open("a") as f:
+        f.write(json.dumps(v.__dict__) + "\n")
+    return v
 
 
 def set_initial_std(algo: Algorithm, std: float) -> None:
@@ -194,12 +258,38 @@ def last_head_layer(module: Any) -> torch.nn.Linear:
 def save(algo: Algorithm, config: RLConfig, out: Path) -> None:
     """The algorithm checkpoint, and each policy's weights as a plain state dict."""
     algo.save_to_path(str((out / CHECKPOINT).resolve()))
-    (out / POLICIES).mkdir(exist_ok=True)
-    for role in roles(config):
-        module = algo.get_module(role)
-        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-        torch.save(state, out / POLICIES / f"{role}.pt")
-        export_actor(state, ACTION_DIMS[role]).save(out / POLICIES / f"{role}.npz")
+    write_policies(policy_states(algo, config), out / POLICIES)
+
+
+def policy_states(algo: Algorithm, config: RLConfig) -> dict[str, dict[str, torch.Tensor]]:
+    return {
+        role: {k: v.detach().cpu() for k, v in algo.get_module(role).state_dict().items()}
+        for role in roles(config)
+    }
+
+
+def write_policies(states: dict[str, dict[str, torch.Tensor]], folder: Path) -> None:
+    """Each policy as ``ROLE.pt`` (its RLModule's state dict) and ``ROLE.npz`` (its actor)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for role, state in states.items():
+        torch.save(state, folder / f"{role}.pt")
+        export_actor(state, ACTION_DIMS[role]).save(folder / f"{role}.npz")
+
+
+def select_best(out: Path) -> None:
+    """At a run's end: ``last/`` gets the last iteration's policies, ``policies/`` the
+    best-scoring validation's."""
+    shutil.rmtree(out / LAST, ignore_errors=True)
+    shutil.copytree(out / POLICIES, out / LAST)
+    shutil.rmtree(out / POLICIES)
+    shutil.copytree(out / BEST, out / POLICIES)
+
+
+def read_validations(out: Path) -> list[Validation]:
+    path = out / VALIDATION
+    if not path.exists():
+        return []
+    return [Validation(**json.loads(line)) for line in path.read_text().splitlines() if line]
 
 
 def export_actor(state: dict[str, torch.Tensor], action_dim: int) -> PolicyWeights:
@@ -251,3 +341,30 @@ def plot_curves(history: list[Iteration], out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_validation(validations: list[Validation], out: Path) -> Path:
+    """The validated role's difference against its baseline, with its 95% interval, per
+    validated iteration; the kept one marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [v.iteration for v in validations]
+    y = np.array([v.diff_mean for v in validations])
+    ci = np.array([v.diff_ci95 for v in validations])
+    kept = max(validations, key=lambda v: v.diff_mean)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o-", capsize=2)
+    ax.scatter([kept.iteration], [kept.diff_mean], s=120, facecolors="none", edgecolors="red")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("trained minus baseline")
+    ax.set_title(f"{kept.role} on {kept.episodes} validation seeds (kept: red)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "validation.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
