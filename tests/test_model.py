@@ -115,7 +115,8 @@ def test_grouped_query_attention_cached_equals_banded_forward(kv_heads: int) -> 
     comp, book = random_stream(model, 3, 3 * bs + 2)
     full = model.hidden(comp, book)
     cache = model.new_cache(3)
-    assert cache.k[0].shape == (3, kv_heads, bs + 1, 8)
+    assert cache.k[0].shape == (3, kv_heads, 8, bs + 1)
+    assert cache.v[0].shape == (3, kv_heads, bs + 1, 8)
     for t in range(comp.shape[1]):
         h = model.step(comp[:, t], book[:, t], cache)
         torch.testing.assert_close(h, full[:, t], atol=ATOL, rtol=0)

@@ -78,9 +78,9 @@ class FastWeights:
     # factorised heads: condition tables of head c for component j < c at cond_at[c, j]
     cond: np.ndarray  # (rows, C)
     cond_at: np.ndarray  # (4, 4)
-    head_fc: np.ndarray  # (4, C, C)
+    head_fc: np.ndarray  # (4, C, C) transposed, (in, out)
     head_fc_b: np.ndarray  # (4, C)
-    head_out: np.ndarray  # (sum sizes, C), head c's rows from out_at[c]
+    head_out: np.ndarray  # (C, sum sizes) transposed, head c's columns from out_at[c]
     head_out_b: np.ndarray  # (sum sizes,)
     out_at: np.ndarray  # (4,)
     # joint head
@@ -126,16 +126,16 @@ class FastWeights:
                     tables.append(a(emb.weight))
                     n += emb.weight.shape[0]
             cond = np.concatenate(tables) if tables else np.zeros((0, C), np.float32)
-            head_fc = np.stack([a(h.fc.weight) for h in model.heads])
+            head_fc = np.stack([a(h.fc.weight).T for h in model.heads])
             head_fc_b = np.stack([a(h.fc.bias) for h in model.heads])
-            head_out = np.concatenate([a(h.out.weight) for h in model.heads])
+            head_out = np.concatenate([a(h.out.weight) for h in model.heads]).T
             head_out_b = np.concatenate([a(h.out.bias) for h in model.heads])
             joint_w, joint_b = np.zeros((0, C), np.float32), np.zeros(0, np.float32)
         else:
             cond = np.zeros((0, C), np.float32)
             head_fc = np.zeros((4, C, C), np.float32)
             head_fc_b = np.zeros((4, C), np.float32)
-            head_out, head_out_b = np.zeros((0, C), np.float32), np.zeros(0, np.float32)
+            head_out, head_out_b = np.zeros((C, 0), np.float32), np.zeros(0, np.float32)
             joint_w, joint_b = a(model.joint_head.weight), a(model.joint_head.bias)
         eps = model.norm_f.eps
         return cls(
@@ -262,9 +262,9 @@ def _attend(
 ) -> None:
     """One row's attention: rotate q and k, store k and v at ``write``, attend over the
     window (the block_size - 1 previous orders and the new one), y (C,) = heads' outputs."""
-    S = k_cache.shape[2]
+    S = v_cache.shape[2]
     bs = S - 1
-    D = k_cache.shape[3]
+    D = v_cache.shape[3]
     C = n_head * D
     q = qkv[:C].reshape(n_head, D)
     k = qkv[C : C + n_kv * D].reshape(n_kv, D)
@@ -273,7 +273,7 @@ def _attend(
     _rope(k, cos, sin)
     for g in range(n_kv):
         for d in range(D):
-            k_cache[row, g, write, d] = k[g, d]
+            k_cache[row, g, d, write] = k[g, d]
             v_cache[row, g, write, d] = v[g, d]
     slot = pos % bs
     seen = min(pos, bs)
@@ -281,13 +281,18 @@ def _attend(
     per = n_head // n_kv
     for h in range(n_head):
         g = h // per
+        # every slot's score, summed over the channels in order: vectorised across the
+        # slots (keys are stored transposed); slots outside the window are skipped below
+        for j in range(S):
+            scores[j] = 0.0
+        for d in range(D):
+            a = q[h, d]
+            for j in range(S):
+                scores[j] += a * k_cache[row, g, d, j]
         best = np.float32(-np.inf)
         for j in range(S):
             if j == write or (j < seen and j != slot):
-                s = np.float32(0.0)
-                for d in range(D):
-                    s += q[h, d] * k_cache[row, g, j, d]
-                s *= scale
+                s = scores[j] * scale
                 scores[j] = s
                 if s > best:
                     best = s
@@ -339,7 +344,7 @@ def trunk(
     updated in place (inactive rows write the scratch slot and keep their position)."""
     n = rows.shape[0]
     C = book_w.shape[1]
-    S = k_caches[0].shape[2]
+    S = v_caches[0].shape[2]
     bs = S - 1
     x = np.empty((n, C), dtype=np.float32)
     xn = np.empty((n, C), dtype=np.float32)
@@ -439,19 +444,25 @@ def head_logits(
         e = cond_at[c, j] + earlier[j]
         for i in range(C):
             z[i] += cond[e, i]
-    m = np.empty(C, dtype=np.float32)
+    # each output's sum runs over the inputs in order, vectorised across the outputs (the
+    # weights are stored transposed): one running sum per output waited on every add
+    m = np.zeros(C, dtype=np.float32)
+    for i in range(C):
+        a = z[i]
+        for o in range(C):
+            m[o] += a * head_fc[c, i, o]
     for o in range(C):
-        s = np.float32(0.0)
-        for i in range(C):
-            s += head_fc[c, o, i] * z[i]
-        v = np.float64(s + head_fc_b[c, o])
+        v = np.float64(m[o] + head_fc_b[c, o])
         m[o] = np.float32(0.5 * v * (1.0 + math.erf(v * _SQRT_HALF)))
     base = out_at[c]
     for o in range(size):
-        s = np.float32(0.0)
-        for i in range(C):
-            s += head_out[base + o, i] * m[i]
-        logits[o] = s + head_out_b[base + o]
+        logits[o] = 0.0
+    for i in range(C):
+        a = m[i]
+        for o in range(size):
+            logits[o] += a * head_out[i, base + o]
+    for o in range(size):
+        logits[o] += head_out_b[base + o]
 
 
 @njit(cache=True)

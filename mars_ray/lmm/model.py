@@ -163,10 +163,14 @@ class KVCache:
     ``pos[b] % block_size``, overwriting the order that just left the window. One extra
     scratch slot (index block_size) takes the key/value of rows stepped while inactive,
     so that they attend to their new order without committing it.
+
+    Keys are stored transposed, slots last: a query's scores over the window are then
+    products along contiguous rows of slots, which a CPU vectorises across the slots with
+    each score still summed over the head's channels in order (docs/performance.md).
     """
 
-    k: list[Tensor]  # n_layer x (B, kv_heads, block_size + 1, head_dim), keys already rotated
-    v: list[Tensor]
+    k: list[Tensor]  # n_layer x (B, kv_heads, head_dim, block_size + 1), rotated keys
+    v: list[Tensor]  # n_layer x (B, kv_heads, block_size + 1, head_dim)
     pos: Tensor  # (B,) int64
 
     @property
@@ -175,7 +179,7 @@ class KVCache:
 
     @property
     def block_size(self) -> int:
-        return self.k[0].shape[2] - 1
+        return self.v[0].shape[2] - 1
 
     def reset(self, rows: Tensor | None = None) -> None:
         """Start rows afresh (all rows by default): stale slots are masked out by ``pos``."""
@@ -189,7 +193,8 @@ class KVCache:
 class _StepCtx:
     """Where one step writes and what it may see, shared by all layers."""
 
-    flat: Tensor  # (B * kv_heads,) row of the new key/value in a cache viewed as (-1, head_dim)
+    flat: Tensor  # (B * kv_heads,) row of the new value in a cache viewed as (-1, head_dim)
+    slot: Tensor  # (B * kv_heads, head_dim, 1) the slot of the new key, per channel
     bias: Tensor  # (B * kv_heads, 1, block_size + 1) 0 for slots in the window, -inf outside
 
 
@@ -243,15 +248,16 @@ class CausalSelfAttention(nn.Module):
         """
         B, C = x.shape
         H, G, D = self.n_head, self.n_kv, self.head_dim
-        S = k_cache.shape[2]
+        S = v_cache.shape[2]
         q, k, v = self.qkv(x).split(self.split, dim=-1)
         q = apply_rope(q.view(B, H, D), cos, sin)
         k = apply_rope(k.view(B, G, D), cos, sin)
-        # Scatter the new key/value into their slots: one row of D per (row, kv head).
-        k_cache.view(B * G * S, D).index_copy_(0, ctx.flat, k.reshape(B * G, D).to(k_cache))
+        # Write the new key/value into their slots: a column of the transposed keys and a
+        # row of D values per (row, kv head).
+        keys = k_cache.view(B * G, D, S)
+        keys.scatter_(2, ctx.slot, k.reshape(B * G, D, 1).to(k_cache))
         v_cache.view(B * G * S, D).index_copy_(0, ctx.flat, v.reshape(B * G, D).to(v_cache))
         q = q.reshape(B * G, H // G, D)  # the query heads that share each kv head
-        keys = k_cache.view(B * G, S, D).transpose(1, 2)
         # bias (0 or -inf) hides slots outside the window; baddbmm fuses it with the scores.
         scores = torch.baddbmm(ctx.bias, q, keys, alpha=D**-0.5)
         y = torch.bmm(torch.softmax(scores, dim=-1), v_cache.view(B * G, S, D))
@@ -450,10 +456,11 @@ class OrderModel(nn.Module):
         p = self.book_proj.weight
         device = p.device if device is None else torch.device(device)
         cfg = self.config
-        shape = (batch, cfg.kv_heads, cfg.block_size + 1, cfg.head_dim)
+        keys = (batch, cfg.kv_heads, cfg.head_dim, cfg.block_size + 1)
+        values = (batch, cfg.kv_heads, cfg.block_size + 1, cfg.head_dim)
         return KVCache(
-            k=[torch.zeros(shape, dtype=p.dtype, device=device) for _ in self.blocks],
-            v=[torch.zeros(shape, dtype=p.dtype, device=device) for _ in self.blocks],
+            k=[torch.zeros(keys, dtype=p.dtype, device=device) for _ in self.blocks],
+            v=[torch.zeros(values, dtype=p.dtype, device=device) for _ in self.blocks],
             pos=torch.zeros(batch, dtype=torch.long, device=device),
         )
 
@@ -491,12 +498,13 @@ class OrderModel(nn.Module):
         j = torch.arange(bs + 1, device=x.device)
         previous = (j < pos.clamp(max=bs).unsqueeze(1)) & (j != slot.unsqueeze(1))
         visible = previous | (j == write.unsqueeze(1))
-        G, S = self.config.kv_heads, bs + 1
+        G, S, D = self.config.kv_heads, bs + 1, self.config.head_dim
         heads = torch.arange(B * G, device=x.device).view(B, G)
         flat = (heads * S + write.unsqueeze(1)).view(-1)
+        slot_of_key = write.repeat_interleave(G).view(B * G, 1, 1).expand(B * G, D, 1)
         bias = torch.zeros(B, G, 1, S, dtype=x.dtype, device=x.device)
         bias.masked_fill_(~visible.view(B, 1, 1, S), float("-inf"))
-        ctx = _StepCtx(flat, bias.view(B * G, 1, S))
+        ctx = _StepCtx(flat, slot_of_key, bias.view(B * G, 1, S))
         cos, sin = rope_angles(pos, self.config.head_dim, x.dtype)  # (B, head_dim/2)
         cos, sin = cos.view(B, 1, -1), sin.view(B, 1, -1)  # over the heads
         for i, block in enumerate(self.blocks):
