@@ -194,7 +194,7 @@ def train(
             if k % config.training.checkpoint_every == 0 or k == last or over:
                 save(algo, config, out)
             if checks is not None and (due(checks, k) or k == last or over):
-                v = validation_of(algo, config, out, k, validations)
+                v = validation_of(algo, config, checks, out, k, validations)
                 validations.append(v)
                 if on_validation:
                     on_validation(v)
@@ -214,11 +214,14 @@ def due(checks: ValidationConfig, k: int) -> bool:
 
 
 def validation_of(
-    algo: Algorithm, config: RLConfig, out: Path, k: int, before: list[Validation]
+    algo: Algorithm,
+    config: RLConfig,
+    checks: ValidationConfig,
+    out: Path,
+    k: int,
+    before: list[Validation],
 ) -> Validation:
     """Score iteration ``k``'s policies; a new best is written to ``best/``."""
-    checks = config.training.validation
-    assert checks is not None
     states = policy_states(algo, config)
     actors = {role: export_actor(state, ACTION_DIMS[role]).act for role, state in states.items()}
     score = validate(config.env, actors, checks.role, checks.episodes, checks.seed_start)
