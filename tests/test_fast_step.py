@@ -9,7 +9,7 @@ import torch
 from mars_ray.lmm.checkpoint import load_model
 from mars_ray.lmm.fast_step import FastStep
 from mars_ray.lmm.generate import RowPool, StepInput
-from mars_ray.lmm.model import LMMConfig, OrderModel
+from mars_ray.lmm.model import KVCache, LMMConfig, OrderModel
 
 TOL = 1e-5
 
@@ -184,3 +184,16 @@ def test_a_fresh_compile_and_numba_s_cached_code_give_the_same_bits(tmp_path) ->
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     assert any((tmp_path / "numba").rglob("*.nbi"))  # the second run loaded the cache
     assert runs[0].stdout == runs[1].stdout
+
+
+def test_a_cache_with_the_old_key_layout_is_refused_by_both_paths() -> None:
+    model = tiny("factorised", None)
+    cache = model.new_cache(2)
+    old = KVCache(  # keys (B, kv_heads, slots, head_dim), as mars-ray stored them before
+        k=[k.transpose(2, 3).contiguous() for k in cache.k], v=cache.v, pos=cache.pos
+    )
+    components, book = torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, model.config.n_book)
+    with pytest.raises(ValueError, match="older mars-ray"):
+        model.step(components, book, old)
+    with pytest.raises(ValueError, match="older mars-ray"):
+        FastStep(model).hidden(old, np.arange(2), components.numpy(), book.numpy())

@@ -541,6 +541,7 @@ class FastStep:
         if self._views is None or self._views[0] is not cache:
             if cache.pos.device.type != "cpu":
                 raise ValueError(f"the fused step runs on CPU caches, not {cache.pos.device}")
+            cache.check_layout(self.w.book_w.shape[1] // self.w.n_head)
             k = tuple(t.numpy() for t in cache.k)
             v = tuple(t.numpy() for t in cache.v)
             self._views = (cache, k, v, cache.pos.numpy())

@@ -181,6 +181,18 @@ class KVCache:
     def block_size(self) -> int:
         return self.v[0].shape[2] - 1
 
+    def check_layout(self, head_dim: int) -> None:
+        """Refuse keys not stored slots-last (a cache pickled by an older mars-ray, in a
+        checkpoint, kept its keys (B, kv_heads, slots, head_dim)): read the other way they
+        would give wrong scores, not an error."""
+        keys = tuple(self.k[0].shape[2:])
+        if keys != (head_dim, self.block_size + 1):
+            raise ValueError(
+                f"KV cache keys have shape {tuple(self.k[0].shape)}; this version stores them "
+                f"(B, kv_heads, head_dim={head_dim}, block_size + 1={self.block_size + 1}): "
+                "a cache saved by an older mars-ray cannot be stepped, start the run afresh"
+            )
+
     def reset(self, rows: Tensor | None = None) -> None:
         """Start rows afresh (all rows by default): stale slots are masked out by ``pos``."""
         if rows is None:
@@ -481,6 +493,7 @@ class OrderModel(nn.Module):
         B, bs = cache.batch, self.config.block_size
         if cache.block_size != bs:
             raise ValueError(f"cache has block_size={cache.block_size}, the model {bs}")
+        cache.check_layout(self.config.head_dim)
         if components.shape != (B, 4) or book.shape != (B, self.config.n_book):
             raise ValueError(
                 f"step expects components (B, 4) and book (B, {self.config.n_book}) with "
