@@ -56,7 +56,7 @@ def train(
     """
     from pathlib import Path
 
-    from mars_ray.rl.train import NothingToResume, read_validations
+    from mars_ray.rl.train import NothingToResume, kept_validation, read_validations
     from mars_ray.rl.train import train as run_training
 
     cfg = load(config, {"training.iterations": iterations, "training.max_minutes": max_minutes})
@@ -73,9 +73,9 @@ def train(
     except NothingToResume as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{len(history)} iterations; checkpoint, curves and policies in {out}")
-    kept = read_validations(Path(out))
-    if kept:
-        best = max(kept, key=lambda v: v.diff_mean)
+    validations = read_validations(Path(out))
+    if validations:
+        best = kept_validation(validations)
         click.echo(
             f"policies/ holds iteration {best.iteration}'s (best on validation: "
             f"{best.role} {best.diff_mean:+.3f}); last/ the last iteration's"

@@ -288,6 +288,12 @@ def select_best(out: Path) -> None:
     shutil.copytree(out / BEST, out / POLICIES)
 
 
+def kept_validation(validations: list[Validation]) -> Validation:
+    """The validation whose policies the run keeps: the best score, the earliest on a tie
+    (as ``Validation.best`` marks it while the run goes)."""
+    return max(validations, key=lambda v: v.diff_mean)
+
+
 def read_validations(out: Path) -> list[Validation]:
     path = out / VALIDATION
     if not path.exists():
@@ -357,7 +363,7 @@ def plot_validation(validations: list[Validation], out: Path) -> Path:
     x = [v.iteration for v in validations]
     y = np.array([v.diff_mean for v in validations])
     ci = np.array([v.diff_ci95 for v in validations])
-    kept = max(validations, key=lambda v: v.diff_mean)
+    kept = kept_validation(validations)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o-", capsize=2)
     ax.scatter([kept.iteration], [kept.diff_mean], s=120, facecolors="none", edgecolors="red")
