@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mars_ray.lmm.checkpoint import load_model
-from mars_ray.lmm.fast_step import FastStep
+from mars_ray.lmm.fast_step import FAST_MAX_BATCH, FastStep
 from mars_ray.lmm.generate import RowPool, StepInput
 from mars_ray.lmm.model import KVCache, LMMConfig, OrderModel
 
@@ -132,9 +132,8 @@ def test_pool_orders_are_the_same_by_either_path() -> None:
     """The shipped model in a small pool: the fused path is chosen, and its orders are the
     torch path's."""
     loaded = load_model(None, device="cpu")
-    fast, slow = RowPool(loaded, 3), RowPool(loaded, 3)
-    assert fast.fast is not None
-    slow.fast = None
+    fast, slow = RowPool(loaded, 3), RowPool(loaded, FAST_MAX_BATCH + 1)  # torch: a big pool
+    assert fast.fast is not None and slow.fast is None
     rows_f, rows_s = fast.allocate(3), slow.allocate(3)
     rng = np.random.default_rng(3)
     comp = np.zeros((3, 4), dtype=np.int64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -140,4 +142,22 @@ def test_local_generator_is_a_pool_of_its_own(loaded) -> None:
     gen = LocalGenerator(loaded, 2, temperature=0.7)
     out = gen.next(np.zeros((2, 4)), np.zeros((2, 24)), np.full((2, 4), 0.5), np.ones(2, bool))
     assert out.shape == (2, 4)
-    assert gen.pool.capacity == BATCH_FLOOR
+    # the fused step needs no padding rows; the torch step pads to BATCH_FLOOR
+    assert gen.pool.capacity == (2 if gen.pool.fast is not None else BATCH_FLOOR)
+
+
+def test_a_pickled_pool_goes_on_as_the_original(loaded) -> None:
+    """A shard checkpoint pickles the pool. The copy steps as the original would, and its
+    fused step writes the copy's own cache tensors, not a detached copy of them."""
+    pool = RowPool(loaded, 2)
+    assert pool.fast is not None and pool.capacity == 2
+    rows = pool.allocate(2)
+    steps = inputs(rows, 5, pool.n_book)
+    for s in steps[:6]:
+        pool.step([s])
+    copy = pickle.loads(pickle.dumps(pool))
+    for s in steps[6:]:
+        np.testing.assert_array_equal(copy.step([s])[0], pool.step([s])[0])
+    for mine, theirs in zip(copy.cache.k + copy.cache.v, pool.cache.k + pool.cache.v, strict=True):
+        assert torch.equal(mine, theirs)
+    assert torch.equal(copy.cache.pos, pool.cache.pos)

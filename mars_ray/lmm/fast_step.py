@@ -527,6 +527,11 @@ class FastStep:
         self._views: tuple[KVCache, tuple, tuple, np.ndarray] | None = None
         self._zero: dict[tuple[str, int, int], np.ndarray] = {}
 
+    def __getstate__(self) -> dict:
+        """Without the cache views and the zeros: pickled (a shard checkpoint), a view would
+        come back as a copy of the cache apart from its tensors. Both are made again."""
+        return {**self.__dict__, "_views": None, "_zero": {}}
+
     def _zeros(self, n: int, what: str, width: int) -> np.ndarray:
         """float32 zeros (n, width), kept per shape (the kernels only read them): a step
         per order should not allocate the biases it was not given."""

@@ -8,14 +8,15 @@ runs the model in-process, ``mars_ray.serve.ServedGenerator`` asks a Ray Serve
 deployment that batches many simulations, with the same arrays in and out.
 
 Both sit on a ``RowPool``: KV-cache rows handed out to callers and stepped
-together. Every forward covers at least ``BATCH_FLOOR`` rows (idle rows pad
+together. Every torch forward covers at least ``BATCH_FLOOR`` rows (idle rows pad
 smaller pools) because a row's logits are then bitwise the same whatever else
 is in the batch: on the CPUs we measured, batches of 1-8 rows take other matrix
 kernels than batches of 16 or more, whose results agree to the last bit
 (``tests/test_generate.py`` checks it). So a book's orders do not depend on how
 many other books, shards or concurrent simulations share its forward pass. The
 price is small: at the shipped model's size a 16-row forward costs about a quarter
-more than a 1-row one.
+more than a 1-row one. The fused CPU step (``lmm/fast_step.py``) takes each row on its
+own, so it needs no padding: its pools hold only the rows asked for.
 
 Sampling is driven by uniforms the caller draws from its own per-book seeded
 generators, so a row's orders do not depend on torch's global RNG.
@@ -76,10 +77,13 @@ class RowPool:
         self.model = loaded.model
         self.device = loaded.device
         self.n_book = self.model.config.n_book
-        self.cache = self.model.new_cache(max(capacity, BATCH_FLOOR), self.device)
-        self.free = list(range(self.cache.batch))
         # the fused CPU step (lmm/fast_step.py) where it is faster: chosen once, logged
         self.fast = FastStep(self.model) if use_fast(self.model, capacity) else None
+        # the fused step needs no BATCH_FLOOR padding: its pool holds only the rows asked
+        # for (a cache row is 1 MB at the shipped size, and a shard checkpoint saves them)
+        rows = capacity if self.fast is not None else max(capacity, BATCH_FLOOR)
+        self.cache = self.model.new_cache(rows, self.device)
+        self.free = list(range(self.cache.batch))
 
     @property
     def capacity(self) -> int:
