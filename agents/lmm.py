@@ -442,28 +442,30 @@ class LMMBackground:
         limit = p.max_orders
         if limit is not None:
             active &= np.array([s.generated < limit for s in self.slots], dtype=bool)
-        count = np.zeros(n, dtype=np.int64)
+        count = [0] * n
         book = np.zeros((n, self.n_book), dtype=np.float32)
         top = np.zeros((n, 1, 4), dtype=np.int64)  # what a controller reads of the books
         times = np.zeros(n, dtype=np.int64)
+        uniforms = np.zeros((n, 4))  # inactive rows' outputs are ignored: stale rows do
+        last = np.stack([s.last_token for s in self.slots])
         gaps = self.gap_values
-        while active.any():
-            uniforms = np.zeros((n, 4))
-            for b in np.flatnonzero(active).tolist():
+        live = np.flatnonzero(active).tolist()  # the rows of ``active``, kept in step
+        while live:
+            for b in live:
                 slot = self.slots[b]
                 times[b] = slot.last_time
                 book[b], top[b, 0] = shadows[b].features(slot.last_time)
                 uniforms[b] = slot.rng.random(4)
-            last = np.stack([s.last_token for s in self.slots])
             bias = gap = None
             if self.controller is not None:
                 bias, gap = self.controller.biases(times, top, last, active)
             tokens = self.generator.next(last, book, uniforms, active, bias, gap)
-            for b in np.flatnonzero(active).tolist():
+            going = []
+            for b in live:
                 slot = self.slots[b]
                 token = tokens[b]
-                t = slot.last_time + gaps[token[3]]
-                slot.last_token = token
+                t = slot.last_time + gaps[int(token[3])]
+                slot.last_token = last[b] = token
                 count[b] += 1
                 slot.generated += 1
                 if limit is not None and slot.generated >= limit:
@@ -475,7 +477,10 @@ class LMMBackground:
                 self._emit(slot, token, t, shadows[b], out[b])
                 if count[b] >= p.max_orders_per_step:
                     active[b] = False
-        self.orders_generated += int(count.sum())
+                if active[b]:
+                    going.append(b)
+            live = going
+        self.orders_generated += sum(count)
         return OrderBatch.from_rows([r for per_book in out for r in per_book])
 
     def close(self) -> None:

@@ -273,6 +273,8 @@ class FlowController:
         # category (batch_model.CATEGORIES) of every (kind, price level): one lookup per order
         kinds, levels = np.divmod(np.arange(N_KINDS * N_PRICE), N_PRICE)
         self.category = order_categories(kinds, levels).reshape(N_KINDS, N_PRICE)
+        self.category_of = self.category.tolist()  # the same, for one order at a time
+        self.size_values = tokenizer.size_values.tolist()
 
     # -------------------------------------------------------------- the round
     def biases(
@@ -337,6 +339,7 @@ class FlowController:
         interval = self.interval_ns
         skip = self.config.skip_first
         gap = np.zeros((self.books, len(self.psi)), dtype=np.float32)
+        sizes = self.size_values
         for b in np.flatnonzero(active).tolist():
             self.rounds[b] += 1
             slot = int(times[b]) // interval
@@ -346,18 +349,19 @@ class FlowController:
                 if skip:
                     continue
             target = self.targets[b]
+            volume = isinstance(target, Volume)
             if slot > self.slot[b]:
-                if isinstance(target, Volume):
+                if volume:
                     n_empty = min(slot - int(self.slot[b]) - 1, self.hist.shape[1])
                     self._pace(b, target, [float(self.counts[b].sum())] + [0.0] * n_empty)
                 self.counts[b] = 0.0
                 self.volumes[b] = 0.0
                 self.slot[b] = slot
             kind, level, size = last_tokens[b, :3].tolist()
-            category = self.category[kind, level]
+            category = self.category_of[kind][level]
             self.counts[b, category] += 1.0
-            self.volumes[b, category] += self.tokenizer.size_values[size]
-            if isinstance(target, Volume):
+            self.volumes[b, category] += sizes[size]
+            if volume:
                 gap[b] = self.zv[b] * self.psi
         return np.zeros((self.books, N_KINDS), dtype=np.float32), gap
 
