@@ -138,21 +138,38 @@ def test_missing_config_file(tmp_path):
 
 
 def test_run_converts_to_lobster_files_that_pass_the_check(tmp_path, ray_session):
+    """Every trajectory by default (a folder each), one with --trajectory (in OUT_DIR)."""
     out = tmp_path / "run"
     runner = CliRunner()
+    raw = {**SMALL, "kernel": {**SMALL["kernel"], "trajectories": 2}}
     sim = runner.invoke(
-        cli, ["simulate", str(write(tmp_path, SMALL)), "--out", str(out), "--quiet", "--no-plot"]
+        cli, ["simulate", str(write(tmp_path, raw)), "--out", str(out), "--quiet", "--no-plot"]
     )
     assert sim.exit_code == 0, sim.output
     lob = tmp_path / "lobster"
     result = runner.invoke(cli, ["data", "to-lobster", str(out), str(lob), "--levels", "5"])
     assert result.exit_code == 0, result.output
-    for name in ("AAA", "BBB"):
-        (message,) = lob.glob(f"{name}_*_message_5.csv")
-        (orderbook,) = lob.glob(f"{name}_*_orderbook_5.csv")
-        check = runner.invoke(cli, ["data", "check-lobster", str(message), str(orderbook)])
-        assert check.exit_code == 0, check.output
-        assert '"all_levels_match": 1.0' in check.output
+    assert sorted(p.name for p in lob.iterdir()) == ["trajectory-0", "trajectory-1"]
+    one = tmp_path / "one"
+    result = runner.invoke(cli, ["data", "to-lobster", str(out), str(one), "--trajectory", "1"])
+    assert result.exit_code == 0, result.output
+    for folder, levels in ((lob / "trajectory-0", 5), (lob / "trajectory-1", 5), (one, 10)):
+        for name in ("AAA", "BBB"):
+            (message,) = folder.glob(f"{name}_*_message_{levels}.csv")
+            (orderbook,) = folder.glob(f"{name}_*_orderbook_{levels}.csv")
+            check = runner.invoke(cli, ["data", "check-lobster", str(message), str(orderbook)])
+            assert check.exit_code == 0, check.output
+            assert '"all_levels_match": 1.0' in check.output
+            ids = [int(line.split(",")[2]) for line in message.read_text().splitlines()]
+            assert max(ids) <= 2**31 - 1  # simulated ids renumbered for 32-bit readers
+    # the two trajectories are different days of the same market
+    (a,) = (lob / "trajectory-0").glob("AAA_*_message_5.csv")
+    (b,) = (lob / "trajectory-1").glob("AAA_*_message_5.csv")
+    assert a.read_text() != b.read_text()
+    (c,) = one.glob("AAA_*_message_10.csv")
+    assert c.read_text() == b.read_text()
+    missing = runner.invoke(cli, ["data", "to-lobster", str(out), str(one), "--trajectory", "5"])
+    assert missing.exit_code != 0 and "no events for trajectory 5" in missing.output
 
 
 def test_to_lobster_needs_a_run_dir(tmp_path):

@@ -33,7 +33,12 @@ from mars_ray.data.lobster_check import (
     check_files,
 )
 from mars_ray.data.lobster_replay import LobsterReplay, replay_orderbook
-from mars_ray.data.lobster_write import events_to_messages, write_lobster, write_orderbook_file
+from mars_ray.data.lobster_write import (
+    MAX_FILE_ORDER_ID,
+    events_to_messages,
+    write_lobster,
+    write_orderbook_file,
+)
 from mars_ray.exchange.book import OrderBook
 from mars_ray.schema.events import (
     EVENT_SCHEMA,
@@ -295,6 +300,34 @@ def test_simulated_events_write_a_consistent_lobster_pair(tmp_path: Path) -> Non
     again, _ = events_to_messages(back)
     assert again.file_prices().tolist() == msgs.file_prices().tolist()
     assert again.type.tolist() == types
+
+
+def test_ids_too_large_for_32_bits_are_renumbered_in_the_file(tmp_path: Path) -> None:
+    """Simulated ids carry the agent id above bit 32: written, every order keeps one id
+    that a 32-bit reader holds, and the file says the same as with small ids."""
+    table, _ = simulated_day()
+    big = {}
+    for name in ("order_id", "contra_order_id"):
+        ids = table.column(name).to_numpy()
+        big[name] = np.where(ids > 0, (7 << 32) | ids, ids)
+    shifted = table
+    for name, ids in big.items():
+        shifted = shifted.set_column(
+            shifted.schema.get_field_index(name), name, pa.array(ids, pa.int64())
+        )
+    small_msgs, small_book, _ = write_lobster(table, tmp_path / "a_m.csv", tmp_path / "a_o.csv", 5)
+    msgs, book, _ = write_lobster(shifted, tmp_path / "b_m.csv", tmp_path / "b_o.csv", 5)
+    assert int(msgs.order_id.max()) <= MAX_FILE_ORDER_ID
+    assert np.array_equal(book, small_book)
+    assert msgs.type.tolist() == small_msgs.type.tolist()
+    assert msgs.size.tolist() == small_msgs.size.tolist()
+    # one new id per order, numbered by first appearance, pseudo ids (<= 0) kept
+    pairs = set(zip(small_msgs.order_id.tolist(), msgs.order_id.tolist(), strict=True))
+    assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})
+    assert all(a == b for a, b in pairs if a <= 0)
+    firsts = list(dict.fromkeys(i for i in msgs.order_id.tolist() if i > 0))
+    assert firsts == list(range(1, len(firsts) + 1))
+    assert check_files(tmp_path / "b_m.csv", tmp_path / "b_o.csv").summary()["level1_match"] == 1.0
 
 
 def test_writer_refuses_mixed_instruments() -> None:

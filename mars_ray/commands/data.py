@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @click.group()
@@ -118,26 +122,46 @@ def ingest_lobster(
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--levels", type=click.IntRange(1, 50), default=10, show_default=True)
-@click.option("--trajectory", type=click.IntRange(min=0), default=0, show_default=True)
-def to_lobster(run_dir: Path, out_dir: Path, levels: int, trajectory: int) -> None:
+@click.option(
+    "--trajectory",
+    type=click.IntRange(min=0),
+    help="Write this trajectory only (default: every trajectory of the run).",
+)
+def to_lobster(run_dir: Path, out_dir: Path, levels: int, trajectory: int | None) -> None:
     """Write a simulated run (the events in RUN_DIR) as LOBSTER message + orderbook files.
 
-    One file pair per instrument of the chosen trajectory (--trajectory, default 0: a
-    LOBSTER file holds one day of one book), named as LOBSTER names its files
-    (TICKER_DATE_START_END_message_LEVELS.csv).
+    A LOBSTER file pair holds one day of one book: one pair per instrument and trajectory,
+    named as LOBSTER names its files (TICKER_DATE_START_END_message_LEVELS.csv). One
+    trajectory (a one-trajectory run, or --trajectory K) is written into OUT_DIR; several
+    each into their own folder, OUT_DIR/trajectory-K.
     """
     import pyarrow.compute as pc
 
-    from mars_ray.data.lobster_write import write_lobster
     from mars_ray.sim.run_files import RunFilesError, read_events, read_manifest
 
     try:
         date = read_manifest(run_dir)["config"]["session"]["date"]
-        events = read_events(run_dir, filter=pc.field("trajectory_id") == trajectory)
+        where = None if trajectory is None else pc.field("trajectory_id") == trajectory
+        events = read_events(run_dir, filter=where)
     except (RunFilesError, KeyError) as exc:
         raise click.ClickException(f"{run_dir}: not a mars-ray simulate output ({exc})") from None
     if events.num_rows == 0:
-        raise click.ClickException(f"no events for trajectory {trajectory} in {run_dir}")
+        which = "" if trajectory is None else f" for trajectory {trajectory}"
+        raise click.ClickException(f"no events{which} in {run_dir}")
+    trajectories = sorted(set(events["trajectory_id"].to_pylist()))
+    for traj in trajectories:
+        folder = out_dir if len(trajectories) == 1 else out_dir / f"trajectory-{traj}"
+        label = "" if len(trajectories) == 1 else f"trajectory {traj}, "
+        one = events.filter(pc.equal(events["trajectory_id"], traj))
+        _write_trajectory(one, folder, date, levels, label)
+
+
+def _write_trajectory(events: pa.Table, out_dir: Path, date: str, levels: int, label: str) -> None:
+    """One trajectory's books as LOBSTER file pairs in ``out_dir``."""
+    import pyarrow.compute as pc
+
+    from mars_ray.data.lobster_write import write_lobster
+
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in sorted(set(events["instrument"].to_pylist())):
         book = events.filter(pc.equal(events["instrument"], name)).sort_by("seq")
@@ -148,7 +172,9 @@ def to_lobster(run_dir: Path, out_dir: Path, levels: int, trajectory: int) -> No
         orderbook = out_dir / f"{stem}_orderbook_{levels}.csv"
         msgs, _, stats = write_lobster(book, message, orderbook, levels)
         skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.skipped.items())) or "none"
-        click.echo(f"{name}: {len(msgs):,} messages -> {message.name} (not expressible: {skipped})")
+        click.echo(
+            f"{label}{name}: {len(msgs):,} messages -> {message} (not expressible: {skipped})"
+        )
 
 
 @data.command("build-corpus")

@@ -3,6 +3,7 @@ replaying it gives, so that a written pair passes ``check-lobster`` by construct
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from mars_ray.schema.events import NO_ID, NO_PRICE, EventType
 
 # Why a book cancels an aggressor's rest on arrival (never visible, so never written).
 _UNFILLED_REASONS = frozenset({"ioc_unfilled", "market_unfilled"})
+# The largest order id many LOBSTER readers hold (a signed 32-bit integer, as real ids fit).
+MAX_FILE_ORDER_ID = 2**31 - 1
 
 
 @dataclass
@@ -217,6 +220,24 @@ def events_to_messages(table: pa.Table) -> tuple[Messages, WriteStats]:
     return msgs, stats
 
 
+def fit_order_ids(msgs: Messages) -> Messages:
+    """Order ids that readers assuming 32-bit ids can hold. Simulated ids carry the agent id
+    above bit 32; when any id exceeds ``MAX_FILE_ORDER_ID``, every order id is renumbered
+    1, 2, ... in the order of its first message (the same order keeps one id through the
+    file). Files whose ids fit, as real LOBSTER days do, keep theirs; pseudo ids (0 for a
+    hidden execution, negative for a cross) stay."""
+    ids = msgs.order_id
+    if len(ids) == 0 or int(ids.max()) <= MAX_FILE_ORDER_ID:
+        return msgs
+    real = ids > 0
+    distinct, first = np.unique(ids[real], return_index=True)
+    number = np.empty(len(distinct), dtype=np.int64)
+    number[np.argsort(first, kind="stable")] = np.arange(1, len(distinct) + 1)
+    out = ids.copy()
+    out[real] = number[np.searchsorted(distinct, ids[real])]
+    return dataclasses.replace(msgs, order_id=out)
+
+
 def _format_time(t: int) -> str:
     """LOBSTER's own style: decimals without trailing zeros."""
     s, f = divmod(t, 1_000_000_000)
@@ -274,7 +295,8 @@ def write_lobster(
 ) -> tuple[Messages, np.ndarray, WriteStats]:
     """Write one book's events as a LOBSTER message + orderbook file pair.
 
-    The orderbook is the written messages replayed by ``replay_orderbook`` (the
+    Order ids too large for 32-bit readers are renumbered (``fit_order_ids``). The
+    orderbook is the written messages replayed by ``replay_orderbook`` (the
     check's replay) from ``initial`` (the book before the
     first event, ticks; empty if None), so the pair passes ``check-lobster`` by
     construction. ``book_before_first`` gives ``initial`` for a real file.
@@ -282,6 +304,7 @@ def write_lobster(
     if levels < 1:
         raise ValueError("levels must be at least 1")
     msgs, stats = events_to_messages(table)
+    msgs = fit_order_ids(msgs)
     book = replay_orderbook(msgs, levels, initial)
     write_message_file(msgs, message_path)
     write_orderbook_file(book, orderbook_path)
