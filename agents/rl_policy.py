@@ -71,9 +71,8 @@ class RoleParams(AgentParams):
 
 def pace_factor(pace: float) -> float:
     """The execution role's slice, in units of the even (TWAP) slice remaining / steps left:
-    2^max(pace, 0), from even (pace 0 and below) to twice it (1). The even slice is the
-    floor: the policy may front-load, not fall behind the TWAP schedule (docs/rl.md)."""
-    return 2.0 ** max(pace, 0.0)
+    4^pace, from a quarter (pace -1) through even (0) to four times (1)."""
+    return 4.0**pace
 
 
 def peg_ticks(aggression: float, spread: int) -> int:

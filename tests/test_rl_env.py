@@ -175,8 +175,7 @@ def test_execution_action_prices_from_own_touch_to_the_opposite_one() -> None:
     assert order(buy, 0, -1)[2] == bid - 30  # a spread behind
     prices = [order(buy, 0, a)[2] for a in np.linspace(-1, 1, 41)]
     assert prices == sorted(prices)  # more aggression never prices lower
-    assert order(buy, 1, 0)[3] == 200 and order(buy, 0.5, 0)[3] == 141  # 2^pace slices
-    assert order(buy, -1, 0)[3] == order(buy, -0.3, 0)[3] == 100  # never below the TWAP slice
+    assert order(buy, 1, 0)[3] == 400 and order(buy, -1, 0)[3] == 25  # 4^pace slices
 
 
 def test_market_maker_never_quotes_inside_its_minimum_offset() -> None:
