@@ -446,7 +446,7 @@ class LMMBackground:
         book = np.zeros((n, self.n_book), dtype=np.float32)
         top = np.zeros((n, 1, 4), dtype=np.int64)  # what a controller reads of the books
         times = np.zeros(n, dtype=np.int64)
-        uniforms = np.zeros((n, 4))  # inactive rows' outputs are ignored: stale rows do
+        uniforms = np.zeros((n, 4))  # reused: a finished row's stale uniforms go unread
         last = np.stack([s.last_token for s in self.slots])
         gaps = self.gap_values
         live = np.flatnonzero(active).tolist()  # the rows of ``active``, kept in step
