@@ -8,7 +8,8 @@ policy's actor network as numpy arrays (``policies/ROLE.npz``, exported by
 agents of a book at once.
 
 The agent decides once every ``step_s`` seconds within [start, end): it cancels its resting
-orders and sends what its action says (the mean action of the policy, deterministic).
+orders and sends what its action says (the mean action of the policy, deterministic; the
+execution peg's rounding draws from the population's seeded generator, as in training).
 """
 
 from __future__ import annotations
@@ -71,16 +72,19 @@ class RoleParams(AgentParams):
 
 def pace_factor(pace: float) -> float:
     """The execution role's slice, in units of the even (TWAP) slice remaining / steps left:
-    4^pace, from a quarter (pace -1) through even (0) to four times (1)."""
-    return 4.0**pace
+    2^max(pace, 0), from even (pace <= 0) to twice (1). Never below even, so a slow policy
+    cannot leave the parent order to the clean-up's market order."""
+    return 2.0 ** max(pace, 0.0)
 
 
-def peg_ticks(aggression: float, spread: int) -> int:
+def peg_ticks(aggression: float, spread: int, dither: float = 0.5) -> int:
     """The execution role's limit, in ticks from its own touch toward the opposite one:
     (spread + 1)^|a| - 1, geometric so that single ticks near the touch are wide bands of
-    the action (one tick inside for a in about [0.12, 0.26] in a 30-tick spread); a = 1 is
-    the opposite touch (taking what rests there), a < 0 as far behind the own touch."""
-    ticks = round((spread + 1.0) ** abs(aggression) - 1.0)
+    the action; a = 1 is the opposite touch (taking what rests there), a < 0 as far behind
+    the own touch. ``dither`` in [0, 1) rounds the fraction: floor(x + dither), so with a
+    uniform dither the expected peg is x itself and smooth in the action (a policy gradient
+    sees every small change), where nearest rounding (dither 0.5) makes it a staircase."""
+    ticks = math.floor((spread + 1.0) ** abs(aggression) - 1.0 + dither)
     return ticks if aggression >= 0 else -ticks
 
 
@@ -93,9 +97,12 @@ def role_orders(
     inventory: int,
     executed: int,
     steps_left: int,
+    dither: float = 0.5,
 ) -> list[tuple[int, int, float, int]]:
     """(order type, side, price in ticks, size) for one agent's action in [-1, 1]^d; its
-    resting orders are cancelled first (the caller does that). docs/rl.md has the table."""
+    resting orders are cancelled first (the caller does that). ``dither``: a uniform draw in
+    [0, 1) from the caller's seeded generator, for the execution peg (``peg_ticks``).
+    docs/rl.md has the table."""
     out: list[tuple[int, int, float, int]] = []
     if role.role == "execution":
         left = role.quantity - executed
@@ -105,7 +112,7 @@ def role_orders(
         near = (bid or math.ceil(mid) - 1) if s > 0 else (ask or math.floor(mid) + 1)
         far = (ask or math.floor(mid) + 1) if s > 0 else (bid or math.ceil(mid) - 1)
         spread = max(s * (far - near), 1)
-        out.append((LIMIT, s, near + s * peg_ticks(action[1], spread), size))
+        out.append((LIMIT, s, near + s * peg_ticks(action[1], spread, dither), size))
     elif role.role == "market_maker":
         low = role.min_offset_ticks
         span = max(role.max_offset_ticks - low, 0)
@@ -234,7 +241,7 @@ class RLPolicyAgents(AgentPopulation):
             self.live[i].clear()
             for kind, side, price, size in role_orders(
                 p, actions[i], bid, ask, mid, int(self.inventory[i]), int(self.executed[i]),
-                self.steps - k,
+                self.steps - k, float(self.rng.random()),
             ):  # fmt: skip
                 oid = int(self.new_order_ids(np.array([i]))[0])
                 rows.append((i, kind, oid, side, price, size))

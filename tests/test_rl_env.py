@@ -175,7 +175,22 @@ def test_execution_action_prices_from_own_touch_to_the_opposite_one() -> None:
     assert order(buy, 0, -1)[2] == bid - 30  # a spread behind
     prices = [order(buy, 0, a)[2] for a in np.linspace(-1, 1, 41)]
     assert prices == sorted(prices)  # more aggression never prices lower
-    assert order(buy, 1, 0)[3] == 400 and order(buy, -1, 0)[3] == 25  # 4^pace slices
+    assert order(buy, 1, 0)[3] == 200 and order(buy, -1, 0)[3] == 100  # 2^max(pace, 0)
+
+
+def test_dithered_peg_is_smooth_in_the_action_and_twap_stays_at_the_touch() -> None:
+    from agents.rl_policy import peg_ticks
+
+    dithers = (np.arange(1000) + 0.5) / 1000  # an even sample of [0, 1)
+    for spread in (1, 7, 30):
+        assert {peg_ticks(0.0, spread, d) for d in dithers} == {0}  # never off the touch
+        assert {peg_ticks(1.0, spread, d) for d in dithers} == {spread}
+        for a in np.linspace(-1, 1, 17):
+            mean = np.mean([peg_ticks(a, spread, d) for d in dithers])
+            expected = np.sign(a) * ((spread + 1.0) ** abs(a) - 1.0)
+            assert abs(mean - expected) < 2e-3, (spread, a, mean)
+    # nearest rounding, the staircase the dither replaces: flat between the steps
+    assert peg_ticks(0.05, 30) == peg_ticks(0.1, 30) == 0
 
 
 def test_market_maker_never_quotes_inside_its_minimum_offset() -> None:

@@ -76,6 +76,8 @@ class LearningAgent:
     value: float = 0.0  # mark-to-market at the last step, ticks x shares
     step_shortfall: float = 0.0  # execution: shares x bp against the arrival mid, this step
     marked: float = 0.0  # execution with mark_remaining: shares to do x bp of the mid, last step
+    # the execution peg's rounding draws (one generator per trajectory, seeded by the episode)
+    dither: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def order_id(self) -> int:
         self.counter += 1
@@ -175,13 +177,16 @@ class MarketEnv(MultiAgentEnv):
             # trajectory 0 draws as a one-trajectory env always did
             key = (1 << 20,) if k == 0 else (1 << 20, k)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+            dither = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 << 20, k)))
             on: dict[int, list[LearningAgent]] = {}
             for i, name in enumerate(names):
                 role = self.roles[name]
                 lo, hi = role.latency.order_us
                 latency = round(rng.uniform(lo, hi) * 1000.0)
                 inst = self.config.instrument_of(role)
-                agent = LearningAgent(name, role, self.first_agent_id + i, latency, k, inst)
+                agent = LearningAgent(
+                    name, role, self.first_agent_id + i, latency, k, inst, dither=dither
+                )
                 self.learners[name] = agent
                 on.setdefault(inst, []).append(agent)
             for inst, learners in sorted(on.items()):
@@ -297,7 +302,15 @@ class MarketEnv(MultiAgentEnv):
         traj, inst = agent.trajectory, agent.instrument
         tick = self.ticks[inst]
         for kind, side, price_ticks, size in role_orders(
-            agent.role, action, bid, ask, mid, agent.inventory, agent.executed, steps_left
+            agent.role,
+            action,
+            bid,
+            ask,
+            mid,
+            agent.inventory,
+            agent.executed,
+            steps_left,
+            float(agent.dither.random()),
         ):
             oid = agent.order_id()
             price = price_ticks * tick
