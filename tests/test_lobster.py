@@ -300,6 +300,27 @@ def test_simulated_events_write_a_consistent_lobster_pair(tmp_path: Path) -> Non
     again, _ = events_to_messages(back)
     assert again.file_prices().tolist() == msgs.file_prices().tolist()
     assert again.type.tolist() == types
+    # the crosses as LOBSTER writes them: the opening (-1), the halt's re-opening (-3)
+    cross = msgs.type == 6
+    assert msgs.order_id[cross].tolist() == [-1, -3] and msgs.direction[cross].tolist() == [-1, -1]
+    kept = again.type == 6
+    assert again.order_id[kept].tolist() == [-1, -3] and again.direction[kept].tolist() == [-1, -1]
+
+
+def test_the_closing_cross_gets_lobsters_closing_id(tmp_path: Path) -> None:
+    book = OrderBook(Phase.CONTINUOUS, reference_price=100)
+    t = 57_000_000_000_000
+    book.submit(t, 1, SELL, 101, 10)
+    book.open_call(t + 1)  # the closing call
+    book.submit(t + 2, 2, BUY, 101, 4)  # crosses: rests in the closing call
+    book.uncross(t + 3, Phase.CLOSED)
+    base, rows = book.drain_events()
+    msgs, _, _ = write_lobster(
+        rows_to_table(rows, "SIM", 0, base), tmp_path / "m.csv", tmp_path / "o.csv", levels=1
+    )
+    cross = msgs.type == 6
+    assert msgs.order_id[cross].tolist() == [-2] and msgs.direction[cross].tolist() == [-1]
+    assert msgs.size[cross].tolist() == [4]
 
 
 def test_ids_too_large_for_32_bits_are_renumbered_in_the_file(tmp_path: Path) -> None:

@@ -38,6 +38,10 @@ from mars_ray.schema.events import NO_ID, NO_PRICE, EventType
 _UNFILLED_REASONS = frozenset({"ioc_unfilled", "market_unfilled"})
 # The largest order id many LOBSTER readers hold (a signed 32-bit integer, as real ids fit).
 MAX_FILE_ORDER_ID = 2**31 - 1
+# LOBSTER's pseudo order ids of a cross (type 6): the opening, the closing and any other
+# (a halt's re-opening). Its help pages document the ids, not a direction; the files carry -1.
+OPENING_CROSS_ID, CLOSING_CROSS_ID, OTHER_CROSS_ID = -1, -2, -3
+CROSS_DIRECTION = -1
 
 
 @dataclass
@@ -70,6 +74,9 @@ def events_to_messages(table: pa.Table) -> tuple[Messages, WriteStats]:
       handled like SUBMIT. A modify of an order never seen is skipped.
     - HALT/RESUME are type 7 (-1 / 0 "quote" / 1 "trade"), AUCTION type 6,
       HIDDEN_TRADE type 5. REJECT and PHASE have no LOBSTER form and are skipped.
+    - A simulated auction (no order id) is written as LOBSTER writes crosses: order id
+      -1 for the opening, -2 for the closing (the one the book closes after), -3 for
+      any other (a halt's re-opening), direction -1. A replayed one keeps the file's.
     """
     names = {
         n: table.column(n).to_pylist()
@@ -119,6 +126,7 @@ def events_to_messages(table: pa.Table) -> tuple[Messages, WriteStats]:
     ev_time, ev_type, ev_oid = names["time_ns"], names["event_type"], names["order_id"]
     ev_side, ev_price, ev_size = names["side"], names["price"], names["size"]
     ev_contra, ev_reason = names["contra_order_id"], names["reason"]
+    cross_ids = _cross_ids(order.tolist(), ev_type, ev_oid, ev_reason)
     for i in order.tolist():
         t, et, oid, side = ev_time[i], ev_type[i], ev_oid[i], ev_side[i]
         price, size, reason = ev_price[i], ev_size[i], ev_reason[i]
@@ -198,6 +206,8 @@ def events_to_messages(table: pa.Table) -> tuple[Messages, WriteStats]:
                 sub = int(reason[len(SUBTICK_PREFIX) :])
             emit((t, HIDDEN, oid, size, price, side, sub))
         elif et == EventType.AUCTION:
+            if oid == NO_ID and side == 0:  # the simulator's own auction
+                oid, side = cross_ids[i], CROSS_DIRECTION
             emit((t, CROSS, oid, size, price, side, 0))
         elif et == EventType.HALT:
             emit((t, HALT, oid, size, HALT_STOP, side, 0))
@@ -218,6 +228,35 @@ def events_to_messages(table: pa.Table) -> tuple[Messages, WriteStats]:
         subtick=np.array(cols[6], dtype=np.int64),
     )
     return msgs, stats
+
+
+def _cross_ids(
+    order: list[int], types: list[int], ids: list[int], reasons: list[str | None]
+) -> dict[int, int]:
+    """LOBSTER's pseudo id for each simulated auction event (by row): the auction is a
+    closing one when the next phase the book enters is ``closed``, another one (a halt's
+    re-opening) when the book halted since it last entered continuous trading."""
+    out: dict[int, int] = {}
+    halted = False
+    auctions: list[int] = []  # waiting for the phase they lead to
+    for i in order:
+        et = types[i]
+        if et == EventType.HALT:
+            halted = True
+        elif et == EventType.AUCTION and ids[i] == NO_ID:
+            auctions.append(i)
+        elif et == EventType.PHASE:
+            for a in auctions:
+                if reasons[i] == "closed":
+                    out[a] = CLOSING_CROSS_ID
+                else:
+                    out[a] = OTHER_CROSS_ID if halted else OPENING_CROSS_ID
+            auctions.clear()
+            if reasons[i] == "continuous":
+                halted = False
+    for a in auctions:  # no phase after it in these events
+        out[a] = OTHER_CROSS_ID if halted else OPENING_CROSS_ID
+    return out
 
 
 def fit_order_ids(msgs: Messages) -> Messages:
