@@ -76,8 +76,9 @@ class LearningAgent:
     value: float = 0.0  # mark-to-market at the last step, ticks x shares
     step_shortfall: float = 0.0  # execution: shares x bp against the arrival mid, this step
     marked: float = 0.0  # execution with mark_remaining: shares to do x bp of the mid, last step
-    # the execution peg's rounding draws (one generator per trajectory, seeded by the episode)
-    dither: np.random.Generator = field(default_factory=np.random.default_rng)
+    # the execution peg's rounding draws (one generator per trajectory, seeded by the episode;
+    # the env always passes it, the default only keeps a bare agent deterministic)
+    dither: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def order_id(self) -> int:
         self.counter += 1
