@@ -126,8 +126,9 @@ def events_to_messages(table: pa.Table) -> tuple[Messages, WriteStats]:
     ev_time, ev_type, ev_oid = names["time_ns"], names["event_type"], names["order_id"]
     ev_side, ev_price, ev_size = names["side"], names["price"], names["size"]
     ev_contra, ev_reason = names["contra_order_id"], names["reason"]
-    cross_ids = _cross_ids(order.tolist(), ev_type, ev_oid, ev_reason)
-    for i in order.tolist():
+    rows = order.tolist()
+    cross_ids = _cross_ids(rows, ev_type, ev_oid, ev_reason)
+    for i in rows:
         t, et, oid, side = ev_time[i], ev_type[i], ev_oid[i], ev_side[i]
         price, size, reason = ev_price[i], ev_size[i], ev_reason[i]
         if et == EventType.TRADE:
@@ -246,17 +247,19 @@ def _cross_ids(
         elif et == EventType.AUCTION and ids[i] == NO_ID:
             auctions.append(i)
         elif et == EventType.PHASE:
-            for a in auctions:
-                if reasons[i] == "closed":
-                    out[a] = CLOSING_CROSS_ID
-                else:
-                    out[a] = OTHER_CROSS_ID if halted else OPENING_CROSS_ID
+            closing = reasons[i] == "closed"
+            out.update(dict.fromkeys(auctions, _cross_id(closing, halted)))
             auctions.clear()
             if reasons[i] == "continuous":
                 halted = False
-    for a in auctions:  # no phase after it in these events
-        out[a] = OTHER_CROSS_ID if halted else OPENING_CROSS_ID
+    out.update(dict.fromkeys(auctions, _cross_id(False, halted)))  # no phase after them
     return out
+
+
+def _cross_id(closing: bool, halted: bool) -> int:
+    if closing:
+        return CLOSING_CROSS_ID
+    return OTHER_CROSS_ID if halted else OPENING_CROSS_ID
 
 
 def fit_order_ids(msgs: Messages) -> Messages:
