@@ -52,6 +52,7 @@ from agents.view import Fills
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.tokenizer import (
     CANCEL_KINDS,
+    INSIDE,
     N_BOOK,
     Kind,
     Tokenizer,
@@ -196,6 +197,12 @@ class LMMParams(AgentParams):
     control: ControlParams | None = Field(
         default=None, description="steer every book toward a mid path or a volatility"
     )
+    draw_in_bins: bool = Field(
+        default=True,
+        description="decode a gap as a log-uniform draw over its bin and an INSIDE order at a "
+        "depth into the spread drawn from the model's fitted quantiles; false: every gap at "
+        "its bin's median and every INSIDE order one tick in (docs/lmm.md, Generation)",
+    )
     keep_both_sides: bool = Field(
         default=True,
         description="never empty a side of the book in view: a cancel that would is skipped, "
@@ -321,10 +328,12 @@ class ShadowBook:
 
     def sweep_cap(self, side: int, size: int) -> int:
         """What an aggressor of ``side`` may take without emptying the opposite side: all of
-        ``size`` unless it would take every visible share of a side that is all in view;
-        then all but that side's deepest level (0: there is only one)."""
+        ``size`` unless it would take every share the shadow holds there; then all but that
+        side's deepest level (0: there is only one). A side that filled the snapshot's
+        ``LEVELS`` may hold more beyond them, but the agent's own cancels can have emptied
+        those in view since, so the shadow's levels are taken as the whole side."""
         levels = self.asks if side > 0 else self.bids
-        if not levels or len(levels) >= LEVELS:
+        if not levels:
             return size
         total = sum(levels.values())
         if size < total:
@@ -401,6 +410,7 @@ class LMMBackground:
         self.n_book = N_BOOK
         self.gap_values = [int(g) for g in self.tokenizer.gap_values]  # ns per gap bin
         self.size_values = [int(v) for v in self.tokenizer.size_values]  # shares per size bin
+        self.draw_inside = params.draw_in_bins and self.tokenizer.inside is not None
         if controller is None and params.control is not None:
             controller = params.control.controller(self.tokenizer, len(slots))
         self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
@@ -449,6 +459,7 @@ class LMMBackground:
         uniforms = np.zeros((n, 4))  # reused: a finished row's stale uniforms go unread
         last = np.stack([s.last_token for s in self.slots])
         gaps = self.gap_values
+        draw, draw_gap = p.draw_in_bins, self.tokenizer.gap_draw
         live = np.flatnonzero(active).tolist()  # the rows of ``active``, kept in step
         while live:
             for b in live:
@@ -464,7 +475,8 @@ class LMMBackground:
             for b in live:
                 slot = self.slots[b]
                 token = tokens[b]
-                t = slot.last_time + gaps[int(token[3])]
+                g = int(token[3])
+                t = slot.last_time + (draw_gap(g, slot.rng.random()) if draw else gaps[g])
                 slot.last_token = last[b] = token
                 count[b] += 1
                 slot.generated += 1
@@ -553,6 +565,10 @@ class LMMBackground:
         bid, ask = shadow.best_bid, shadow.best_ask
         cancel = kind in CANCEL_KINDS
         price, marketable = decode_price_one(level, side, bid, ask, slot.reference_ticks, cancel)
+        if level == INSIDE and not cancel and bid > 0 and ask > bid + 2 and self.draw_inside:
+            price = (bid if side > 0 else ask) + side * self.tokenizer.inside_ticks(
+                ask - bid - 1, slot.rng.random()
+            )
         tick = slot.tick_size
         if cancel:
             oid = slot.nearest_live(side, price)

@@ -21,8 +21,16 @@ from mars_ray.data.lobster import (
     read_message_columns,
     read_orderbook,
 )
-from mars_ray.lmm.corpus import CORPUS_SCHEMA, CorpusError, derive_orders, load_corpus
-from mars_ray.lmm.tokenizer import MARKETABLE, N_BOOK, Kind, book_features
+from mars_ray.lmm.corpus import (
+    CORPUS_SCHEMA,
+    CorpusError,
+    Unit,
+    corpus_table,
+    derive_orders,
+    load_corpus,
+)
+from mars_ray.lmm.dataset import inside_depths
+from mars_ray.lmm.tokenizer import INSIDE, MARKETABLE, N_BOOK, Kind, book_features
 from mars_ray.pipelines.corpus import (
     CorpusConfig,
     build_corpus,
@@ -150,6 +158,27 @@ def test_marketable_grouping_and_messages_that_make_no_order():
     window = derive_orders(msgs, book, reference=100, window=(20, 60))
     assert window.time_ns.tolist() == [20, 20, 25, 30]
     assert window.gap_ns.tolist() == [0, 0, 5, 5]
+
+
+def test_inside_orders_carry_how_far_they_improve_their_own_best():
+    msgs = messages(
+        [
+            (10, 1, 1, 100, 103, 1),  # buy 3 ticks over the best bid 100 (ask 110)
+            (20, 1, 2, 100, 108, -1),  # sell 2 under the best ask 110 (bid now 103)
+            (30, 1, 3, 100, 100, 1),  # at the best bid: not inside
+            (40, 1, 4, 100, 110, 1),  # marketable: not inside
+        ]
+    )
+    book = np.array(
+        [[110, 100, 103, 100], [108, 100, 103, 100], [108, 100, 103, 100], [108, 100, 103, 100]]
+    )
+    initial = np.array([110, 100, 100, 100])
+    orders = derive_orders(msgs, book, initial, reference=105)
+    assert orders.price_level.tolist()[:2] == [INSIDE, INSIDE]
+    assert orders.inside_ticks.tolist() == [3, 2, 0, 0]
+    # the tokenizer's depth quantiles read them against the spread before each order
+    ticks, spread = inside_depths(corpus_table([(Unit("lobster", "X", "d", "train"), orders)], {}))
+    assert ticks.tolist() == [3, 2] and spread.tolist() == [10, 7]
 
 
 def test_derive_orders_checks_its_inputs():
@@ -363,6 +392,14 @@ def test_load_corpus_reports_bad_rows_with_index_and_value(
 ):
     with pytest.raises(CorpusError, match=message):
         load_corpus(write(tmp_path, replace(small_table, name, row, value)))
+
+
+def test_load_corpus_refuses_inside_ticks_off_level_inside(tmp_path, small_table):
+    row = int(np.flatnonzero(small_table["price_level"].to_numpy() != INSIDE)[0])
+    with pytest.raises(CorpusError, match=f"row {row}: inside_ticks 4 \\(must be 0 off level"):
+        load_corpus(write(tmp_path, replace(small_table, "inside_ticks", row, 4)))
+    with pytest.raises(CorpusError, match="row 2: inside_ticks -1 \\(must not be negative"):
+        load_corpus(write(tmp_path, replace(small_table, "inside_ticks", 2, -1)))
 
 
 def test_load_corpus_reports_a_unit_in_two_splits(tmp_path, small_table):

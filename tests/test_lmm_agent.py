@@ -328,4 +328,61 @@ def test_the_shadow_book_knows_what_would_empty_a_side() -> None:
     assert empty.sweep_cap(1, 100) == 100  # nothing to protect on an empty side
     full = np.zeros((10, 4), dtype=np.int64)
     full[:, 0], full[:, 1] = np.arange(101, 111), 10
-    assert ShadowBook(full).sweep_cap(1, 1000) == 1000  # more may lie beyond the view
+    # a side that fills the view may hold more beyond it, but the shadow's levels count as
+    # the whole side: the agent's own cancels may have emptied those in view since
+    assert ShadowBook(full).sweep_cap(1, 1000) == 90
+
+
+class _SameToken:
+    """A generator stub that proposes one token for every row."""
+
+    rows = 1
+
+    def __init__(self, token: list[int]) -> None:
+        self.token = np.array(token, dtype=np.int64)
+
+    def next(self, components, book, uniforms, active, kind_bias=None, gap_bias=None):
+        return np.tile(self.token, (len(components), 1))
+
+
+def _inside_buys(draw_in_bins: bool, gap_bin: int) -> tuple[list[int], list[int], Tokenizer]:
+    """Twenty one-order steps of INSIDE buys into a 30-tick spread (bid 100, ask 130):
+    (limit prices in ticks, order times, the tokenizer)."""
+    from agents.lmm import BookSlot, LMMBackground, LMMParams
+    from mars_ray.lmm.tokenizer import INSIDE, Kind
+    from mars_ray.schema.phases import Phase
+
+    rng = np.random.default_rng(0)
+    spread = np.full(400, 30)
+    depth_in = rng.integers(1, 30, 400)  # every depth inside the spread, evenly
+    tokenizer = Tokenizer.fit(
+        rng.geometric(0.3, 5000) * 100,
+        rng.exponential(2e8, 5000).astype(np.int64),
+        (depth_in, spread),
+    )
+    stub = _SameToken([int(Kind.BUY), INSIDE, 0, gap_bin])
+    params = LMMParams(max_orders_per_step=1, draw_in_bins=draw_in_bins, device="cpu")
+    slot = BookSlot(0, 0, 7, 0.01, 11_500, np.random.default_rng(1))
+    agent = LMMBackground(params, [slot], {"local": lambda p, rows: (stub, tokenizer)})
+    depth = np.zeros((10, 4), dtype=np.int64)
+    depth[0] = [130, 100, 100, 100]
+    prices, times = [], []
+    t0 = parse_clock("10:00")
+    for step in range(20):
+        batch = agent.act(t0 + step * 10**9, t0 + (step + 1) * 10**9, [depth], Phase.CONTINUOUS)
+        prices += np.rint(np.asarray(batch.price) / 0.01).astype(int).tolist()
+        times += np.asarray(batch.time_ns).tolist()
+    return prices, times, tokenizer
+
+
+def test_the_decoder_draws_inside_a_tokens_bins() -> None:
+    gap_bin = 6
+    prices, times, tok = _inside_buys(draw_in_bins=False, gap_bin=gap_bin)
+    assert set(prices) == {101}  # one tick over the bid, every time
+    assert set(np.diff(times).tolist()) == {int(tok.gap_values[gap_bin])}
+    prices, times, tok = _inside_buys(draw_in_bins=True, gap_bin=gap_bin)
+    # depths fitted evenly over the spread: orders go anywhere inside it, never across
+    assert min(prices) >= 101 and max(prices) <= 129 and len(set(prices)) > 8
+    gaps = np.diff(times)
+    assert len(set(gaps.tolist())) > 10  # a gap anywhere in its bin ...
+    assert (tok.gap_bins(gaps) == gap_bin).mean() > 0.9  # ... and inside it

@@ -28,6 +28,7 @@ from mars_ray.lmm.tokenizer import (
     decode_price,
     decode_price_one,
     encode_price_level,
+    inside_fractions,
     price_levels,
     token_components,
     token_ids,
@@ -271,6 +272,7 @@ def test_fit_and_encode_refuse_bad_values(tok):
 def test_state_round_trips_through_json(tok):
     state = tok.to_state()
     assert set(state) == {"component_sizes", "size_edges", "size_values", "gap_edges", "gap_values"}
+    # inside_fractions is stored only when fitted (older models decode INSIDE one tick in)
     assert all(isinstance(v, list) for v in state.values())
     back = Tokenizer.from_state(json.loads(json.dumps(state)))
     assert back == tok
@@ -306,6 +308,9 @@ def _broken(tok: Tokenizer, key: str, value: object) -> dict:
         ("gap_values", list(range(1, 17)), "'gap_values' must be 0 for bin 0"),
         ("component_sizes", [4, 24, 16, 8], "'component_sizes' is \\[4, 24, 16, 8\\]"),
         ("gap_edges", [True] * 14, "'gap_edges' holds True at index 0"),
+        ("inside_fractions", [0.5] * 3, "'inside_fractions' must hold 17 numbers, got 3"),
+        ("inside_fractions", [0.5] * 16 + [0.1], "'inside_fractions' must be non-decreasing"),
+        ("inside_fractions", [0.0] * 16 + [1.5], "fractions in \\[0, 1\\]"),
     ],
 )
 def test_malformed_state_names_the_key(tok, key, value, message):
@@ -317,6 +322,40 @@ def test_state_must_be_a_dict():
     with pytest.raises(TokenizerStateError, match="must be a dict, got list"):
         Tokenizer.from_state([1, 2])  # type: ignore[arg-type]
     assert issubclass(TokenizerStateError, ValueError)
+
+
+# ----------------------------------------------------------------------------- drawing in bins
+def test_gap_draws_stay_in_their_bin_and_spread_over_it(tok):
+    rng = np.random.default_rng(5)
+    for g in range(1, N_GAP):
+        draws = np.array([tok.gap_draw(g, u) for u in rng.random(2000)])
+        assert (tok.gap_bins(draws) == g).mean() > 0.99, g  # int() rounding may cross an edge
+        logs = np.log(draws)
+        assert logs.std() > 0.2 * tok.gap_log_width[g] > 0  # a range, not one point
+        # the bin's median stays in the middle of the drawn range
+        assert abs(np.median(logs) - np.log(tok.gap_values[g])) < 0.6 * tok.gap_log_width[g]
+    assert tok.gap_draw(0, 0.7) == 0
+    first, last = tok.gap_draw(1, 0.0), tok.gap_draw(N_GAP - 1, 0.999999)
+    assert first >= 1 and last > tok.gap_values[-1]  # the open ends are mirrored, not cut
+
+
+def test_inside_fractions_and_the_depth_they_decode_to():
+    # spread 11 (10 prices inside): orders 1, 1, 1 and 10 ticks in; spread 2: left out
+    fr = inside_fractions(np.array([1, 1, 1, 10, 1]), np.array([11, 11, 11, 11, 2]))
+    assert fr.shape == (17,) and fr[0] == 0 and fr[-1] == 1 and (np.diff(fr) >= 0).all()
+    assert np.array_equal(inside_fractions(np.array([1]), np.array([2])), np.zeros(17))
+    base = Tokenizer.fit(np.array([100, 200]), np.array([0, 5, 9]))
+    assert base.inside is None and base.inside_ticks(9, 0.99) == 1  # an older model: one tick
+    fitted = Tokenizer.fit(
+        np.array([100, 200]), np.array([0, 5, 9]), (np.array([1, 1, 1, 10]), np.full(4, 11))
+    )
+    assert Tokenizer.from_state(json.loads(json.dumps(fitted.to_state()))) == fitted
+    assert fitted.inside_ticks(9, 0.0) == 1 and fitted.inside_ticks(9, 0.999) == 9
+    assert fitted.inside_ticks(1, 0.999) == 1  # room for one price: one tick in
+    ticks = [fitted.inside_ticks(20, u) for u in np.linspace(0, 0.999, 1000)]
+    assert min(ticks) == 1 and max(ticks) <= 20
+    # quantiles of (0, 0, 0, 1) are 0 up to u = 2/3 and climb to 1 after it
+    assert 0.64 < np.mean(np.array(ticks) == 1) < 0.70 and max(ticks) == 20
 
 
 # ----------------------------------------------------------------------------- book features

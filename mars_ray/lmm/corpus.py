@@ -49,6 +49,7 @@ from mars_ray.data.lobster_replay import replay_orderbook
 from mars_ray.data.lobster_write import events_to_messages
 from mars_ray.lmm.tokenizer import (
     BOOK_LEVELS,
+    INSIDE,
     MARKETABLE,
     N_BOOK,
     N_KINDS,
@@ -74,6 +75,7 @@ CORPUS_SCHEMA = pa.schema(
         pa.field("time_ns", pa.int64(), nullable=False),  # ns since midnight
         pa.field("kind", pa.int8(), nullable=False),  # tokenizer.Kind
         pa.field("price_level", pa.int8(), nullable=False),  # 0..23, see tokenizer
+        pa.field("inside_ticks", pa.int16(), nullable=False),  # INSIDE: ticks better, else 0
         pa.field("size", pa.int64(), nullable=False),  # shares
         pa.field("gap_ns", pa.int64(), nullable=False),  # since the unit's previous order
         pa.field("book", pa.list_(pa.float32(), N_BOOK), nullable=False),  # the book before
@@ -96,6 +98,7 @@ class UnitOrders:
     size: np.ndarray  # int64
     gap_ns: np.ndarray  # int64
     book: np.ndarray  # float32 (n, N_BOOK)
+    inside_ticks: np.ndarray  # int16: how far an INSIDE order improves its own best, else 0
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -103,7 +106,15 @@ class UnitOrders:
     def last(self, n: int) -> UnitOrders:
         """The last ``n`` orders (all of them when there are fewer)."""
         keep = slice(max(0, len(self) - n), len(self))
-        cols = (self.time_ns, self.kind, self.price_level, self.size, self.gap_ns, self.book)
+        cols = (
+            self.time_ns,
+            self.kind,
+            self.price_level,
+            self.size,
+            self.gap_ns,
+            self.book,
+            self.inside_ticks,
+        )
         return UnitOrders(*(c[keep] for c in cols))
 
 
@@ -172,6 +183,9 @@ def derive_orders(
     ref = np.where(prior >= 0, price[np.maximum(prior, 0)], reference)
     level = price_levels(kind, price[idx], before[:, 2], before[:, 0], ref)
     level[is_run] = MARKETABLE
+    own = np.where(buy, before[:, 2], before[:, 0])
+    better = np.where(buy, price[idx] - own, own - price[idx])
+    inside = (level == INSIDE) & (own > 0)
 
     times = t[idx].astype(np.int64)
     gap = np.zeros(len(idx), dtype=np.int64)
@@ -183,6 +197,7 @@ def derive_orders(
         size=order_size.astype(np.int64),
         gap_ns=gap,
         book=book_features(before, times),
+        inside_ticks=np.where(inside, better, 0).astype(np.int16),
     )
 
 
@@ -234,6 +249,7 @@ def corpus_table(parts: list[tuple[Unit, UnitOrders]], metadata: dict[str, str])
             "time_ns": pa.array(orders.time_ns.astype(np.int64)),
             "kind": pa.array(orders.kind.astype(np.int8)),
             "price_level": pa.array(orders.price_level.astype(np.int8)),
+            "inside_ticks": pa.array(orders.inside_ticks.astype(np.int16)),
             "size": pa.array(orders.size.astype(np.int64)),
             "gap_ns": pa.array(orders.gap_ns.astype(np.int64)),
             "book": pa.FixedSizeListArray.from_arrays(pa.array(book), N_BOOK),
@@ -342,7 +358,7 @@ def validate_corpus(table: pa.Table, where: str = "corpus") -> None:
 
     col = {
         n: table.column(n).to_numpy()
-        for n in ("sequence", "kind", "price_level", "size", "gap_ns", "time_ns")
+        for n in ("sequence", "kind", "price_level", "size", "gap_ns", "time_ns", "inside_ticks")
     }
     check(col["size"] <= 0, "size", col["size"], "must be a positive number of shares")
     check(col["gap_ns"] < 0, "gap_ns", col["gap_ns"], "must not be negative")
@@ -350,6 +366,9 @@ def validate_corpus(table: pa.Table, where: str = "corpus") -> None:
     kind, level = col["kind"], col["price_level"]
     check((kind < 0) | (kind >= N_KINDS), "kind", kind, f"must be in 0..{N_KINDS - 1}")
     check((level < 0) | (level >= N_PRICE), "price_level", level, f"must be in 0..{N_PRICE - 1}")
+    inside = col["inside_ticks"]
+    check(inside < 0, "inside_ticks", inside, "must not be negative")
+    check((inside > 0) & (level != INSIDE), "inside_ticks", inside, "must be 0 off level INSIDE")
     seq = col["sequence"]
     back = np.zeros(len(seq), dtype=bool)
     back[1:] = seq[1:] < seq[:-1]

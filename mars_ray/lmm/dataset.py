@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mars_ray.lmm.tokenizer import N_BOOK, Tokenizer, token_ids
+from mars_ray.lmm.tokenizer import INSIDE, N_BOOK, Tokenizer, token_ids
 
 SPLITS = ("train", "validation", "test")
 
@@ -109,7 +109,22 @@ def fit_tokenizer(train: pa.Table, gaps_from: str | None = None) -> Tokenizer:
                 f"(sources: {sorted(set(sources.tolist()))})"
             )
         gaps = gaps[chosen]
-    return Tokenizer.fit(train["size"].to_numpy(), gaps)
+    return Tokenizer.fit(train["size"].to_numpy(), gaps, inside_depths(train))
+
+
+def inside_depths(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(ticks, spread) of the INSIDE orders the depth quantiles are fitted on: the real
+    days' where there are any (how deep orders go into a spread is a habit of real traders
+    that the agent simulator does not model), else every source's."""
+    level = train["price_level"].to_numpy()
+    rows = level == INSIDE
+    real = train["source"].to_numpy(zero_copy_only=False) == "lobster"
+    if (rows & real).any():
+        rows &= real
+    picked = train.take(np.flatnonzero(rows))
+    book = picked["book"].combine_chunks().flatten().to_numpy().reshape(-1, N_BOOK)
+    spread = np.rint(np.expm1(book[:, 20].astype(np.float64))).astype(np.int64)
+    return picked["inside_ticks"].to_numpy().astype(np.int64), spread
 
 
 def tokenize(table: pa.Table, tokenizer: Tokenizer) -> TokenSplit:

@@ -377,6 +377,26 @@ class DecodedOrders:
 
 
 _STATE_KEYS = ("component_sizes", "size_edges", "size_values", "gap_edges", "gap_values")
+N_INSIDE = 17  # quantiles (0, 1/16, ..., 1) of how deep INSIDE orders go into the spread
+_OPTIONAL_KEYS = ("inside_fractions",)  # absent in models trained before it was fitted
+
+
+_INSIDE_GRID = np.linspace(0, 1, N_INSIDE)
+
+
+def inside_fractions(ticks: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Quantiles of (k - 1) / (room - 1) for orders ``ticks`` = k better than their own best
+    in a spread of ``spread`` ticks (room = spread - 1 prices lie strictly inside): 0 is one
+    tick in, 1 is the far end next to the opposite quote. Orders in a spread with fewer
+    than two prices inside tell nothing about the depth and are left out; with none left the
+    answer is all zeros, the one-tick rule."""
+    k = np.asarray(ticks, dtype=np.float64)
+    room = np.asarray(spread, dtype=np.float64) - 1
+    keep = (room >= 2) & (k >= 1) & (k <= room)
+    if not keep.any():
+        return np.zeros(N_INSIDE)
+    frac = (k[keep] - 1) / (room[keep] - 1)
+    return np.quantile(frac, np.linspace(0, 1, N_INSIDE))
 
 
 class Tokenizer:
@@ -385,6 +405,10 @@ class Tokenizer:
     Edges are in log space (log shares, log ns); ``size_edges`` has N_SIZE - 1 of
     them, ``gap_edges`` N_GAP - 2 (gap bin 0 is exactly 0 ns, bins 1.. are quantile
     bins of the positive gaps). A value equal to an edge goes to the upper bin.
+
+    Decoding draws inside a token's bins where the token leaves room (``gap_draw``,
+    ``inside_ticks``): a gap bin covers a range of gaps and INSIDE a range of prices, and a
+    fixed value for each would put every generated order on a few points of that range.
     """
 
     def __init__(
@@ -393,17 +417,33 @@ class Tokenizer:
         size_values: np.ndarray,
         gap_edges: np.ndarray,
         gap_values: np.ndarray,
+        inside: np.ndarray | None = None,
     ) -> None:
         self.size_edges = np.asarray(size_edges, dtype=np.float64)
         self.size_values = np.asarray(size_values, dtype=np.int64)
         self.gap_edges = np.asarray(gap_edges, dtype=np.float64)
         self.gap_values = np.asarray(gap_values, dtype=np.int64)
+        self.inside = None if inside is None else np.asarray(inside, dtype=np.float64)
         self._validate()
+        # each positive gap bin's range in log ns; an open end mirrors the other around the
+        # bin's median, so a draw from the range keeps the median in the middle
+        logs = np.log(np.maximum(self.gap_values[1:], 1).astype(np.float64))
+        lo = np.concatenate([[2 * logs[0] - self.gap_edges[0]], self.gap_edges])
+        hi = np.concatenate([self.gap_edges, [2 * logs[-1] - self.gap_edges[-1]]])
+        self.gap_log_lo = np.concatenate([[0.0], np.minimum(lo, logs)])
+        self.gap_log_width = np.concatenate([[0.0], np.maximum(hi, logs) - self.gap_log_lo[1:]])
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, sizes: np.ndarray, gaps: np.ndarray) -> Tokenizer:
-        """Fit on the training split's order sizes (shares, >= 1) and gaps (ns, >= 0)."""
+    def fit(
+        cls,
+        sizes: np.ndarray,
+        gaps: np.ndarray,
+        inside: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Tokenizer:
+        """Fit on the training split's order sizes (shares, >= 1) and gaps (ns, >= 0), and
+        with ``inside`` = (ticks, spread) of INSIDE orders, how deep they go into the spread
+        (``inside_fractions``; without it INSIDE decodes one tick in)."""
         sizes = np.asarray(sizes, dtype=np.int64)
         gaps = np.asarray(gaps, dtype=np.int64)
         _require(sizes.size > 0, "cannot fit a tokenizer on no sizes")
@@ -416,7 +456,8 @@ class Tokenizer:
             positive = np.array([1], dtype=np.int64)
         gap_edges, gap_pos = _fit_bins(positive, N_GAP - 1)
         gap_values = np.concatenate([[0], gap_pos])
-        return cls(size_edges, size_values, gap_edges, gap_values)
+        depth = None if inside is None else inside_fractions(*inside)
+        return cls(size_edges, size_values, gap_edges, gap_values, depth)
 
     # ------------------------------------------------------------------ encode / decode
     def size_bins(self, size: np.ndarray) -> np.ndarray:
@@ -476,19 +517,40 @@ class Tokenizer:
             gap_ns=self.gap_values[c[:, 3]],
         )
 
+    def gap_draw(self, gap_bin: int, u: float) -> int:
+        """A gap (ns) in bin ``gap_bin`` for a uniform ``u`` in [0, 1): log-uniform over the
+        bin's range (bin 0 is 0 ns)."""
+        if gap_bin == 0:
+            return 0
+        log_ns = self.gap_log_lo[gap_bin] + self.gap_log_width[gap_bin] * u
+        return max(1, int(math.exp(log_ns)))
+
+    def inside_ticks(self, room: int, u: float) -> int:
+        """How many ticks an INSIDE order improves its own best by, where ``room`` >= 1 prices
+        lie strictly inside the spread, for a uniform ``u`` in [0, 1): the fitted depth
+        quantiles read at ``u`` (linear between them), scaled to the room. One tick without
+        fitted quantiles (a model trained before they were), or with room for one price."""
+        if self.inside is None or room <= 1:
+            return 1
+        frac = float(np.interp(u, _INSIDE_GRID, self.inside))
+        return 1 + min(room - 1, int(frac * (room - 1) + 0.5))
+
     token_ids = staticmethod(token_ids)
     token_components = staticmethod(token_components)
 
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, list[float] | list[int]]:
         """A plain dict of lists of numbers (safe to store in a checkpoint, JSON-able)."""
-        return {
+        state: dict[str, list[float] | list[int]] = {
             "component_sizes": list(COMPONENT_SIZES),
             "size_edges": [float(v) for v in self.size_edges],
             "size_values": [int(v) for v in self.size_values],
             "gap_edges": [float(v) for v in self.gap_edges],
             "gap_values": [int(v) for v in self.gap_values],
         }
+        if self.inside is not None:
+            state["inside_fractions"] = [float(v) for v in self.inside]
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Tokenizer:
@@ -499,7 +561,7 @@ class Tokenizer:
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise TokenizerStateError(f"tokenizer state: missing key(s) {missing}")
-        unknown = sorted(str(k) for k in state if k not in _STATE_KEYS)
+        unknown = sorted(str(k) for k in state if k not in _STATE_KEYS + _OPTIONAL_KEYS)
         if unknown:
             raise TokenizerStateError(f"tokenizer state: unknown key(s) {unknown}")
         sizes = _numbers(state, "component_sizes", len(COMPONENT_SIZES), integer=True)
@@ -514,6 +576,9 @@ class Tokenizer:
                 _numbers(state, "size_values", N_SIZE, integer=True),
                 _numbers(state, "gap_edges", N_GAP - 2),
                 _numbers(state, "gap_values", N_GAP, integer=True),
+                _numbers(state, "inside_fractions", N_INSIDE)
+                if "inside_fractions" in state
+                else None,
             )
         except TokenizerStateError:
             raise
@@ -551,6 +616,18 @@ class Tokenizer:
                 f"tokenizer state: key 'size_values' must be >= 1 share "
                 f"(index {i}: {self.size_values[i]})"
             )
+        if self.inside is not None:
+            if self.inside.shape != (N_INSIDE,):
+                raise TokenizerStateError(
+                    f"tokenizer state: key 'inside_fractions' must hold {N_INSIDE} numbers, "
+                    f"got shape {self.inside.shape}"
+                )
+            bad = (self.inside < 0) | (self.inside > 1) | ~np.isfinite(self.inside)
+            if bad.any() or (np.diff(self.inside) < 0).any():
+                raise TokenizerStateError(
+                    "tokenizer state: key 'inside_fractions' must be non-decreasing "
+                    f"fractions in [0, 1], got {self.inside.tolist()}"
+                )
         if self.gap_values[0] != 0 or (self.gap_values[1:] < 1).any():
             raise TokenizerStateError(
                 "tokenizer state: key 'gap_values' must be 0 for bin 0 and >= 1 ns for the "
