@@ -9,7 +9,7 @@ from mars_ray.commands.report import report
 from mars_ray.commands.rl import rl
 from mars_ray.commands.serve import serve
 from mars_ray.commands.simulate import simulate
-from mars_ray.commands.train import train, train_batch
+from mars_ray.commands.train import fit_decoding, train, train_batch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +22,7 @@ cli.add_command(simulate)
 cli.add_command(data)
 cli.add_command(train)
 cli.add_command(train_batch)
+cli.add_command(fit_decoding)
 cli.add_command(report)
 cli.add_command(serve)
 cli.add_command(rl)

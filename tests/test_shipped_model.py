@@ -45,3 +45,22 @@ def test_the_shipped_model_beats_both_baselines_on_the_held_out_real_day() -> No
     torch.manual_seed(0)
     untrained = OrderModel(loaded.model.config).eval()
     assert held_out_nll(untrained, days) > markov
+
+
+def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed_them() -> None:
+    """Its INSIDE depth table is the one fitted on the GOOG day's inside orders (what
+    `mars-ray fit-decoding` wrote, recomputed here from the file)."""
+    import numpy as np
+
+    from mars_ray.lmm.dataset import inside_depths
+    from mars_ray.lmm.tokenizer import inside_fractions
+
+    loaded = load_model(device="cpu")
+    stem = "GOOG_2012-06-21_34200000_57600000_{}_10.csv.gz"
+    root = data_dir() / "lobster"
+    orders = lobster_orders(root / stem.format("message"), root / stem.format("orderbook"))
+    table = corpus_table([(Unit("lobster", "GOOG", "2012-06-21", "train"), orders)], {})
+    want = inside_fractions(*inside_depths(table))
+    assert loaded.tokenizer.inside is not None
+    assert np.allclose(loaded.tokenizer.inside, want)
+    assert loaded.tokenizer.inside[8] > 0  # the median order goes more than one tick in

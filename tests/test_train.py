@@ -224,3 +224,36 @@ def test_the_mqa_config_validates_and_builds_one_kv_head() -> None:
     assert cfg.model_config_().kv_heads == 1
     with pytest.raises(ConfigError, match="n_kv_head must divide n_head"):
         load_train_config(PROJECT_ROOT / "configs" / "lmm_mqa.yaml", {"model.n_kv_head": 3})
+
+
+def test_fit_decoding_adds_the_inside_table_and_keeps_the_weights(corpus: Path, tmp_path: Path):
+    Trainer(train_config(corpus, tmp_path / "run", steps=2)).run()
+    model = tmp_path / "run" / "model.pt"
+    raw = read_checkpoint(model)
+    fitted = Tokenizer.from_state(raw["tokenizer"])
+    assert fitted.inside is not None  # a training run fits the table itself
+    raw["tokenizer"].pop("inside_fractions")  # a model trained before the table existed
+    save_checkpoint(tmp_path / "old.pt", {k: v for k, v in raw.items() if k != "format"})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit-decoding",
+            str(tmp_path / "old.pt"),
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(tmp_path / "new.pt"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "INSIDE depth quantiles" in result.output
+    new = read_checkpoint(tmp_path / "new.pt")
+    assert all(torch.equal(new["model"][k], raw["model"][k]) for k in raw["model"])
+    # the table a training run on the same corpus fits, and nothing else changed
+    assert Tokenizer.from_state(new["tokenizer"]) == fitted
+    card = (tmp_path / "new.json").read_text()
+    assert "inside_fractions" in card and str(corpus) in card
+    missing = CliRunner().invoke(
+        cli, ["fit-decoding", str(tmp_path / "nowhere.pt"), "--out", str(tmp_path / "x.pt")]
+    )
+    assert missing.exit_code != 0 and "checkpoint not found" in missing.output

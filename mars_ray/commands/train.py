@@ -134,3 +134,38 @@ def train_batch(corpus: str, out: str, steps: int, seed: int) -> None:
     last = history[-1]
     scores = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("nll"))
     click.echo(f"wrote {out} after {steps} steps in {last['seconds']:.0f} s: {scores}")
+
+
+@click.command("fit-decoding")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--corpus",
+    type=click.Path(dir_okay=False),
+    default="corpus/default/corpus.parquet",
+    show_default=True,
+    help="corpus.parquet whose training split the table is fitted on.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), required=True, help="Where to write the model."
+)
+def fit_decoding(model: str, corpus: str, out: str) -> None:
+    """Fit MODEL's decoding table (how deep INSIDE orders go into the spread) on a corpus,
+    weights untouched: for models trained before `mars-ray train` fitted it.
+
+    The shipped mars_ray/lmm/checkpoints/lmm-small.pt is this command's output on its own
+    earlier weights and the default corpus (docs/lmm.md).
+    """
+    from mars_ray.lmm.checkpoint import CheckpointError
+    from mars_ray.lmm.corpus import CorpusError
+    from mars_ray.lmm.train import fit_decoding as fit
+
+    try:
+        decoding = fit(model, corpus, out)
+    except (CheckpointError, CorpusError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    quantiles = ", ".join(f"{v:.2f}" for v in decoding["inside_fractions"][::4])
+    click.echo(
+        f"wrote {out} (card {Path(out).with_suffix('.json')}): INSIDE depth quantiles "
+        f"0, 1/4, 1/2, 3/4, 1 of the room in the spread: {quantiles} "
+        f"(from {decoding['inside_orders']:,} orders)"
+    )

@@ -32,9 +32,9 @@ from mars_ray.lmm.checkpoint import (
     save_checkpoint,
 )
 from mars_ray.lmm.corpus import load_corpus
-from mars_ray.lmm.dataset import TokenSplit, fit_tokenizer, split_table, tokenize
+from mars_ray.lmm.dataset import TokenSplit, fit_tokenizer, inside_depths, split_table, tokenize
 from mars_ray.lmm.model import LMMConfig, OrderModel
-from mars_ray.lmm.tokenizer import Tokenizer, token_ids
+from mars_ray.lmm.tokenizer import Tokenizer, inside_fractions, token_ids
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 
 
@@ -410,3 +410,35 @@ def corpus_description(table: Any, config: TrainConfig) -> dict[str, Any]:
     if config.optim.max_train_orders is not None:
         out["max_train_orders"] = config.optim.max_train_orders
     return out
+
+
+def fit_decoding(model: str | Path, corpus: str | Path, out: str | Path) -> dict[str, Any]:
+    """Fit a trained model's decoding table (how deep INSIDE orders go into the spread,
+    ``inside_fractions``) on a corpus's training split, with its weights untouched, and
+    write the model to ``out`` with its card beside it (``out`` with ``.json``).
+
+    For models trained before the table existed: the table is fitted by the rules a
+    training run uses, so the result decodes as a retrain on that corpus would, with the
+    weights it already has. Returns the card's ``decoding`` entry."""
+    raw = read_checkpoint(model)
+    tokenizer = Tokenizer.from_state(raw["tokenizer"])
+    ticks, spread = inside_depths(split_table(load_corpus(corpus), "train"))
+    fitted = Tokenizer.from_state(
+        {**tokenizer.to_state(), "inside_fractions": inside_fractions(ticks, spread).tolist()}
+    )
+    decoding = {
+        "fitted_on": str(corpus),
+        "inside_orders": len(ticks),
+        "inside_fractions": fitted.to_state()["inside_fractions"],
+    }
+    payload = {k: v for k, v in raw.items() if k != "format"}
+    payload.update(tokenizer=fitted.to_state(), decoding=decoding)
+    out = Path(out)
+    save_checkpoint(out, payload)
+    card_path = Path(model).with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if not card:
+        card = {k: v for k, v in payload.items() if k not in ("model", "tokenizer")}
+    card["decoding"] = decoding
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return decoding
