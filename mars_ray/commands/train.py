@@ -93,14 +93,17 @@ def loss_table(last: dict[str, float], baselines: dict[str, dict[str, float]]) -
     return "\n".join(lines)
 
 
-@click.command("train-batch")
-@click.option(
+CORPUS_OPTION = click.option(
     "--corpus",
     type=click.Path(dir_okay=False),
     default="corpus/default/corpus.parquet",
     show_default=True,
-    help="corpus.parquet from `mars-ray data build-corpus`.",
+    help="corpus.parquet from `mars-ray data build-corpus` (its training split is used).",
 )
+
+
+@click.command("train-batch")
+@CORPUS_OPTION
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -138,13 +141,7 @@ def train_batch(corpus: str, out: str, steps: int, seed: int) -> None:
 
 @click.command("fit-decoding")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option(
-    "--corpus",
-    type=click.Path(dir_okay=False),
-    default="corpus/default/corpus.parquet",
-    show_default=True,
-    help="corpus.parquet whose training split the table is fitted on.",
-)
+@CORPUS_OPTION
 @click.option(
     "--out", type=click.Path(dir_okay=False), required=True, help="Where to write the model."
 )
