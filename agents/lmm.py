@@ -51,7 +51,10 @@ from agents.base import NO_ORDERS, AgentParams
 from agents.view import Fills
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.tokenizer import (
+    BEHIND,
     CANCEL_KINDS,
+    DEEP,
+    DEEP_TICKS,
     INSIDE,
     N_BOOK,
     Kind,
@@ -59,6 +62,9 @@ from mars_ray.lmm.tokenizer import (
     book_features_one,
     decode_price_one,
     encode_price_level,
+    median_spread,
+    scale_levels,
+    scale_spread_features,
 )
 from mars_ray.schema.clock import Clock, parse_clock
 from mars_ray.schema.events import OrderType
@@ -203,6 +209,14 @@ class LMMParams(AgentParams):
         "depth into the spread drawn from the model's fitted quantiles; false: every gap at "
         "its bin's median and every INSIDE order one tick in (docs/lmm.md, Generation)",
     )
+    regime: Literal["context", "off"] = Field(
+        default="off",
+        description="context: with real orders as context (a real start), read the "
+        "instrument's price regime from them: distances behind the best and the spread the "
+        "model sees are scaled by the context's median spread over the model's training "
+        "median (spreads closer to a real day's, queues at the touch further: docs/lmm.md); "
+        "off: ticks as trained",
+    )
     keep_both_sides: bool = Field(
         default=True,
         description="never empty a side of the book in view: a cancel that would is skipped, "
@@ -257,6 +271,7 @@ class BookSlot:
     held_time: int = 0
     counter: int = 0
     generated: int = 0  # tokens sampled so far (the ``max_orders`` horizon counts these)
+    scale: float = 1.0  # ticks here per tick of the model's training books (regime)
     live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
     # the same orders by side and price (oldest first), to find a cancel's target quickly
     by_price: dict[int, SortedDict] = field(
@@ -466,6 +481,8 @@ class LMMBackground:
                 slot = self.slots[b]
                 times[b] = slot.last_time
                 book[b], top[b, 0] = shadows[b].features(slot.last_time)
+                if slot.scale != 1.0:
+                    book[b] = scale_spread_features(book[b], 1.0 / slot.scale)
                 uniforms[b] = slot.rng.random(4)
             bias = gap = None
             if self.controller is not None:
@@ -515,10 +532,24 @@ class LMMBackground:
         before it generates, and continues from the last one instead of a made-up opening
         order."""
         orders = orders.last(int(getattr(self.generator, "block_size", CONTEXT_DEFAULT)))
-        components = self.tokenizer.encode(
-            orders.kind, orders.price_level, orders.size, orders.gap_ns
-        )
-        self.context[slot_index] = (components, np.asarray(orders.book, np.float32))
+        level, book = orders.price_level, np.asarray(orders.book, np.float32)
+        scale = self._regime_scale(book)
+        if scale != 1.0:
+            level = scale_levels(level, 1.0 / scale)
+            book = scale_spread_features(book, 1.0 / scale)
+        self.slots[slot_index].scale = scale
+        components = self.tokenizer.encode(orders.kind, level, orders.size, orders.gap_ns)
+        self.context[slot_index] = (components, book)
+
+    def _regime_scale(self, book: np.ndarray) -> float:
+        """The context's median spread over the model's training median (1 with
+        ``regime: off``, a model without that median, or a context never two-sided),
+        within [1/4, 4]: beyond that the model would be asked for books it never saw."""
+        trained = self.tokenizer.spread_ticks
+        here = median_spread(book) if self.params.regime == "context" else None
+        if trained is None or here is None:
+            return 1.0
+        return min(4.0, max(0.25, here / trained))
 
     def _prime(self, start: int) -> None:
         """Feed each not yet started slot's context through the generator: order j with the
@@ -564,7 +595,15 @@ class LMMBackground:
         side = 1 if kind == _BUY or kind == _CANCEL_BUY else -1
         bid, ask = shadow.best_bid, shadow.best_ask
         cancel = kind in CANCEL_KINDS
-        price, marketable = decode_price_one(level, side, bid, ask, slot.reference_ticks, cancel)
+        if slot.scale != 1.0 and level >= BEHIND:
+            behind = DEEP_TICKS if level == DEEP else level - BEHIND
+            price, _ = decode_price_one(BEHIND, side, bid, ask, slot.reference_ticks, cancel)
+            price = max(1, price - side * round(behind * slot.scale))
+            marketable = False
+        else:
+            price, marketable = decode_price_one(
+                level, side, bid, ask, slot.reference_ticks, cancel
+            )
         if level == INSIDE and not cancel and bid > 0 and ask > bid + 2 and self.draw_inside:
             price = (bid if side > 0 else ask) + side * self.tokenizer.inside_ticks(
                 ask - bid - 1, slot.rng.random()

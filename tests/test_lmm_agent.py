@@ -386,3 +386,56 @@ def test_the_decoder_draws_inside_a_tokens_bins() -> None:
     gaps = np.diff(times)
     assert len(set(gaps.tolist())) > 10  # a gap anywhere in its bin ...
     assert (tok.gap_bins(gaps) == gap_bin).mean() > 0.9  # ... and inside it
+
+
+def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
+    """A context quoted twice as wide as the model's training books: distances behind the
+    best are decoded twice as far, and the model reads the spread halved."""
+    from agents.lmm import BookSlot, LMMBackground, LMMParams
+    from mars_ray.lmm.corpus import UnitOrders
+    from mars_ray.lmm.tokenizer import BEHIND, Kind, book_features
+    from mars_ray.schema.phases import Phase
+
+    rng = np.random.default_rng(0)
+    tokenizer = Tokenizer.fit(
+        rng.geometric(0.3, 500) * 100, rng.exponential(2e8, 500).astype(np.int64), None, 20.0
+    )
+    seen = []
+
+    class Recording(_SameToken):
+        def next(self, components, book, uniforms, active, kind_bias=None, gap_bias=None):
+            seen.append(book.copy())
+            return super().next(components, book, uniforms, active)
+
+    def run(regime: str) -> tuple[list[int], float]:
+        stub = Recording([int(Kind.BUY), BEHIND + 5, 0, 3])
+        params = LMMParams(max_orders_per_step=1, regime=regime, device="cpu")
+        slot = BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1))
+        agent = LMMBackground(params, [slot], {"local": lambda p, rows: (stub, tokenizer)})
+        rows = np.zeros((8, 10, 4), dtype=np.int64)
+        rows[:, 0] = [140, 100, 100, 100]  # a 40-tick spread: twice the training median
+        n = len(rows)
+        context = UnitOrders(
+            time_ns=np.arange(n, dtype=np.int64),
+            kind=np.zeros(n, dtype=np.int8),
+            price_level=np.full(n, BEHIND + 6, dtype=np.int8),
+            size=np.full(n, 100, dtype=np.int64),
+            gap_ns=np.ones(n, dtype=np.int64),
+            book=book_features(rows, parse_clock("10:00")),
+            inside_ticks=np.zeros(n, dtype=np.int16),
+        )
+        agent.set_context(0, context)
+        depth = np.zeros((10, 4), dtype=np.int64)
+        depth[0] = [140, 100, 100, 100]
+        t0 = parse_clock("10:00")
+        batch = agent.act(t0, t0 + 10**9, [depth], Phase.CONTINUOUS)
+        return np.rint(np.asarray(batch.price) / 0.01).astype(int).tolist(), slot.scale
+
+    seen.clear()
+    prices, scale = run("context")
+    assert scale == pytest.approx(2.0) and prices == [90]  # 5 "training ticks" = 10 here
+    assert np.expm1(seen[-1][0, 20]) == pytest.approx(20.0, rel=1e-4)  # it reads 40 as 20
+    seen.clear()
+    prices, scale = run("off")
+    assert scale == 1.0 and prices == [95]
+    assert np.expm1(seen[-1][0, 20]) == pytest.approx(40.0, rel=1e-4)

@@ -48,11 +48,11 @@ def test_the_shipped_model_beats_both_baselines_on_the_held_out_real_day() -> No
 
 
 def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed_them() -> None:
-    """Its INSIDE depth table is the one fitted on the GOOG day's inside orders (what
-    `mars-ray fit-decoding` wrote, recomputed here from the file)."""
+    """Its decoding tables are those of the GOOG day (what `mars-ray fit-decoding` wrote,
+    recomputed here from the file): how deep its INSIDE orders went, its median spread."""
     import numpy as np
 
-    from mars_ray.lmm.dataset import inside_depths
+    from mars_ray.lmm.dataset import inside_depths, training_spread
     from mars_ray.lmm.tokenizer import inside_fractions
 
     loaded = load_model(device="cpu")
@@ -64,3 +64,4 @@ def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed
     assert loaded.tokenizer.inside is not None
     assert np.allclose(loaded.tokenizer.inside, want)
     assert loaded.tokenizer.inside[8] > 0  # the median order goes more than one tick in
+    assert loaded.tokenizer.spread_ticks == training_spread(table) == 28.0

@@ -29,7 +29,10 @@ from mars_ray.lmm.tokenizer import (
     decode_price_one,
     encode_price_level,
     inside_fractions,
+    median_spread,
     price_levels,
+    scale_levels,
+    scale_spread_features,
     token_components,
     token_ids,
 )
@@ -311,6 +314,8 @@ def _broken(tok: Tokenizer, key: str, value: object) -> dict:
         ("inside_fractions", [0.5] * 3, "'inside_fractions' must hold 17 numbers, got 3"),
         ("inside_fractions", [0.5] * 16 + [0.1], "'inside_fractions' must be non-decreasing"),
         ("inside_fractions", [0.0] * 16 + [1.5], "fractions in \\[0, 1\\]"),
+        ("spread_ticks", 0.5, "'spread_ticks' must be a spread of >= 1 tick, got 0.5"),
+        ("spread_ticks", "wide", "'spread_ticks' holds 'wide'"),
     ],
 )
 def test_malformed_state_names_the_key(tok, key, value, message):
@@ -356,6 +361,22 @@ def test_inside_fractions_and_the_depth_they_decode_to():
     assert min(ticks) == 1 and max(ticks) <= 20
     # quantiles of (0, 0, 0, 1) are 0 up to u = 2/3 and climb to 1 after it
     assert 0.64 < np.mean(np.array(ticks) == 1) < 0.70 and max(ticks) == 20
+
+
+def test_price_regime_helpers_scale_distances_and_the_spread_the_model_reads():
+    levels = np.array([MARKETABLE, INSIDE, BEHIND, BEHIND + 4, BEHIND + 15, DEEP])
+    half = scale_levels(levels, 0.5)
+    assert half.tolist() == [MARKETABLE, INSIDE, BEHIND, BEHIND + 2, BEHIND + 8, BEHIND + 14]
+    double = scale_levels(levels, 2.0)
+    assert double.tolist() == [MARKETABLE, INSIDE, BEHIND, BEHIND + 8, DEEP, DEEP]
+    book = np.zeros((3, 10, 4), dtype=np.int64)
+    book[:, 0, :] = [[110, 100, 100, 100], [130, 100, 100, 100], [0, 0, 100, 100]]
+    feats = book_features(book, OPEN_NS)
+    assert median_spread(feats) == pytest.approx(20.0)  # 10 and 30; the one-sided row is out
+    assert median_spread(feats[2:]) is None
+    halved = scale_spread_features(feats, 0.5)
+    assert np.expm1(halved[:2, 20]) == pytest.approx([5.0, 15.0], rel=1e-5)
+    assert np.array_equal(halved[:, :20], feats[:, :20]) and halved[2, 20] == 0
 
 
 # ----------------------------------------------------------------------------- book features

@@ -231,8 +231,9 @@ def test_fit_decoding_adds_the_inside_table_and_keeps_the_weights(corpus: Path, 
     model = tmp_path / "run" / "model.pt"
     raw = read_checkpoint(model)
     fitted = Tokenizer.from_state(raw["tokenizer"])
-    assert fitted.inside is not None  # a training run fits the table itself
-    raw["tokenizer"].pop("inside_fractions")  # a model trained before the table existed
+    assert fitted.inside is not None and fitted.spread_ticks  # a training run fits them
+    raw["tokenizer"].pop("inside_fractions")  # a model trained before the tables existed
+    raw["tokenizer"].pop("spread_ticks")
     save_checkpoint(tmp_path / "old.pt", {k: v for k, v in raw.items() if k != "format"})
     result = CliRunner().invoke(
         cli,
@@ -252,7 +253,7 @@ def test_fit_decoding_adds_the_inside_table_and_keeps_the_weights(corpus: Path, 
     # the table a training run on the same corpus fits, and nothing else changed
     assert Tokenizer.from_state(new["tokenizer"]) == fitted
     card = (tmp_path / "new.json").read_text()
-    assert "inside_fractions" in card and str(corpus) in card
+    assert "inside_fractions" in card and "spread_ticks" in card and str(corpus) in card
     missing = CliRunner().invoke(
         cli, ["fit-decoding", str(tmp_path / "nowhere.pt"), "--out", str(tmp_path / "x.pt")]
     )

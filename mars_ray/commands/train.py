@@ -146,8 +146,9 @@ def train_batch(corpus: str, out: str, steps: int, seed: int) -> None:
     "--out", type=click.Path(dir_okay=False), required=True, help="Where to write the model."
 )
 def fit_decoding(model: str, corpus: str, out: str) -> None:
-    """Fit MODEL's decoding table (how deep INSIDE orders go into the spread) on a corpus,
-    weights untouched: for models trained before `mars-ray train` fitted it.
+    """Fit MODEL's decoding tables (how deep INSIDE orders go into the spread, the median
+    spread of the training books) on a corpus, weights untouched: for models trained before
+    `mars-ray train` fitted them.
 
     The shipped mars_ray/lmm/checkpoints/lmm-small.pt is this command's output on its own
     earlier weights and the default corpus (docs/lmm.md).
@@ -164,5 +165,6 @@ def fit_decoding(model: str, corpus: str, out: str) -> None:
     click.echo(
         f"wrote {out} (card {Path(out).with_suffix('.json')}): INSIDE depth quantiles "
         f"0, 1/4, 1/2, 3/4, 1 of the room in the spread: {quantiles} "
-        f"(from {decoding['inside_orders']:,} orders)"
+        f"(from {decoding['inside_orders']:,} orders); median spread "
+        f"{decoding.get('spread_ticks', 'unknown')} ticks"
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mars_ray.lmm.tokenizer import INSIDE, N_BOOK, Tokenizer, token_ids
+from mars_ray.lmm.tokenizer import INSIDE, N_BOOK, Tokenizer, median_spread, token_ids
 
 SPLITS = ("train", "validation", "test")
 
@@ -109,22 +109,41 @@ def fit_tokenizer(train: pa.Table, gaps_from: str | None = None) -> Tokenizer:
                 f"(sources: {sorted(set(sources.tolist()))})"
             )
         gaps = gaps[chosen]
-    return Tokenizer.fit(train["size"].to_numpy(), gaps, inside_depths(train))
+    return Tokenizer.fit(
+        train["size"].to_numpy(), gaps, inside_depths(train), training_spread(train)
+    )
+
+
+def decoding_rows(train: pa.Table) -> np.ndarray:
+    """Which training rows the decoding tables are fitted on: the real days' where there
+    are any (how deep orders go into a spread, and how wide it is, are habits of real
+    markets that the agent simulator does not model), else every row."""
+    real = train["source"].to_numpy(zero_copy_only=False) == "lobster"
+    return real if real.any() else np.ones(train.num_rows, dtype=bool)
 
 
 def inside_depths(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """(ticks, spread) of the INSIDE orders the depth quantiles are fitted on: the real
-    days' where there are any (how deep orders go into a spread is a habit of real traders
-    that the agent simulator does not model), else every source's."""
-    level = train["price_level"].to_numpy()
-    rows = level == INSIDE
-    real = train["source"].to_numpy(zero_copy_only=False) == "lobster"
-    if (rows & real).any():
-        rows &= real
+    """(ticks, spread) of the INSIDE orders the depth quantiles are fitted on (the rows of
+    ``decoding_rows``)."""
+    rows = decoding_rows(train) & (train["price_level"].to_numpy() == INSIDE)
     picked = train.take(np.flatnonzero(rows))
-    book = picked["book"].combine_chunks().flatten().to_numpy().reshape(-1, N_BOOK)
-    spread = np.rint(np.expm1(book[:, 20].astype(np.float64))).astype(np.int64)
+    spread = np.rint(np.expm1(_spread_feature(picked))).astype(np.int64)
     return picked["inside_ticks"].to_numpy().astype(np.int64), spread
+
+
+def training_spread(train: pa.Table) -> float | None:
+    """The median spread (ticks) of the books before the ``decoding_rows`` orders."""
+    picked = train.filter(pa.array(decoding_rows(train)))
+    spread_feature = _spread_feature(picked)
+    book = np.zeros((len(spread_feature), N_BOOK))
+    book[:, 20] = spread_feature
+    return median_spread(book)
+
+
+def _spread_feature(table: pa.Table) -> np.ndarray:
+    """Book feature 20 (log1p of the spread in ticks) of every row, as float64."""
+    column = pc.list_element(table["book"], 20) if table.num_rows else pa.array([], pa.float32())
+    return np.asarray(column.to_numpy(), dtype=np.float64).reshape(-1)
 
 
 def tokenize(table: pa.Table, tokenizer: Tokenizer) -> TokenSplit:

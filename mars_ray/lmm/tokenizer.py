@@ -378,7 +378,7 @@ class DecodedOrders:
 
 _STATE_KEYS = ("component_sizes", "size_edges", "size_values", "gap_edges", "gap_values")
 N_INSIDE = 17  # quantiles (0, 1/16, ..., 1) of how deep INSIDE orders go into the spread
-_OPTIONAL_KEYS = ("inside_fractions",)  # absent in models trained before it was fitted
+_OPTIONAL_KEYS = ("inside_fractions", "spread_ticks")  # absent in models fitted before them
 
 
 _INSIDE_GRID = np.linspace(0, 1, N_INSIDE)
@@ -397,6 +397,34 @@ def inside_fractions(ticks: np.ndarray, spread: np.ndarray) -> np.ndarray:
         return np.zeros(N_INSIDE)
     frac = (k[keep] - 1) / (room[keep] - 1)
     return np.quantile(frac, np.linspace(0, 1, N_INSIDE))
+
+
+def median_spread(book: np.ndarray) -> float | None:
+    """The median spread (ticks) over rows of book features with both sides quoted (None
+    without any): an instrument's price regime, as the model reads it."""
+    spread_feature = np.asarray(book, dtype=np.float64).reshape(-1, N_BOOK)[:, 20]
+    quoted = spread_feature > 0
+    if not quoted.any():
+        return None
+    return float(np.median(np.rint(np.expm1(spread_feature[quoted]))))  # whole ticks
+
+
+def scale_levels(level: np.ndarray, factor: float) -> np.ndarray:
+    """Price levels with their distance behind the best multiplied by ``factor`` (DEEP
+    counts as ``DEEP_TICKS``; a scaled distance past ``MAX_BEHIND`` is DEEP again);
+    MARKETABLE and INSIDE stay."""
+    lv = np.asarray(level, dtype=np.int64)
+    behind = np.where(lv == DEEP, DEEP_TICKS, lv - BEHIND)
+    scaled = encode_price_level(np.rint(behind * factor).astype(np.int64))
+    return np.where(lv >= BEHIND, scaled, lv).astype(lv.dtype)
+
+
+def scale_spread_features(book: np.ndarray, factor: float) -> np.ndarray:
+    """Book features with the spread and the two book widths (in ticks inside their log1p)
+    multiplied by ``factor``; sizes and time stay."""
+    out = np.array(book, dtype=np.float32, copy=True)
+    out[..., 20:23] = np.log1p(np.expm1(out[..., 20:23].astype(np.float64)) * factor)
+    return out
 
 
 class Tokenizer:
@@ -418,12 +446,14 @@ class Tokenizer:
         gap_edges: np.ndarray,
         gap_values: np.ndarray,
         inside: np.ndarray | None = None,
+        spread_ticks: float | None = None,
     ) -> None:
         self.size_edges = np.asarray(size_edges, dtype=np.float64)
         self.size_values = np.asarray(size_values, dtype=np.int64)
         self.gap_edges = np.asarray(gap_edges, dtype=np.float64)
         self.gap_values = np.asarray(gap_values, dtype=np.int64)
         self.inside = None if inside is None else np.asarray(inside, dtype=np.float64)
+        self.spread_ticks = None if spread_ticks is None else float(spread_ticks)
         self._validate()
         # each positive gap bin's range in log ns; an open end mirrors the other around the
         # bin's median, so a draw from the range keeps the median in the middle
@@ -440,10 +470,12 @@ class Tokenizer:
         sizes: np.ndarray,
         gaps: np.ndarray,
         inside: tuple[np.ndarray, np.ndarray] | None = None,
+        spread_ticks: float | None = None,
     ) -> Tokenizer:
         """Fit on the training split's order sizes (shares, >= 1) and gaps (ns, >= 0), and
         with ``inside`` = (ticks, spread) of INSIDE orders, how deep they go into the spread
-        (``inside_fractions``; without it INSIDE decodes one tick in)."""
+        (``inside_fractions``; without it INSIDE decodes one tick in). ``spread_ticks`` is
+        the training books' median spread, the price regime the model learned in."""
         sizes = np.asarray(sizes, dtype=np.int64)
         gaps = np.asarray(gaps, dtype=np.int64)
         _require(sizes.size > 0, "cannot fit a tokenizer on no sizes")
@@ -457,7 +489,7 @@ class Tokenizer:
         gap_edges, gap_pos = _fit_bins(positive, N_GAP - 1)
         gap_values = np.concatenate([[0], gap_pos])
         depth = None if inside is None else inside_fractions(*inside)
-        return cls(size_edges, size_values, gap_edges, gap_values, depth)
+        return cls(size_edges, size_values, gap_edges, gap_values, depth, spread_ticks)
 
     # ------------------------------------------------------------------ encode / decode
     def size_bins(self, size: np.ndarray) -> np.ndarray:
@@ -550,6 +582,8 @@ class Tokenizer:
         }
         if self.inside is not None:
             state["inside_fractions"] = [float(v) for v in self.inside]
+        if self.spread_ticks is not None:
+            state["spread_ticks"] = self.spread_ticks
         return state
 
     @classmethod
@@ -578,6 +612,9 @@ class Tokenizer:
                 _numbers(state, "gap_values", N_GAP, integer=True),
                 _numbers(state, "inside_fractions", N_INSIDE)
                 if "inside_fractions" in state
+                else None,
+                _numbers({"spread_ticks": [state["spread_ticks"]]}, "spread_ticks", 1)[0]
+                if "spread_ticks" in state
                 else None,
             )
         except TokenizerStateError:
@@ -628,6 +665,13 @@ class Tokenizer:
                     "tokenizer state: key 'inside_fractions' must be non-decreasing "
                     f"fractions in [0, 1], got {self.inside.tolist()}"
                 )
+        if self.spread_ticks is not None and not (
+            math.isfinite(self.spread_ticks) and self.spread_ticks >= 1
+        ):
+            raise TokenizerStateError(
+                f"tokenizer state: key 'spread_ticks' must be a spread of >= 1 tick, "
+                f"got {self.spread_ticks}"
+            )
         if self.gap_values[0] != 0 or (self.gap_values[1:] < 1).any():
             raise TokenizerStateError(
                 "tokenizer state: key 'gap_values' must be 0 for bin 0 and >= 1 ns for the "

@@ -32,7 +32,14 @@ from mars_ray.lmm.checkpoint import (
     save_checkpoint,
 )
 from mars_ray.lmm.corpus import load_corpus
-from mars_ray.lmm.dataset import TokenSplit, fit_tokenizer, inside_depths, split_table, tokenize
+from mars_ray.lmm.dataset import (
+    TokenSplit,
+    fit_tokenizer,
+    inside_depths,
+    split_table,
+    tokenize,
+    training_spread,
+)
 from mars_ray.lmm.model import LMMConfig, OrderModel
 from mars_ray.lmm.tokenizer import Tokenizer, inside_fractions, token_ids
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
@@ -413,24 +420,24 @@ def corpus_description(table: Any, config: TrainConfig) -> dict[str, Any]:
 
 
 def fit_decoding(model: str | Path, corpus: str | Path, out: str | Path) -> dict[str, Any]:
-    """Fit a trained model's decoding table (how deep INSIDE orders go into the spread,
-    ``inside_fractions``) on a corpus's training split, with its weights untouched, and
-    write the model to ``out`` with its card beside it (``out`` with ``.json``).
+    """Fit a trained model's decoding tables (how deep INSIDE orders go into the spread,
+    ``inside_fractions``; the training books' median spread, ``spread_ticks``) on a
+    corpus's training split, with its weights untouched, and write the model to ``out``
+    with its card beside it (``out`` with ``.json``).
 
-    For models trained before the table existed: the table is fitted by the rules a
-    training run uses, so the result decodes as a retrain on that corpus would, with the
-    weights it already has. Returns the card's ``decoding`` entry."""
+    For models trained before the tables existed: they are fitted by the rules a training
+    run uses, so the result decodes as a retrain on that corpus would, with the weights it
+    already has. Returns the card's ``decoding`` entry."""
     raw = read_checkpoint(model)
     tokenizer = Tokenizer.from_state(raw["tokenizer"])
-    ticks, spread = inside_depths(split_table(load_corpus(corpus), "train"))
-    fitted = Tokenizer.from_state(
-        {**tokenizer.to_state(), "inside_fractions": inside_fractions(ticks, spread).tolist()}
-    )
-    decoding = {
-        "fitted_on": str(corpus),
-        "inside_orders": len(ticks),
-        "inside_fractions": fitted.to_state()["inside_fractions"],
-    }
+    train = split_table(load_corpus(corpus), "train")
+    ticks, spread = inside_depths(train)
+    tables: dict[str, Any] = {"inside_fractions": inside_fractions(ticks, spread).tolist()}
+    typical = training_spread(train)
+    if typical is not None:
+        tables["spread_ticks"] = typical
+    fitted = Tokenizer.from_state({**tokenizer.to_state(), **tables})
+    decoding = {"fitted_on": str(corpus), "inside_orders": len(ticks), **tables}
     payload = {k: v for k, v in raw.items() if k != "format"}
     payload.update(tokenizer=fitted.to_state(), decoding=decoding)
     out = Path(out)
