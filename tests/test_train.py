@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -13,7 +14,7 @@ from conftest import data_dir
 from mars_ray.cli import cli
 from mars_ray.lmm.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from mars_ray.lmm.corpus import Unit, corpus_table, lobster_orders, write_corpus
-from mars_ray.lmm.dataset import fit_tokenizer
+from mars_ray.lmm.dataset import fit_tokenizer, weighted_sample
 from mars_ray.lmm.tokenizer import Tokenizer
 from mars_ray.lmm.train import TrainConfig, Trainer, TrainingData, load_training_data
 
@@ -170,6 +171,14 @@ def test_gaps_from_fits_the_time_bins_on_one_source_only(tmp_path: Path) -> None
     assert own.size_values.tolist() == both.size_values.tolist()  # sizes: every source
     with pytest.raises(ValueError, match="gaps_from: no training orders of source 'lob'"):
         fit_tokenizer(table, "lob")
+    # weighted by the sampling mix: one real day x 4 against four synthetic days is an
+    # even mix of the two, which reaches further than every order alike
+    sources = table["source"].to_numpy(zero_copy_only=False)
+    mix = weighted_sample(np.arange(len(sources)), sources, {"lobster": 4})
+    real_rows = int((sources[mix] == "lobster").sum())
+    assert real_rows == len(real) and len(mix) == 2 * len(real)
+    weighted = fit_tokenizer(table, "weighted", {"lobster": 4})
+    assert both.gap_values[-1] < weighted.gap_values[-1] < own.gap_values[-1]
 
 
 def test_bad_checkpoints_are_named(corpus: Path, tmp_path: Path):

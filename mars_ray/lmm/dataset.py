@@ -7,6 +7,7 @@ transition from the end of one day into another instrument.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,14 +95,22 @@ def split_table(table: pa.Table, split: str, max_orders: int | None = None) -> p
     return part
 
 
-def fit_tokenizer(train: pa.Table, gaps_from: str | None = None) -> Tokenizer:
+def fit_tokenizer(
+    train: pa.Table,
+    gaps_from: str | None = None,
+    source_weights: Mapping[str, float] | None = None,
+) -> Tokenizer:
     """Size bins from every training order; gap bins from those of source ``gaps_from``
-    only, where given (the real days: they set the time scale the model can decode)."""
+    only, where given (the real days: they set the time scale the model can decode), or
+    with ``gaps_from="weighted"`` from every source in the mix training draws its windows
+    in (``source_weights``, default 1 each)."""
     if train.num_rows == 0:
         raise ValueError("the corpus has no training rows (split == 'train')")
     gaps = train["gap_ns"].to_numpy()
-    if gaps_from is not None:
-        sources = train["source"].to_numpy(zero_copy_only=False)
+    sources = train["source"].to_numpy(zero_copy_only=False)
+    if gaps_from == "weighted":
+        gaps = weighted_sample(gaps, sources, source_weights or {})
+    elif gaps_from is not None:
         chosen = sources == gaps_from
         if not chosen.any():
             raise ValueError(
@@ -112,6 +121,23 @@ def fit_tokenizer(train: pa.Table, gaps_from: str | None = None) -> Tokenizer:
     return Tokenizer.fit(
         train["size"].to_numpy(), gaps, inside_depths(train), training_spread(train)
     )
+
+
+def weighted_sample(
+    values: np.ndarray, sources: np.ndarray, weights: Mapping[str, float]
+) -> np.ndarray:
+    """``values`` thinned per source so that each source's share is its share of the
+    training draws (rows x weight): the most weighted source keeps every value, another
+    an evenly spaced ``weight / top weight`` of its own (no randomness: the same corpus
+    gives the same bins)."""
+    names = sorted(set(sources.tolist()))
+    top = max(weights.get(n, 1.0) for n in names)
+    kept = []
+    for name in names:
+        own = values[sources == name]
+        count = max(1, round(len(own) * weights.get(name, 1.0) / top))
+        kept.append(own[np.linspace(0, len(own) - 1, count).round().astype(np.int64)])
+    return np.concatenate(kept)
 
 
 def decoding_rows(train: pa.Table) -> np.ndarray:

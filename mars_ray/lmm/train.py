@@ -90,10 +90,11 @@ class OptimSection(StrictModel):
 
 
 class TokenizerSection(StrictModel):
-    gaps_from: Literal["lobster", "synthetic"] | None = Field(
+    gaps_from: Literal["lobster", "synthetic", "weighted"] | None = Field(
         default=None,
-        description="fit the inter-arrival bins on this source's training orders only "
-        "(default: all); the largest gap the model can decode is its top bin's",
+        description="fit the inter-arrival bins on this source's training orders only, or "
+        "(weighted) on every source in the mix optim.source_weights draws windows in "
+        "(default: every order alike); the largest gap the model can decode is its top bin's",
     )
 
 
@@ -175,7 +176,9 @@ def training_data(
     splits already tokenized with that tokenizer (default: tokenized here)."""
     train_rows = split_table(table, "train", config.optim.max_train_orders)
     if tokenizer is None:
-        tokenizer = fit_tokenizer(train_rows, config.tokenizer.gaps_from)
+        tokenizer = fit_tokenizer(
+            train_rows, config.tokenizer.gaps_from, config.optim.source_weights
+        )
     held_out = tokenize_held_out(table, tokenizer) if held_out is None else held_out
     splits = {"train": tokenize(train_rows, tokenizer), **held_out}
     return TrainingData(tokenizer, splits, corpus_description(table, config))
