@@ -324,7 +324,10 @@ def validate_corpus(table: pa.Table, where: str = "corpus") -> None:
     names = set(table.column_names)
     missing = [f.name for f in CORPUS_SCHEMA if f.name not in names]
     if missing:
-        problems.append(f"missing column(s) {missing}")
+        problems.append(
+            f"missing column(s) {missing} (a corpus written by an older mars-ray: "
+            "rebuild it with `mars-ray data build-corpus CONFIG`)"
+        )
     for f in CORPUS_SCHEMA:
         if f.name in names and not table.schema.field(f.name).type.equals(f.type):
             problems.append(
