@@ -27,7 +27,14 @@ from mars_ray.reports.lob_scores import (
     spread_given_time,
     spread_given_volatility,
 )
-from mars_ray.reports.lob_suite import floor_halves, message_rate, one_sided_share, windows
+from mars_ray.reports.lob_suite import (
+    Book,
+    floor_halves,
+    message_rate,
+    mid_moves,
+    one_sided_share,
+    windows,
+)
 
 S = 1_000_000_000
 
@@ -128,6 +135,26 @@ def test_windows_cut_the_day_and_carry_the_book_before_each():
     assert len(first) == 1 and len(second) == 2
     assert one_sided_share(books) == 0.0
     assert message_rate(books) == pytest.approx(6 / (4 + 0 + 0))  # spans: 4 s, 0, 0
+
+
+def test_mid_moves_follow_each_book_from_its_first_two_sided_row_to_its_last():
+    def book(rows: list[list[int]]) -> Book:
+        r = np.array(rows, dtype=np.int64)
+        return Book(FLOW, r, r[0])
+
+    up = book([[0, 0, 99, 100], [101, 100, 99, 100], [104, 100, 102, 100], [0, 0, 90, 5]])
+    down = book([[110, 100, 100, 100], [105, 100, 95, 100]])  # mid 105 -> 100
+    one_sided = book([[0, 0, 99, 100]])
+    moves = mid_moves([up, down, one_sided])
+    assert moves == {  # up: mid 100 -> 103 (the last row is one-sided: not counted)
+        "mean": -1.0,
+        "sd": 4.0,
+        "mean_abs": 4.0,
+        "min": -5.0,
+        "max": 3.0,
+        "books": 2,
+    }
+    assert mid_moves([one_sided]) is None
 
 
 def test_price_response_of_a_hand_made_book():

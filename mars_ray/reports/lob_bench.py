@@ -188,6 +188,7 @@ def payload(
         # orders the LMM's keep_both_sides rule changed over all windows (agents/lmm.py)
         "lmm_kept_both_sides": dict(guarded or {}),
         "messages_per_s": result["messages_per_s"],
+        "mid_change_ticks": result["mid_change_ticks"],
         "impact_curves": result["impact"]["curves"],
         "fact_statistics": {n: r["statistic"] for n, r in result["stylized_facts"].items()},
         "protocol": {

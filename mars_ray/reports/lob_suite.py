@@ -146,6 +146,31 @@ def one_sided_share(books: Sequence[Book]) -> float | None:
     return float(np.mean((r[:, 0] <= 0) | (r[:, 2] <= 0)))
 
 
+def mid_moves(books: Sequence[Book]) -> dict[str, float | int] | None:
+    """How far each book's mid moved over its span (ticks, first two-sided row to last),
+    summarised: mean, standard deviation, mean absolute move, the extremes and the count
+    (None: no book with a two-sided row). The drift and spread of these show what the
+    scores, all of them shapes of distributions, do not: where the price went."""
+    moves = []
+    for b in books:
+        ask, bid = b.rows[:, 0], b.rows[:, 2]
+        two = np.flatnonzero((ask > 0) & (bid > 0))
+        if two.size:
+            first, last = two[0], two[-1]
+            moves.append((ask[last] + bid[last] - ask[first] - bid[first]) / 2.0)
+    if not moves:
+        return None
+    m = np.asarray(moves, dtype=np.float64)
+    return {
+        "mean": float(m.mean()),
+        "sd": float(m.std()),
+        "mean_abs": float(np.abs(m).mean()),
+        "min": float(m.min()),
+        "max": float(m.max()),
+        "books": len(m),
+    }
+
+
 def interval_returns(book: Book, interval: int = FACT_INTERVAL_NS) -> tuple[np.ndarray, np.ndarray]:
     """Log returns of the last two-sided mid at each ``interval`` mark from the book's first
     message, and the shares executed in each interval; intervals without a mid dropped."""
@@ -235,6 +260,7 @@ def compare_scores(
         },
         "one_sided_rows": {k: one_sided_share(v) for k, v in every.items()},
         "messages_per_s": {k: message_rate(v) for k, v in every.items()},
+        "mid_change_ticks": {k: mid_moves(v) for k, v in every.items()},
     }
     return result, {"real": real, **pooled}
 
@@ -290,4 +316,13 @@ def format_facts(result: Mapping[str, Any], labels: Sequence[str]) -> str:
         )
     for key, fmt in (("one_sided_rows", ".2%"), ("messages_per_s", ".1f")):
         lines.append(f"{key}: " + ", ".join(f"{k} {num(result[key].get(k), fmt)}" for k in cols))
+    moves = result["mid_change_ticks"]
+    lines.append(
+        "mid change over a book (ticks, mean / sd): "
+        + ", ".join(
+            f"{k} {num((moves.get(k) or {}).get('mean'), '.1f')} / "
+            f"{num((moves.get(k) or {}).get('sd'), '.1f')}"
+            for k in cols
+        )
+    )
     return "\n".join(lines)
