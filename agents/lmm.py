@@ -546,7 +546,7 @@ class LMMBackground:
         ``regime: off``, a model without that median, or a context never two-sided),
         within [1/4, 4]: beyond that the model would be asked for books it never saw."""
         trained = self.tokenizer.spread_ticks
-        here = median_spread(book) if self.params.regime == "context" else None
+        here = median_spread(book[:, 20]) if self.params.regime == "context" else None
         if trained is None or here is None:
             return 1.0
         return min(4.0, max(0.25, here / trained))

@@ -372,8 +372,8 @@ def test_price_regime_helpers_scale_distances_and_the_spread_the_model_reads():
     book = np.zeros((3, 10, 4), dtype=np.int64)
     book[:, 0, :] = [[110, 100, 100, 100], [130, 100, 100, 100], [0, 0, 100, 100]]
     feats = book_features(book, OPEN_NS)
-    assert median_spread(feats) == pytest.approx(20.0)  # 10 and 30; the one-sided row is out
-    assert median_spread(feats[2:]) is None
+    assert median_spread(feats[:, 20]) == pytest.approx(20.0)  # 10 and 30; one-sided: out
+    assert median_spread(feats[2:, 20]) is None
     halved = scale_spread_features(feats, 0.5)
     assert np.expm1(halved[:2, 20]) == pytest.approx([5.0, 15.0], rel=1e-5)
     assert np.array_equal(halved[:, :20], feats[:, :20]) and halved[2, 20] == 0

@@ -118,9 +118,16 @@ def fit_tokenizer(
                 f"(sources: {sorted(set(sources.tolist()))})"
             )
         gaps = gaps[chosen]
-    return Tokenizer.fit(
-        train["size"].to_numpy(), gaps, inside_depths(train), training_spread(train)
-    )
+    return Tokenizer.fit(train["size"].to_numpy(), gaps, *decoding_inputs(train))
+
+
+def decoding_inputs(
+    train: pa.Table,
+) -> tuple[tuple[np.ndarray, np.ndarray], float | None]:
+    """What the decoding tables are fitted on, for ``Tokenizer.fit`` and
+    ``Tokenizer.with_decoding`` alike: the INSIDE orders' (ticks, spread) and the training
+    books' median spread."""
+    return inside_depths(train), training_spread(train)
 
 
 def weighted_sample(
@@ -159,11 +166,7 @@ def inside_depths(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 def training_spread(train: pa.Table) -> float | None:
     """The median spread (ticks) of the books before the ``decoding_rows`` orders."""
-    picked = train.filter(pa.array(decoding_rows(train)))
-    spread_feature = _spread_feature(picked)
-    book = np.zeros((len(spread_feature), N_BOOK))
-    book[:, 20] = spread_feature
-    return median_spread(book)
+    return median_spread(_spread_feature(train.filter(pa.array(decoding_rows(train)))))
 
 
 def _spread_feature(table: pa.Table) -> np.ndarray:

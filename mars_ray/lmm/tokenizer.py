@@ -399,10 +399,11 @@ def inside_fractions(ticks: np.ndarray, spread: np.ndarray) -> np.ndarray:
     return np.quantile(frac, np.linspace(0, 1, N_INSIDE))
 
 
-def median_spread(book: np.ndarray) -> float | None:
-    """The median spread (ticks) over rows of book features with both sides quoted (None
-    without any): an instrument's price regime, as the model reads it."""
-    spread_feature = np.asarray(book, dtype=np.float64).reshape(-1, N_BOOK)[:, 20]
+def median_spread(spread_feature: np.ndarray) -> float | None:
+    """The median spread (ticks) over book feature 20 (log1p of the spread; 0 where a side
+    is empty) of rows with both sides quoted (None without any): an instrument's price
+    regime, as the model reads it."""
+    spread_feature = np.asarray(spread_feature, dtype=np.float64).reshape(-1)
     quoted = spread_feature > 0
     if not quoted.any():
         return None
@@ -488,8 +489,19 @@ class Tokenizer:
             positive = np.array([1], dtype=np.int64)
         gap_edges, gap_pos = _fit_bins(positive, N_GAP - 1)
         gap_values = np.concatenate([[0], gap_pos])
+        return cls(size_edges, size_values, gap_edges, gap_values).with_decoding(
+            inside, spread_ticks
+        )
+
+    def with_decoding(
+        self, inside: tuple[np.ndarray, np.ndarray] | None, spread_ticks: float | None
+    ) -> Tokenizer:
+        """This tokenizer's bins with decoding tables fitted on ``inside`` = (ticks, spread)
+        of INSIDE orders and the training books' median spread (None: no table)."""
         depth = None if inside is None else inside_fractions(*inside)
-        return cls(size_edges, size_values, gap_edges, gap_values, depth, spread_ticks)
+        return Tokenizer(
+            self.size_edges, self.size_values, self.gap_edges, self.gap_values, depth, spread_ticks
+        )
 
     # ------------------------------------------------------------------ encode / decode
     def size_bins(self, size: np.ndarray) -> np.ndarray:

@@ -34,14 +34,13 @@ from mars_ray.lmm.checkpoint import (
 from mars_ray.lmm.corpus import load_corpus
 from mars_ray.lmm.dataset import (
     TokenSplit,
+    decoding_inputs,
     fit_tokenizer,
-    inside_depths,
     split_table,
     tokenize,
-    training_spread,
 )
 from mars_ray.lmm.model import LMMConfig, OrderModel
-from mars_ray.lmm.tokenizer import Tokenizer, inside_fractions, token_ids
+from mars_ray.lmm.tokenizer import Tokenizer, token_ids
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 
 
@@ -432,15 +431,11 @@ def fit_decoding(model: str | Path, corpus: str | Path, out: str | Path) -> dict
     run uses, so the result decodes as a retrain on that corpus would, with the weights it
     already has. Returns the card's ``decoding`` entry."""
     raw = read_checkpoint(model)
-    tokenizer = Tokenizer.from_state(raw["tokenizer"])
-    train = split_table(load_corpus(corpus), "train")
-    ticks, spread = inside_depths(train)
-    tables: dict[str, Any] = {"inside_fractions": inside_fractions(ticks, spread).tolist()}
-    typical = training_spread(train)
-    if typical is not None:
-        tables["spread_ticks"] = typical
-    fitted = Tokenizer.from_state({**tokenizer.to_state(), **tables})
-    decoding = {"fitted_on": str(corpus), "inside_orders": len(ticks), **tables}
+    inside, spread_ticks = decoding_inputs(split_table(load_corpus(corpus), "train"))
+    fitted = Tokenizer.from_state(raw["tokenizer"]).with_decoding(inside, spread_ticks)
+    state = fitted.to_state()
+    tables = {k: state[k] for k in ("inside_fractions", "spread_ticks") if k in state}
+    decoding = {"fitted_on": str(corpus), "inside_orders": len(inside[0]), **tables}
     payload = {k: v for k, v in raw.items() if k != "format"}
     payload.update(tokenizer=fitted.to_state(), decoding=decoding)
     out = Path(out)
