@@ -30,6 +30,7 @@ from mars_ray.lmm.tokenizer import (
     encode_price_level,
     inside_fractions,
     median_spread,
+    mirror,
     price_levels,
     scale_levels,
     scale_spread_features,
@@ -456,3 +457,41 @@ def test_the_one_book_features_agree_with_the_vectorised_ones():
         np.testing.assert_allclose(
             np.float32(one), book_features(book[None], t)[0], rtol=1e-6, atol=1e-7
         )
+
+
+def test_mirror_is_the_same_flow_seen_from_the_other_side() -> None:
+    """Reflecting every price (p -> C - p) swaps the sides; the mirrored tokens and book
+    features must be exactly what the reflected orders and book encode to."""
+    rng = np.random.default_rng(5)
+    n, c = 200, 20_000
+    bid1 = rng.integers(9_000, 9_990, n)
+    ask1 = bid1 + rng.integers(1, 40, n)
+    raw = np.zeros((n, 10, 4), dtype=np.int64)
+    raw[:, :, 0] = ask1[:, None] + np.cumsum(rng.integers(1, 4, (n, 10)), axis=1) - 1
+    raw[:, :, 2] = bid1[:, None] - np.cumsum(rng.integers(1, 4, (n, 10)), axis=1) + 1
+    raw[:, :, 1] = rng.integers(1, 5_000, (n, 10))
+    raw[:, :, 3] = rng.integers(1, 5_000, (n, 10))
+    raw[rng.random(n) < 0.1, 3:] = 0  # short books: widths differ by side
+    reflected = raw.copy()
+    reflected[:, :, 0] = np.where(raw[:, :, 2] > 0, c - raw[:, :, 2], 0)
+    reflected[:, :, 1] = raw[:, :, 3]
+    reflected[:, :, 2] = np.where(raw[:, :, 0] > 0, c - raw[:, :, 0], 0)
+    reflected[:, :, 3] = raw[:, :, 1]
+    t = OPEN_NS + rng.integers(0, SESSION_NS, n)
+    kind = rng.integers(0, 4, n)
+    price = rng.integers(8_950, 10_050, n)
+    price[:40] = np.where(kind[:40] % 2 == 0, bid1[:40], ask1[:40])  # at its own best
+    levels = price_levels(kind, price, raw[:, 0, 2], raw[:, 0, 0], 9_500)
+    flipped_levels = price_levels(
+        kind ^ 1, c - price, reflected[:, 0, 2], reflected[:, 0, 0], c - 9_500
+    )
+    comp = np.stack([kind, levels, rng.integers(0, N_SIZE, n), rng.integers(0, N_GAP, n)], 1)
+    want = np.stack([kind ^ 1, flipped_levels, comp[:, 2], comp[:, 3]], 1)
+    got_comp, got_book = mirror(comp, book_features(raw, t))
+    np.testing.assert_array_equal(got_comp, want)
+    np.testing.assert_array_equal(got_book, book_features(reflected, t))
+    assert set(levels.tolist()) >= {MARKETABLE, INSIDE, BEHIND, DEEP}  # every rule was hit
+    back_comp, back_book = mirror(got_comp, got_book)  # twice is the identity
+    np.testing.assert_array_equal(back_comp, comp)
+    np.testing.assert_array_equal(back_book, book_features(raw, t))
+    assert not np.shares_memory(got_comp, comp)  # the input is left as it was

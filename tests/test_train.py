@@ -15,7 +15,7 @@ from mars_ray.cli import cli
 from mars_ray.lmm.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from mars_ray.lmm.corpus import Unit, corpus_table, lobster_orders, write_corpus
 from mars_ray.lmm.dataset import fit_tokenizer, weighted_sample
-from mars_ray.lmm.tokenizer import Tokenizer
+from mars_ray.lmm.tokenizer import Tokenizer, mirror
 from mars_ray.lmm.train import TrainConfig, Trainer, TrainingData, load_training_data
 
 
@@ -115,6 +115,28 @@ def test_given_training_data_trains_as_the_config_would(corpus: Path, tmp_path: 
     mismatched = TrainingData(other.tokenizer, data.splits, data.corpus_meta)
     with pytest.raises(CheckpointError, match="another tokenizer"):
         Trainer(config, resume=True, data=mismatched)
+
+
+def test_mirrored_windows_are_the_drawn_windows_seen_from_the_other_side(corpus: Path):
+    """optim.mirrored swaps buy and sell in that share of windows, drawn per window from the
+    step's generator, after the windows themselves: at 0 the batches are the ones a run
+    without it drew."""
+    split = load_training_data(train_config(corpus, Path("unused"))).splits["train"]
+    plain = split.sample(np.random.default_rng(4), 64, 16)
+    again = split.sample(np.random.default_rng(4), 64, 16, mirrored=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, again, strict=True))
+    x, book, y = split.sample(np.random.default_rng(4), 64, 16, mirrored=0.5)
+    flipped = ~(x == plain[0]).all(axis=(1, 2))
+    assert 16 < flipped.sum() < 48
+    want_x, want_book = mirror(plain[0][flipped], plain[1][flipped])
+    np.testing.assert_array_equal(x[flipped], want_x)
+    np.testing.assert_array_equal(book[flipped], want_book)
+    np.testing.assert_array_equal(y[flipped], mirror(plain[2][flipped], plain[1][flipped])[0])
+    for got, want in zip((x, book, y), plain, strict=True):
+        np.testing.assert_array_equal(got[~flipped], want[~flipped])
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # targets still the next inputs
+    with pytest.raises(ValueError, match="mirrored"):
+        train_config(corpus, Path("unused"), mirrored=1.5)
 
 
 def test_resume_refuses_a_different_model(corpus: Path, tmp_path: Path):

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mars_ray.lmm.tokenizer import INSIDE, N_BOOK, Tokenizer, median_spread, token_ids
+from mars_ray.lmm.tokenizer import INSIDE, N_BOOK, Tokenizer, median_spread, mirror, token_ids
 
 SPLITS = ("train", "validation", "test")
 
@@ -46,10 +46,12 @@ class TokenSplit:
         batch: int,
         block: int,
         source_weights: dict[str, float] | None = None,
+        mirrored: float = 0.0,
     ) -> tuple[np.ndarray, ...]:
         """Random windows (x components, x book, targets); units weighted by their length
         times their source's weight, so a small real corpus can count as much as a large
-        synthetic one."""
+        synthetic one. A ``mirrored`` share of them, drawn per window, has buy and sell
+        swapped (``tokenizer.mirror``)."""
         units = self.usable_units(block)
         if len(units) == 0:
             raise ValueError(
@@ -60,7 +62,9 @@ class TokenSplit:
             room *= np.array([source_weights.get(s, 1.0) for s in self.sources[units]])
         unit = rng.choice(units, size=batch, p=room / room.sum())
         offset = rng.integers(0, np.diff(self.starts)[unit] - block)
-        return self._windows(self.starts[unit] + offset, block)
+        # no draw at 0: runs without mirroring keep the batches they had
+        flip = rng.random(batch) < mirrored if mirrored > 0 else None
+        return self._windows(self.starts[unit] + offset, block, flip)
 
     def eval_windows(self, block: int, limit: int) -> np.ndarray:
         """Start indices of up to ``limit`` non-overlapping windows, spread over all units."""
@@ -73,9 +77,13 @@ class TokenSplit:
             starts_arr = starts_arr[np.linspace(0, len(starts_arr) - 1, limit).astype(np.int64)]
         return starts_arr
 
-    def _windows(self, begin: np.ndarray, block: int) -> tuple[np.ndarray, ...]:
+    def _windows(
+        self, begin: np.ndarray, block: int, flip: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
         idx = begin[:, None] + np.arange(block + 1)
         comp, book = self.components[idx], self.book[idx]
+        if flip is not None and flip.any():
+            comp[flip], book[flip] = mirror(comp[flip], book[flip])
         return comp[:, :-1], book[:, 1:], comp[:, 1:]
 
     def windows(self, begin: np.ndarray, block: int) -> tuple[np.ndarray, ...]:

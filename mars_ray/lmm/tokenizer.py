@@ -71,6 +71,19 @@ def kind_side(kind: np.ndarray | int) -> np.ndarray | int:
     return int(side) if side.ndim == 0 else side
 
 
+# book feature columns read in the other side's place: asks <-> bids, ask width <-> bid width
+MIRROR_BOOK = np.r_[np.arange(BOOK_LEVELS, 2 * BOOK_LEVELS), np.arange(BOOK_LEVELS), 20, 22, 21, 23]
+
+
+def mirror(components: np.ndarray, book: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same orders with buy and sell swapped: every kind on the other side and the
+    book seen from it. Price levels count from an order's own best, so they stay; an exact
+    relabelling of a window, which training uses to learn flow with no favoured side."""
+    flipped = components.copy()
+    flipped[..., 0] ^= 1  # BUY <-> SELL, CANCEL_BUY <-> CANCEL_SELL
+    return flipped, book[..., MIRROR_BOOK]
+
+
 # ----------------------------------------------------------------------------- joint ids
 def token_ids(components: np.ndarray) -> np.ndarray:
     """(..., 4) components -> joint ids ((kind*24 + price)*16 + size)*16 + gap, int64."""

@@ -83,6 +83,14 @@ class OptimSection(StrictModel):
         default_factory=dict,
         description="window sampling weight per corpus source (default 1): real days are few",
     )
+    mirrored: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of training windows with buy and sell swapped (kinds, and the "
+        "book's bid and ask features): a model that sees each day both ways round has no "
+        "side it favours, where one real day's trend would otherwise become its drift",
+    )
     max_train_orders: int | None = Field(
         default=None, ge=1, description="use only the first N training orders (data scaling)"
     )
@@ -332,7 +340,9 @@ class Trainer:
         while self.step < cfg.steps:
             rng = np.random.default_rng([self.config.seed, self.step])
             x, book, y = self._tensors(
-                self.splits["train"].sample(rng, cfg.batch_size, block, cfg.source_weights)
+                self.splits["train"].sample(
+                    rng, cfg.batch_size, block, cfg.source_weights, cfg.mirrored
+                )
             )
             lr = learning_rate(self.step, cfg)
             for group in self.optimizer.param_groups:
