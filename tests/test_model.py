@@ -69,6 +69,7 @@ def random_stream(model: OrderModel, batch: int, length: int, seed: int = 1):
         ({"dropout": 1.0}, "dropout=1.0"),
         ({"dropout": -0.1}, "dropout=-0.1"),
         ({"head": "mixed"}, "head='mixed'"),
+        ({"n_sources": -1}, "n_sources=-1"),
         ({"component_sizes": (4, 24, 16)}, "component_sizes=(4, 24, 16)"),
         ({"component_sizes": (4, 0, 16, 16)}, "component_sizes=(4, 0, 16, 16)"),
     ],
@@ -88,6 +89,35 @@ def test_config_round_trips_through_a_plain_dict() -> None:
     assert LMMConfig().vocab_size == 4 * 24 * 16 * 16
     with pytest.raises(ValueError, match="unknown key"):
         LMMConfig.from_dict({**raw, "n_embed": 16})
+
+
+def test_a_folded_source_computes_what_the_tagged_rows_did() -> None:
+    """fold_source turns a source embedding into the book projection's bias: the folded
+    model (no source input, so it caches and steps like any other) equals the tagged one on
+    that source's rows, and differs from the other source's."""
+    model = tiny(n_sources=2)
+    with torch.no_grad():
+        model.source_embed.weight.normal_(0, 1.0)
+    comp, book = random_stream(model, 3, 12)
+    lobster, synthetic = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    folded = model.fold_source(0)
+    assert folded.config.n_sources == 0 and folded.source_embed is None
+    assert folded.num_params() == model.num_params() - 2 * model.config.n_embd
+    want = model.hidden(comp, book, lobster)
+    torch.testing.assert_close(folded.hidden(comp, book), want, atol=1e-6, rtol=0)
+    assert not torch.allclose(folded.hidden(comp, book), model.hidden(comp, book, synthetic))
+    cache = folded.new_cache(3)
+    for t in range(comp.shape[1]):
+        h = folded.step(comp[:, t], book[:, t], cache)
+    torch.testing.assert_close(h, want[:, -1], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="n_sources=2: pass one source id per row"):
+        model.hidden(comp, book)
+    with pytest.raises(ValueError, match="fold_source"):
+        model.step(comp[:, 0], book[:, 0], model.new_cache(3))
+    with pytest.raises(ValueError, match=r"source=2 must be in 0\.\.1"):
+        model.fold_source(2)
+    with pytest.raises(ValueError, match="no source embedding"):
+        folded.fold_source(0)
 
 
 # ----------------------------------------------------------------------------- cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,34 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(corpus: Path, tmp_
     assert loaded.tokenizer.to_state() == read_checkpoint(tmp_path / "last.pt")["tokenizer"]
 
 
+def test_a_source_embedding_run_ships_the_real_days_model(corpus: Path, tmp_path: Path):
+    """model.source_embedding tags each window with its source; model.pt has the
+    generate_as source folded in, so it loads and generates like any model and scores that
+    source's windows as the tagged training model does."""
+
+    def with_model(**model: object) -> TrainConfig:
+        base = train_config(corpus, tmp_path, steps=4)
+        return base.model_copy(update={"model": base.model.model_copy(update=model)})
+
+    trainer = Trainer(with_model(source_embedding=True))
+    assert trainer.model.config.n_sources == 2
+    trainer.run()
+    loaded = load_model(tmp_path / "model.pt", device="cpu")
+    assert loaded.model.config.n_sources == 0 and loaded.meta["generates_as"] == "lobster"
+    split = trainer.splits["validation"]
+    x, book, _ = split.windows(split.eval_windows(16, 4), 16)
+    tagged = trainer.model.eval().hidden(
+        torch.from_numpy(x), torch.from_numpy(book), torch.zeros(len(x), dtype=torch.long)
+    )
+    plain = loaded.model.hidden(torch.from_numpy(x), torch.from_numpy(book))
+    torch.testing.assert_close(plain, tagged, atol=1e-5, rtol=0)
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["generates_as"] == "lobster" and card["params"] == loaded.model.num_params()
+
+    with pytest.raises(ValueError, match=r"model\.generate_as='synthetic'"):
+        Trainer(with_model(source_embedding=True, generate_as="synthetic"))
+
+
 class Interrupt(Exception):
     pass
 
@@ -125,14 +154,15 @@ def test_mirrored_windows_are_the_drawn_windows_seen_from_the_other_side(corpus:
     plain = split.sample(np.random.default_rng(4), 64, 16)
     again = split.sample(np.random.default_rng(4), 64, 16, mirrored=0.0)
     assert all(np.array_equal(a, b) for a, b in zip(plain, again, strict=True))
-    x, book, y = split.sample(np.random.default_rng(4), 64, 16, mirrored=0.5)
+    x, book, y, sources = split.sample(np.random.default_rng(4), 64, 16, mirrored=0.5)
+    assert (sources == "lobster").all()
     flipped = ~(x == plain[0]).all(axis=(1, 2))
     assert 16 < flipped.sum() < 48
     want_x, want_book = mirror(plain[0][flipped], plain[1][flipped])
     np.testing.assert_array_equal(x[flipped], want_x)
     np.testing.assert_array_equal(book[flipped], want_book)
     np.testing.assert_array_equal(y[flipped], mirror(plain[2][flipped], plain[1][flipped])[0])
-    for got, want in zip((x, book, y), plain, strict=True):
+    for got, want in zip((x, book, y), plain[:3], strict=True):
         np.testing.assert_array_equal(got[~flipped], want[~flipped])
     np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # targets still the next inputs
     with pytest.raises(ValueError, match="mirrored"):

@@ -51,7 +51,7 @@ class TokenSplit:
         """Random windows (x components, x book, targets); units weighted by their length
         times their source's weight, so a small real corpus can count as much as a large
         synthetic one. A ``mirrored`` share of them, drawn per window, has buy and sell
-        swapped (``tokenizer.mirror``)."""
+        swapped (``tokenizer.mirror``). The fourth array is each window's source."""
         units = self.usable_units(block)
         if len(units) == 0:
             raise ValueError(
@@ -64,7 +64,7 @@ class TokenSplit:
         offset = rng.integers(0, np.diff(self.starts)[unit] - block)
         # no draw at 0: runs without mirroring keep the batches they had
         flip = rng.random(batch) < mirrored if mirrored > 0 else None
-        return self._windows(self.starts[unit] + offset, block, flip)
+        return (*self._windows(self.starts[unit] + offset, block, flip), self.sources[unit])
 
     def eval_windows(self, block: int, limit: int) -> np.ndarray:
         """Start indices of up to ``limit`` non-overlapping windows, spread over all units."""
@@ -85,6 +85,11 @@ class TokenSplit:
         if flip is not None and flip.any():
             comp[flip], book[flip] = mirror(comp[flip], book[flip])
         return comp[:, :-1], book[:, 1:], comp[:, 1:]
+
+    def window_sources(self, begin: np.ndarray) -> np.ndarray:
+        """The source of the unit each window (by its start index) lies in."""
+        unit = np.searchsorted(self.starts, np.asarray(begin, dtype=np.int64), side="right") - 1
+        return self.sources[unit]
 
     def windows(self, begin: np.ndarray, block: int) -> tuple[np.ndarray, ...]:
         return self._windows(np.asarray(begin, dtype=np.int64), block)

@@ -25,6 +25,7 @@ Sampling is inverse-CDF with caller-given uniforms, so a numpy RNG drives it rep
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -53,6 +54,9 @@ class LMMConfig:
     component_sizes: tuple[int, ...] = (4, 24, 16, 16)
     n_book: int = 24
     head: str = "factorised"
+    # corpus sources with an input embedding of their own (0: none). Training tags every
+    # window with its source; a model to generate with has one folded in (``fold_source``).
+    n_sources: int = 0
 
     def __post_init__(self) -> None:
         # Checkpoints store configs as JSON, where tuples come back as lists.
@@ -89,6 +93,9 @@ class LMMConfig:
                 f"LMMConfig.component_sizes={sizes!r} must be 4 positive integers "
                 "(kind, price level, size bin, gap bin)"
             )
+        ns = self.n_sources
+        if not isinstance(ns, int) or isinstance(ns, bool) or ns < 0:
+            raise ValueError(f"LMMConfig.n_sources={ns!r} must be a non-negative integer")
         if self.head not in HEADS:
             raise ValueError(f"LMMConfig.head={self.head!r} must be one of {HEADS}")
 
@@ -345,6 +352,7 @@ class OrderModel(nn.Module):
         d, sizes = cfg.n_embd, cfg.component_sizes
         self.embed = nn.ModuleList(nn.Embedding(n, d) for n in sizes)
         self.book_proj = nn.Linear(cfg.n_book, d)
+        self.source_embed = nn.Embedding(cfg.n_sources, d) if cfg.n_sources else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = nn.RMSNorm(d)
@@ -382,19 +390,43 @@ class OrderModel(nn.Module):
                 f"{what} must have 4 components in its last dim, got {tuple(components.shape)}"
             )
 
-    def _input(self, components: Tensor, book: Tensor) -> Tensor:
+    def _input(self, components: Tensor, book: Tensor, source: Tensor | None = None) -> Tensor:
         x = self.book_proj(book.to(self.book_proj.weight.dtype))
         for c, emb in enumerate(self.embed):
             x = x + emb(components[..., c])
+        if self.source_embed is not None:
+            if source is None or source.shape != components.shape[:1]:
+                raise ValueError(
+                    f"this model has n_sources={self.config.n_sources}: pass one source id "
+                    "per row, or generate with a model that has one folded in (fold_source)"
+                )
+            x = x + self.source_embed(source)[:, None, :]
         return x
+
+    def fold_source(self, source: int) -> OrderModel:
+        """A copy with no source embedding, which computes what this model computes for
+        rows of ``source``: its embedding is a constant input, so it becomes part of the
+        book projection's bias, and generation, caching and the fast path are unchanged."""
+        if self.source_embed is None:
+            raise ValueError("fold_source: this model has no source embedding (n_sources=0)")
+        if not 0 <= source < self.config.n_sources:
+            raise ValueError(
+                f"fold_source: source={source} must be in 0..{self.config.n_sources - 1}"
+            )
+        folded = OrderModel(dataclasses.replace(self.config, n_sources=0)).to(self.device)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("source_embed.")}
+        state["book_proj.bias"] = state["book_proj.bias"] + self.source_embed.weight[source]
+        folded.load_state_dict(state)
+        return folded.train(self.training)
 
     # -------------------------------------------------------------- training / scoring
 
-    def hidden(self, components: Tensor, book: Tensor) -> Tensor:
+    def hidden(self, components: Tensor, book: Tensor, source: Tensor | None = None) -> Tensor:
         """Final hidden states (B, T, n_embd) of an uncached pass; positions 0..T-1.
 
         T may exceed block_size: every layer then attends over a sliding window of
         block_size positions, which is exactly what ``step`` computes with its cache.
+        ``source`` (B,): each row's corpus source, for a model with n_sources > 0.
         """
         self._check_components(components, "components")
         B, T, _ = components.shape
@@ -402,7 +434,7 @@ class OrderModel(nn.Module):
             raise ValueError(
                 f"book must have shape {(B, T, self.config.n_book)}, got {tuple(book.shape)}"
             )
-        x = self.drop(self._input(components, book))
+        x = self.drop(self._input(components, book, source))
         positions = torch.arange(T, device=x.device)
         cos, sin = rope_angles(positions, self.config.head_dim, x.dtype)
         for block in self.blocks:
@@ -410,7 +442,11 @@ class OrderModel(nn.Module):
         return self.norm_f(x)
 
     def forward(
-        self, components: Tensor, book: Tensor, targets: Tensor | None = None
+        self,
+        components: Tensor,
+        book: Tensor,
+        targets: Tensor | None = None,
+        source: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """(logits, loss); loss = mean joint NLL per order in nats.
 
@@ -418,7 +454,7 @@ class OrderModel(nn.Module):
         logits of the 4 components concatenated along the last dim (B, T, 4+24+16+16);
         without targets, the kind logits (B, T, 4) only (the rest need a sampled kind).
         """
-        h = self.hidden(components, book)
+        h = self.hidden(components, book, source)
         sizes = self.config.component_sizes
         if self.config.head == "joint":
             logits = self.joint_head(h)

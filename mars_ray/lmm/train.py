@@ -31,7 +31,7 @@ from mars_ray.lmm.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from mars_ray.lmm.corpus import load_corpus
+from mars_ray.lmm.corpus import SOURCES, load_corpus
 from mars_ray.lmm.dataset import (
     TokenSplit,
     decoding_inputs,
@@ -54,6 +54,13 @@ class ModelSection(StrictModel):
     block_size: int = Field(default=256, ge=2, le=8192, description="context (sliding window)")
     dropout: float = Field(default=0.0, ge=0, lt=1)
     head: Literal["factorised", "joint"] = "factorised"
+    source_embedding: bool = Field(
+        default=False,
+        description="learn an input embedding per corpus source (real days, synthetic "
+        "flow), so the synthetic flow teaches the model markets without setting its pace; "
+        "model.pt generates as generate_as (its embedding folded into the weights)",
+    )
+    generate_as: Literal["lobster", "synthetic"] = "lobster"
 
     @model_validator(mode="after")
     def _heads(self) -> ModelSection:
@@ -121,7 +128,8 @@ class TrainConfig(StrictModel):
     optim: OptimSection = OptimSection()
 
     def model_config_(self) -> LMMConfig:
-        return LMMConfig(**self.model.model_dump())
+        shape = self.model.model_dump(exclude={"source_embedding", "generate_as"})
+        return LMMConfig(**shape, n_sources=len(SOURCES) if self.model.source_embedding else 0)
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -226,9 +234,16 @@ class Trainer:
         self.tokenizer, self.corpus_meta = data.tokenizer, data.corpus_meta
         self.splits: dict[str, TokenSplit] = data.splits
         block = config.model.block_size
-        if len(self.splits["train"].usable_units(block)) == 0:
+        usable = self.splits["train"].usable_units(block)
+        if len(usable) == 0:
             raise ValueError(
                 f"model.block_size={block}: no training unit is longer than that many orders"
+            )
+        trained_sources = set(self.splits["train"].sources[usable].tolist())
+        if config.model.source_embedding and config.model.generate_as not in trained_sources:
+            raise ValueError(
+                f"model.generate_as={config.model.generate_as!r}: the training split has "
+                f"no unit of that source longer than block_size (it has {sorted(trained_sources)})"
             )
         torch.manual_seed(config.seed)
         if raw:
@@ -284,14 +299,17 @@ class Trainer:
         ]
         return torch.optim.AdamW(groups, lr=self.config.optim.lr, betas=(0.9, 0.95))
 
-    def _tensors(self, arrays: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
-        x, book, y = arrays
-        dev = self.device
-        return (
-            torch.from_numpy(x).to(dev),
-            torch.from_numpy(book).to(dev),
-            torch.from_numpy(y).to(dev),
-        )
+    def _loss(self, arrays: tuple[np.ndarray, ...], sources: np.ndarray) -> torch.Tensor:
+        """Mean NLL of windows (x, book, y), each tagged with its source where the model
+        has source embeddings."""
+        x, book, y = (torch.from_numpy(a).to(self.device) for a in arrays)
+        source = None
+        if self.model.config.n_sources:
+            ids = np.array([SOURCES.index(name) for name in sources], dtype=np.int64)
+            source = torch.from_numpy(ids).to(self.device)
+        _, loss = self.model(x, book, y, source)
+        assert loss is not None
+        return loss
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -303,11 +321,11 @@ class Trainer:
             if len(starts) == 0:
                 continue
             total, count = 0.0, 0
+            split = self.splits[name]
             for chunk in np.array_split(starts, max(1, len(starts) // 16)):
-                x, book, y = self._tensors(self.splits[name].windows(chunk, block))
-                _, loss = self.model(x, book, y)
-                total += float(loss) * y.shape[0] * y.shape[1]
-                count += y.shape[0] * y.shape[1]
+                loss = self._loss(split.windows(chunk, block), split.window_sources(chunk))
+                total += float(loss) * len(chunk) * block
+                count += len(chunk) * block
             out[name] = total / count
         self.model.train()
         return out
@@ -339,15 +357,13 @@ class Trainer:
         self.model.train()
         while self.step < cfg.steps:
             rng = np.random.default_rng([self.config.seed, self.step])
-            x, book, y = self._tensors(
-                self.splits["train"].sample(
-                    rng, cfg.batch_size, block, cfg.source_weights, cfg.mirrored
-                )
+            *windows, sources = self.splits["train"].sample(
+                rng, cfg.batch_size, block, cfg.source_weights, cfg.mirrored
             )
             lr = learning_rate(self.step, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            _, loss = self.model(x, book, y)
+            loss = self._loss(tuple(windows), sources)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -390,10 +406,17 @@ class Trainer:
         save_checkpoint(self.last, {**self._payload(), "optimizer": self.optimizer.state_dict()})
 
     def save_final(self) -> None:
+        """``model.pt``: the model to generate with (for a source-conditioned run, the one
+        ``model.generate_as`` folded in) and its card."""
         payload = self._payload()
+        final = self.model
+        if self.model.config.n_sources:
+            source = self.config.model.generate_as
+            final = self.model.fold_source(SOURCES.index(source))
+            payload.update(model_payload(final, self.tokenizer), generates_as=source)
         save_checkpoint(self.out / "model.pt", payload)
         card = {k: v for k, v in payload.items() if k not in ("model", "tokenizer")}
-        card["params"] = self.model.num_params()
+        card["params"] = final.num_params()
         (self.out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
