@@ -210,12 +210,11 @@ class LMMParams(AgentParams):
         "its bin's median and every INSIDE order one tick in (docs/lmm.md, Generation)",
     )
     regime: Literal["context", "off"] = Field(
-        default="off",
+        default="context",
         description="context: with real orders as context (a real start), read the "
         "instrument's price regime from them: distances behind the best and the spread the "
         "model sees are scaled by the context's median spread over the model's training "
-        "median (spreads closer to a real day's, queues at the touch further: docs/lmm.md); "
-        "off: ticks as trained",
+        "median (without a context it changes nothing: docs/lmm.md); off: ticks as trained",
     )
     keep_both_sides: bool = Field(
         default=True,

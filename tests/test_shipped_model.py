@@ -41,10 +41,13 @@ def test_the_shipped_model_beats_both_baselines_on_the_held_out_real_day() -> No
     markov = MarkovBaseline(train_ids, days["GOOG"].starts).nll(prev, nxt)
     unigram = UnigramBaseline(train_ids).nll(prev, nxt)
     model_nll = held_out_nll(loaded.model, days)
-    assert model_nll < markov < unigram, (model_nll, markov, unigram)
+    # With the real day's fine time bins the Markov chain overfits one day (it scores
+    # worse than the unigram on the other): the bar is the better of the two.
+    bar = min(markov, unigram)
+    assert model_nll < bar, (model_nll, markov, unigram)
     torch.manual_seed(0)
     untrained = OrderModel(loaded.model.config).eval()
-    assert held_out_nll(untrained, days) > markov
+    assert held_out_nll(untrained, days) > bar
 
 
 def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed_them() -> None:
