@@ -94,6 +94,8 @@ def test_a_source_embedding_run_ships_the_real_days_model(corpus: Path, tmp_path
     torch.testing.assert_close(plain, tagged, atol=1e-5, rtol=0)
     card = json.loads((tmp_path / "model.json").read_text())
     assert card["generates_as"] == "lobster" and card["params"] == loaded.model.num_params()
+    with pytest.raises(CheckpointError, match=r"source embedding .* model\.pt"):
+        load_model(tmp_path / "last.pt", device="cpu")  # the unfolded training checkpoint
 
     with pytest.raises(ValueError, match=r"model\.generate_as='synthetic'"):
         Trainer(with_model(source_embedding=True, generate_as="synthetic"))
@@ -203,6 +205,11 @@ def test_init_from_starts_from_the_pretrained_weights_and_tokenizer(corpus: Path
     wider = config.model_copy(update={"model": config.model.model_copy(update={"n_embd": 32})})
     with pytest.raises(CheckpointError, match=r"model.n_embd: the config says 32.*16"):
         Trainer(wider)
+    tagged = config.model_copy(
+        update={"model": config.model.model_copy(update={"source_embedding": True})}
+    )
+    with pytest.raises(CheckpointError, match=r"model.source_embedding: the config says True"):
+        Trainer(tagged)
 
 
 def test_gaps_from_fits_the_time_bins_on_one_source_only(tmp_path: Path) -> None:

@@ -116,6 +116,11 @@ def load_model(
     path = Path(path) if path is not None else SHIPPED
     raw = read_checkpoint(path)
     model = build_model(raw, path)
+    if model.config.n_sources:
+        raise CheckpointError(
+            f"checkpoint {path} has a source embedding (a training checkpoint such as "
+            "last.pt): generate with the run's model.pt, which has its source folded in"
+        )
     try:
         tokenizer = Tokenizer.from_state(raw["tokenizer"])
     except (TypeError, ValueError, KeyError) as exc:

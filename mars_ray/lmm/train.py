@@ -270,12 +270,18 @@ class Trainer:
         """``init_from``'s checkpoint, refused unless it holds this config's model shape."""
         init = read_checkpoint(path)
         want = self.config.model_config_().to_dict()
-        have = init["model_config"]
+        try:  # keys added since the checkpoint was written take their defaults
+            have = LMMConfig.from_dict(init["model_config"]).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"init_from {path}: bad model_config: {exc}") from None
         for key, value in want.items():
-            if have.get(key) != value:
+            if have[key] != value:
+                field, says, had = key, value, have[key]
+                if key == "n_sources":  # the config's name for it, and its yes / no
+                    field, says, had = "source_embedding", bool(value), bool(have[key])
                 raise CheckpointError(
-                    f"model.{key}: the config says {value!r}, but init_from {path} "
-                    f"was trained with {have.get(key)!r}"
+                    f"model.{field}: the config says {says!r}, but init_from {path} "
+                    f"was trained with {had!r}"
                 )
         return init
 
