@@ -207,6 +207,33 @@ def test_config_and_target_validation(tiny: LoadedModel, batch_model: BatchModel
         Volume(0.0)
 
 
+def test_a_bursty_flow_is_paced_to_its_mean_rate(tiny: LoadedModel) -> None:
+    """A flow whose counts per interval scatter widely (gamma-Poisson, CV about 0.8, as real
+    gaps make it) settles with its mean count, not its mean log count, on the target: the
+    controller's own gap bias sets the plant's rate."""
+    target = 6.0  # orders per second
+    impact = np.array([0.1, -0.1, -0.1, 0.1])
+    ctl = FlowController(
+        BatchModel(BatchConfig()), tiny.tokenizer, [Volume(target)], books=1, impact=impact
+    )
+    interval = ctl.interval_ns
+    rng = np.random.default_rng(11)
+    depth = np.array([[[10_001, 500, 10_000, 500]]])
+    token = np.array([[0, 2, 0, 0]])
+    counts = []
+    for k in range(600):
+        mean = 3 * target * interval / 1e9 * np.exp(ctl.zv[0])  # free rate: 3x target
+        count = int(rng.poisson(rng.gamma(2.0, mean / 2)))
+        counts.append(count)
+        offsets = np.sort(rng.integers(0, interval, max(count, 1)))[:count]
+        for t in START + k * interval + offsets:
+            ctl.biases(np.array([t]), depth, token, np.array([True]))
+    settled = np.array(counts[300:], dtype=float) / (interval / 1e9)
+    assert 0.85 * target < settled.mean() < 1.15 * target, settled.mean()
+    # steering the mean log count instead settles about e^(mean burst) too fast
+    assert ctl.log_count_mean[0] < np.log(ctl.count_mean[0] + 1) - 0.2
+
+
 def test_a_volume_only_controller_paces_as_the_full_round_does(tiny: LoadedModel) -> None:
     """Volume targets skip the mids and the order-batch model (``paces_only``): the gap
     biases over a stream with gaps, idle rows and a book without a target are the full

@@ -130,14 +130,18 @@ class Volume:
     One integral state z per book moves after every interval by ``rate`` times the log
     ratio of the target count to the realised one; the gap bias is z · ψ, with ψ the
     standardised negative log gap of each inter-arrival bin, so z > 0 favours short gaps (a
-    faster flow) and z < 0 long ones. Kinds, prices and sizes stay the model's own.
+    faster flow) and z < 0 long ones. Kinds, prices and sizes stay the model's own. The
+    log target is lowered by how far the book's mean log count has sat below the log of
+    its mean count (moving averages over ``window`` intervals): a bursty flow, steered on
+    log counts alone, would settle with its mean rate above the target.
     """
 
     orders_per_s: float
     rate: float = 0.5
+    window: int = 30
 
     def __post_init__(self) -> None:
-        if not (self.orders_per_s > 0 and self.rate > 0):
+        if not (self.orders_per_s > 0 and self.rate > 0 and self.window >= 1):
             raise ValueError(f"bad {self}")
 
 
@@ -264,6 +268,8 @@ class FlowController:
         self.psi = (neg_log_gap - neg_log_gap.mean()) / max(neg_log_gap.std(), 1e-9)
         self.zv = np.zeros(B)
         self.closed = np.zeros(B, dtype=np.int64)  # intervals closed per book
+        self.count_mean = np.zeros(B)  # moving averages of count and log(count + 1)
+        self.log_count_mean = np.zeros(B)
         self.volume_rows = np.array([isinstance(t, Volume) for t in self.targets], dtype=bool)
         self.steer_rows = np.array(
             [isinstance(t, MidPath | Volatility) for t in self.targets], dtype=bool
@@ -437,7 +443,13 @@ class FlowController:
         cap = self.config.max_bias
         for count in counts:
             if self.closed[b] > 0:
-                step = target.rate * (want - math.log(count + 1.0))
+                log_count = math.log(count + 1.0)
+                seen = int(self.closed[b])  # intervals averaged so far, this one included
+                weight = 1.0 / min(seen, target.window)
+                self.count_mean[b] += weight * (count - self.count_mean[b])
+                self.log_count_mean[b] += weight * (log_count - self.log_count_mean[b])
+                burst = max(math.log(self.count_mean[b] + 1.0) - self.log_count_mean[b], 0.0)
+                step = target.rate * (want - burst - log_count)
                 self.zv[b] = min(max(self.zv[b] + step, -cap), cap)
             self.closed[b] += 1
 
