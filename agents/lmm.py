@@ -296,14 +296,15 @@ class BookSlot:
         return entry
 
     def nearest_live(self, side: int, price: int) -> int | None:
-        """This agent's oldest live order at the live price nearest ``price`` (lower on a
-        tie), on ``side``."""
+        """This agent's oldest live order at the live price nearest ``price`` on ``side``;
+        on a tie the one further from the touch (the lower bid, the higher ask), the same
+        rule on both sides so that cancels favour neither."""
         levels = self.by_price[side]
         if not levels:
             return None
         i = levels.bisect_left(price)
         candidates = [levels.keys()[j] for j in (i - 1, i) if 0 <= j < len(levels)]
-        best = min(candidates, key=lambda px: (abs(px - price), px))
+        best = min(candidates, key=lambda px: (abs(px - price), side * px))
         return next(iter(levels[best]))
 
 
