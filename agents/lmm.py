@@ -51,10 +51,7 @@ from agents.base import NO_ORDERS, AgentParams
 from agents.view import Fills
 from mars_ray.exchange.orders import OrderBatch
 from mars_ray.lmm.tokenizer import (
-    BEHIND,
     CANCEL_KINDS,
-    DEEP,
-    DEEP_TICKS,
     INSIDE,
     N_BOOK,
     Kind,
@@ -595,15 +592,9 @@ class LMMBackground:
         side = 1 if kind == _BUY or kind == _CANCEL_BUY else -1
         bid, ask = shadow.best_bid, shadow.best_ask
         cancel = kind in CANCEL_KINDS
-        if slot.scale != 1.0 and level >= BEHIND:
-            behind = DEEP_TICKS if level == DEEP else level - BEHIND
-            price, _ = decode_price_one(BEHIND, side, bid, ask, slot.reference_ticks, cancel)
-            price = max(1, price - side * round(behind * slot.scale))
-            marketable = False
-        else:
-            price, marketable = decode_price_one(
-                level, side, bid, ask, slot.reference_ticks, cancel
-            )
+        price, marketable = decode_price_one(
+            level, side, bid, ask, slot.reference_ticks, cancel, slot.scale
+        )
         if level == INSIDE and not cancel and bid > 0 and ask > bid + 2 and self.draw_inside:
             price = (bid if side > 0 else ask) + side * self.tokenizer.inside_ticks(
                 ask - bid - 1, slot.rng.random()

@@ -432,9 +432,13 @@ def test_the_one_order_decoder_agrees_with_the_vectorised_one_in_every_case():
         for cancel in (False, True)
     ]
     level, side, bid, ask, cancel = (np.array(c) for c in zip(*cases, strict=True))
-    price, marketable = decode_price(level, side, bid, ask, 3, cancel)
-    for i, case in enumerate(cases):
-        assert decode_price_one(*case[:4], 3, case[4]) == (price[i], marketable[i]), case
+    for scale in (1.0, 0.5, 2.5):  # the price regime scales distances behind the anchor
+        price, marketable = decode_price(level, side, bid, ask, 3, cancel, scale)
+        for i, case in enumerate(cases):
+            got = decode_price_one(*case[:4], 3, case[4], scale)
+            assert got == (price[i], marketable[i]), (case, scale)
+    assert decode_price(BEHIND + 3, 1, 100, 105, 3, scale=2.5) == (92, False)  # 7.5 -> 8
+    assert decode_price(DEEP, -1, 100, 105, 3, scale=0.5) == (105 + DEEP_TICKS // 2, False)
     with pytest.raises(ValueError, match="outside"):
         decode_price_one(24, 1, 100, 101, 3)
 

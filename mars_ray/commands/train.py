@@ -148,10 +148,7 @@ def train_batch(corpus: str, out: str, steps: int, seed: int) -> None:
 def fit_decoding(model: str, corpus: str, out: str) -> None:
     """Fit MODEL's decoding tables (how deep INSIDE orders go into the spread, the median
     spread of the training books) on a corpus, weights untouched: for models trained before
-    `mars-ray train` fitted them.
-
-    The shipped mars_ray/lmm/checkpoints/lmm-small.pt is this command's output on its own
-    earlier weights and the default corpus (docs/lmm.md).
+    `mars-ray train` fitted them (a training run fits its own).
     """
     from mars_ray.lmm.checkpoint import CheckpointError
     from mars_ray.lmm.corpus import CorpusError

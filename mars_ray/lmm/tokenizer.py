@@ -169,6 +169,7 @@ def decode_price(
     best_ask: np.ndarray | int,
     reference: np.ndarray | int,
     cancel: np.ndarray | bool = False,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray | int, np.ndarray | bool]:
     """A price level back to a price in ticks (>= 1) on the current book, and whether the
     order is marketable (a new order at level MARKETABLE: send it as a market order).
@@ -178,11 +179,19 @@ def decode_price(
     the anchor j ticks back, DEEP ``DEEP_TICKS`` back. For a cancel (``cancel`` true)
     the price is the level to cancel at; MARKETABLE and INSIDE, where no resting order of
     its side can be, then mean the anchor (the own best), and it is never marketable.
+    ``scale``: ticks here per tick of the model's training books (the price regime), by
+    which a distance behind the anchor is multiplied (rounded half to even).
     """
     scalar = all(np.ndim(a) == 0 for a in (level, side, best_bid, best_ask, reference, cancel))
     if scalar:
         return decode_price_one(
-            int(level), int(side), int(best_bid), int(best_ask), int(reference), bool(cancel)
+            int(level),
+            int(side),
+            int(best_bid),
+            int(best_ask),
+            int(reference),
+            bool(cancel),
+            scale,
         )
     level, side, bid, ask, ref, cancel = np.broadcast_arrays(
         *(
@@ -200,6 +209,8 @@ def decode_price(
     opp = np.where(buy, ask, bid)
     anchor = _anchor(buy, bid, ask, ref)
     behind = np.where(level == DEEP, DEEP_TICKS, np.clip(level - BEHIND, 0, MAX_BEHIND))
+    if scale != 1.0:
+        behind = np.rint(behind * scale).astype(np.int64)
     price = anchor - sign * behind
     better = anchor + sign
     room = (opp <= 0) | (sign * (opp - better) > 0)  # one tick better does not cross
@@ -211,7 +222,13 @@ def decode_price(
 
 
 def decode_price_one(
-    level: int, side: int, best_bid: int, best_ask: int, reference: int, cancel: bool = False
+    level: int,
+    side: int,
+    best_bid: int,
+    best_ask: int,
+    reference: int,
+    cancel: bool = False,
+    scale: float = 1.0,
 ) -> tuple[int, bool]:
     """``decode_price`` for one order in plain ints: the agents decode one order at a time,
     where numpy's per-call cost on 0-d arrays is most of the work (the same rules, tested
@@ -232,6 +249,8 @@ def decode_price_one(
         room = opp <= 0 or sign * (opp - better) > 0  # one tick better does not cross
         return max(better if room else anchor, 1), False
     behind = DEEP_TICKS if level == DEEP else min(max(level - BEHIND, 0), MAX_BEHIND)
+    if scale != 1.0:
+        behind = round(behind * scale)
     return max(anchor - sign * behind, 1), False
 
 
