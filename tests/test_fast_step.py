@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mars_ray.lmm.checkpoint import load_model
-from mars_ray.lmm.fast_step import FAST_MAX_BATCH, FastStep
+from mars_ray.lmm.fast_step import FastStep
 from mars_ray.lmm.generate import RowPool, StepInput
 from mars_ray.lmm.model import KVCache, LMMConfig, OrderModel
 
@@ -108,31 +108,46 @@ def near_ties_as_reference(
     return o
 
 
-def test_a_row_gets_the_same_bits_alone_or_in_any_batch() -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_row_gets_the_same_bits_alone_or_in_any_batch(threads: int) -> None:
     """What lets the fused path skip BATCH_FLOOR: a row's result does not depend on the
-    other rows of its step or its place among them (linears run in tiles of 4 rows, then
-    a pair, then single rows)."""
+    other rows of its step, its place among them (linears run in tiles of 4 rows) or the
+    thread that steps it (9 rows on 3 threads: two parts of 4 and 5)."""
     model = tiny("factorised", None)
-    fast = FastStep(model)
+    fast = FastStep(model, threads=threads)
     rng = np.random.default_rng(2)
-    comp = rng.integers(0, 4, (9, 4))
     book = rng.standard_normal((9, model.config.n_book)).astype(np.float32)
+    uniforms = rng.random((20, 9, 4))
     results = []
     for rows in ([3], [5, 3], [0, 1, 2, 3, 4, 5, 6], [8, 3, 5], list(range(9))[::-1]):
         cache = model.new_cache(9)
         at = rows.index(3)
-        for _ in range(20):
-            h = fast.hidden(cache, np.array(rows), comp[rows], book[rows])
-        results.append(h[at])
+        comp = np.zeros((len(rows), 4), dtype=np.int64)
+        stream = []
+        for t in range(20):  # each row's own sampled orders fed back, as a simulation does
+            h = fast.hidden(cache, np.array(rows), comp, book[rows])
+            comp = fast.sample(h, uniforms[t, rows])
+            stream.append((h[at].copy(), comp[at].copy()))
+        results.append(stream)
     for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
+        for (h, o), (h0, o0) in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(h, h0)
+            np.testing.assert_array_equal(o, o0)
+
+
+def test_threads_refuse_a_row_stepped_twice() -> None:
+    model = tiny("factorised", None)
+    fast, cache = FastStep(model, threads=2), model.new_cache(9)
+    rows = np.array([0, 1, 2, 3, 4, 5, 6, 3])
+    with pytest.raises(ValueError, match="rows must be distinct"):
+        fast.hidden(cache, rows, np.zeros((8, 4)), np.zeros((8, model.config.n_book)))
 
 
 def test_pool_orders_are_the_same_by_either_path() -> None:
     """The shipped model in a small pool: the fused path is chosen, and its orders are the
     torch path's."""
     loaded = load_model(None, device="cpu")
-    fast, slow = RowPool(loaded, 3), RowPool(loaded, FAST_MAX_BATCH + 1)  # torch: a big pool
+    fast, slow = RowPool(loaded, 3), RowPool(loaded, 3, fused=False)
     assert fast.fast is not None and slow.fast is None
     rows_f, rows_s = fast.allocate(3), slow.allocate(3)
     rng = np.random.default_rng(3)

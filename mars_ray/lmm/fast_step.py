@@ -9,25 +9,31 @@ same ``KVCache`` tensors as the torch step (numpy views of CPU tensors share the
 memory), so a row can be stepped by either path and the cache stays one.
 
 Same maths as ``OrderModel.step``/``sample`` in float32 (tests hold the hidden states and
-the logits equal to 1e-5 and the sampled orders equal for the same uniforms), with two
-differences in *how*: sums run in their own order and GELU's erf is taken in float64, so
-the last bits differ from torch's. No fastmath: with reassociation or fused multiply-adds
+the logits equal to 1e-5 and the sampled orders equal for the same uniforms), with three
+differences in *how*: sums run in their own order, GELU's erf is taken in float64 and the
+attention's exp is a vectorised polynomial, so the last bits differ from torch's. No fastmath: with reassociation or fused multiply-adds
 allowed, LLVM's choices differ between a fresh compile and numba's cached code, so a run
 right after compiling and the runs after it would sample different orders from one seed.
 A row's result does not depend on the other rows of its batch or on its place in it
-(linears run in tiles of ``TILE`` rows, padded, so every row takes the same
-instructions), which keeps a book's orders independent of the shard layout without
+(linears run in tiles of ``TILE`` rows that share each weight read, and every row takes
+the same instructions), which keeps a book's orders independent of the shard layout without
 torch's ``BATCH_FLOOR`` padding.
 
-``use_fast`` makes the choice between this path and torch once, from the device and the
-batch size (docs/performance.md has the measurements behind ``FAST_MAX_BATCH``).
+Above ``THREAD_MIN_ROWS`` rows per thread a step's rows are split across threads (torch's
+thread count: one in a Ray worker); rows are independent, so the split does not change a
+bit. ``use_fast`` makes the choice between this path and torch once, from the device: on
+CPU the fused step is faster at every batch size measured, 1 to 256 rows, on one thread or
+two (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -38,16 +44,16 @@ from mars_ray.lmm.model import _BELOW_ONE, ROPE_BASE, KVCache, OrderModel
 log = logging.getLogger(__name__)
 
 TILE = 4  # rows per linear tile: a weight row read once serves TILE rows
-# Up to this many rows per step the fused step is faster than torch on one CPU core
-# (benchmarks/generation.py: per-path breakdown; docs/performance.md).
-FAST_MAX_BATCH = 64
+# A step over fewer rows than this per thread is too short for threads to pay for
+# themselves; above it the rows are split across ``FastStep.threads`` threads.
+THREAD_MIN_ROWS = 4
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
 def use_fast(model: OrderModel, batch: int) -> bool:
-    """Whether ``batch``-row steps of ``model`` take the fused path: on CPU, for the
-    batch sizes where it is faster. Logged once per caller (the choice is made once)."""
-    fast = model.device.type == "cpu" and batch <= FAST_MAX_BATCH
+    """Whether ``batch``-row steps of ``model`` take the fused path: on CPU, where it is
+    faster at every batch size. Logged once per caller (the choice is made once)."""
+    fast = model.device.type == "cpu"
     path = "fused numba step" if fast else "torch step"
     log.info("LMM generation: %s (batch %d on %s)", path, batch, model.device)
     return fast
@@ -176,42 +182,32 @@ def _linear(x: np.ndarray, wt: np.ndarray, n: int, y: np.ndarray) -> None:
     """y[:n] = x[:n] @ wt for weights stored transposed, wt (in, out).
 
     Each output is the sum over inputs in order, one multiply-add at a time, vectorised
-    across outputs: a row gets the same bits alone, in a pair or in a tile of TILE rows
-    (which share each weight row read).
+    across outputs; four inputs are added per pass over a row's outputs, still in order, so
+    the outputs are loaded and stored a quarter as often. A row gets the same bits alone or
+    in a batch: rows go in tiles of TILE that share each group of weight rows while it is
+    in L1, but every row takes the same instructions.
     """
     k, m = wt.shape
+    k4 = k - k % 4
     for r in range(n):
         for o in range(m):
             y[r, o] = 0.0
-    r = 0
-    while r + TILE <= n:
-        for i in range(k):
-            a0 = x[r, i]
-            a1 = x[r + 1, i]
-            a2 = x[r + 2, i]
-            a3 = x[r + 3, i]
-            for o in range(m):
-                w = wt[i, o]
-                y[r, o] += a0 * w
-                y[r + 1, o] += a1 * w
-                y[r + 2, o] += a2 * w
-                y[r + 3, o] += a3 * w
-        r += TILE
-    if r + 2 <= n:  # a pair (a shard of two books) shares its weight reads as well
-        for i in range(k):
-            a0 = x[r, i]
-            a1 = x[r + 1, i]
-            for o in range(m):
-                w = wt[i, o]
-                y[r, o] += a0 * w
-                y[r + 1, o] += a1 * w
-        r += 2
-    while r < n:
-        for i in range(k):
-            a = x[r, i]
-            for o in range(m):
-                y[r, o] += a * wt[i, o]
-        r += 1
+    for r0 in range(0, n, TILE):
+        r1 = min(r0 + TILE, n)
+        for i in range(0, k4, 4):
+            w0, w1, w2, w3 = wt[i], wt[i + 1], wt[i + 2], wt[i + 3]
+            for r in range(r0, r1):
+                a0, a1, a2, a3 = x[r, i], x[r, i + 1], x[r, i + 2], x[r, i + 3]
+                yr = y[r]
+                for o in range(m):
+                    yr[o] = (((yr[o] + a0 * w0[o]) + a1 * w1[o]) + a2 * w2[o]) + a3 * w3[o]
+        for i in range(k4, k):
+            w = wt[i]
+            for r in range(r0, r1):
+                a = x[r, i]
+                yr = y[r]
+                for o in range(m):
+                    yr[o] += a * w[o]
 
 
 @njit(cache=True)
@@ -246,6 +242,30 @@ def _rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
 
 
 @njit(cache=True)
+def _exp_shifted(s: np.ndarray, best: np.float32, e: np.ndarray, scale: np.ndarray) -> None:
+    """e = exp(s - best) for s <= best, -inf giving 0, in float32 (Cephes' expf).
+
+    numba's exp is a libm call per element; this one vectorises: a degree-6 polynomial on
+    the reduced argument and the power of two written as float bits (``scale``, an int32
+    scratch viewed as float32). Within 2 ulp of libm's, which the tests' 1e-5 covers.
+    """
+    bits = scale.view(np.int32)
+    for j in range(s.shape[0]):
+        x = max(s[j] - best, np.float32(-87.0))
+        fx = math.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+        x = x - fx * np.float32(0.693359375) - fx * np.float32(-2.12194440e-4)
+        p = np.float32(1.9875691500e-4) * x + np.float32(1.3981999507e-3)
+        p = p * x + np.float32(8.3334519073e-3)
+        p = p * x + np.float32(4.1665795894e-2)
+        p = p * x + np.float32(1.6666665459e-1)
+        p = p * x + np.float32(5.0000001201e-1)
+        e[j] = p * x * x + x + np.float32(1.0)
+        bits[j] = (np.int32(fx) + np.int32(127)) << 23
+    for j in range(s.shape[0]):
+        e[j] = e[j] * scale[j] if s[j] - best >= np.float32(-87.0) else np.float32(0.0)
+
+
+@njit(cache=True)
 def _attend(
     qkv: np.ndarray,
     k_cache: np.ndarray,
@@ -257,11 +277,12 @@ def _attend(
     n_kv: int,
     cos: np.ndarray,
     sin: np.ndarray,
-    scores: np.ndarray,
+    scratch: np.ndarray,
     y: np.ndarray,
 ) -> None:
     """One row's attention: rotate q and k, store k and v at ``write``, attend over the
-    window (the block_size - 1 previous orders and the new one), y (C,) = heads' outputs."""
+    window (the block_size - 1 previous orders and the new one), y (C,) = heads' outputs.
+    ``scratch`` is (4, block_size + 1) float32 working space."""
     S = v_cache.shape[2]
     bs = S - 1
     D = v_cache.shape[3]
@@ -279,42 +300,54 @@ def _attend(
     seen = min(pos, bs)
     scale = np.float32(D**-0.5)
     per = n_head // n_kv
+    scores, p, hide, two = scratch[0], scratch[1], scratch[2], scratch[3]
+    for j in range(S):  # 0 for the slots in the window, -inf outside it
+        seen_j = j == write or (j < seen and j != slot)
+        hide[j] = np.float32(0.0) if seen_j else np.float32(-np.inf)
+    D4 = D - D % 4
+    S4 = S - S % 4
     for h in range(n_head):
         g = h // per
-        # every slot's score, summed over the channels in order: vectorised across the
-        # slots (keys are stored transposed); slots outside the window are skipped below
+        keys = k_cache[row, g]  # (D, S): vectorised across the slots, four channels a pass
+        values = v_cache[row, g]  # (S, D)
         for j in range(S):
             scores[j] = 0.0
-        for d in range(D):
+        for d in range(0, D4, 4):
+            a0, a1, a2, a3 = q[h, d], q[h, d + 1], q[h, d + 2], q[h, d + 3]
+            k0, k1, k2, k3 = keys[d], keys[d + 1], keys[d + 2], keys[d + 3]
+            for j in range(S):
+                scores[j] = (((scores[j] + a0 * k0[j]) + a1 * k1[j]) + a2 * k2[j]) + a3 * k3[j]
+        for d in range(D4, D):
             a = q[h, d]
             for j in range(S):
-                scores[j] += a * k_cache[row, g, d, j]
+                scores[j] += a * keys[d, j]
         best = np.float32(-np.inf)
         for j in range(S):
-            if j == write or (j < seen and j != slot):
-                s = scores[j] * scale
-                scores[j] = s
-                if s > best:
-                    best = s
+            scores[j] = scores[j] * scale + hide[j]
+            best = max(best, scores[j])
+        _exp_shifted(scores, best, p, two)
         total = np.float32(0.0)
         for j in range(S):
-            if j == write or (j < seen and j != slot):
-                e = np.exp(scores[j] - best)
-                scores[j] = e
-                total += e
-            else:
-                scores[j] = 0.0
-        for d in range(D):
-            y[h * D + d] = 0.0
+            total += p[j]
         inv = np.float32(1.0) / total
         for j in range(S):
-            p = scores[j] * inv
-            if p != 0.0:
-                for d in range(D):
-                    y[h * D + d] += p * v_cache[row, g, j, d]
+            p[j] = p[j] * inv
+        yh = y[h * D : (h + 1) * D]
+        for d in range(D):
+            yh[d] = 0.0
+        # slots outside the window have p = 0 and add nothing
+        for j in range(0, S4, 4):
+            p0, p1, p2, p3 = p[j], p[j + 1], p[j + 2], p[j + 3]
+            v0, v1, v2, v3 = values[j], values[j + 1], values[j + 2], values[j + 3]
+            for d in range(D):
+                yh[d] = (((yh[d] + p0 * v0[d]) + p1 * v1[d]) + p2 * v2[d]) + p3 * v3[d]
+        for j in range(S4, S):
+            pj = p[j]
+            for d in range(D):
+                yh[d] += pj * values[j, d]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def trunk(
     rows: np.ndarray,
     components: np.ndarray,
@@ -370,7 +403,7 @@ def trunk(
             cos[r, i] = np.float32(math.cos(angle))
             sin[r, i] = np.float32(math.sin(angle))
         write[r] = p % bs if active[r] else bs
-    scores = np.zeros(S, dtype=np.float32)
+    scratch = np.zeros((4, S), dtype=np.float32)
     for layer in range(norm1.shape[0]):
         _rms_norm(x, norm1[layer], eps, xn)
         _linear(xn, qkv_w[layer], n, qkv)
@@ -379,7 +412,7 @@ def trunk(
         for r in range(n):
             _attend(
                 qkv[r], kc, vc, rows[r], pos[rows[r]], write[r],
-                n_head, n_kv, cos[r], sin[r], scores, att[r],
+                n_head, n_kv, cos[r], sin[r], scratch, att[r],
             )  # fmt: skip
         _linear(att, attn_proj[layer], n, out)
         for r in range(n):
@@ -444,13 +477,9 @@ def head_logits(
         e = cond_at[c, j] + earlier[j]
         for i in range(C):
             z[i] += cond[e, i]
-    # each output's sum runs over the inputs in order, vectorised across the outputs (the
-    # weights are stored transposed): one running sum per output waited on every add
-    m = np.zeros(C, dtype=np.float32)
-    for i in range(C):
-        a = z[i]
-        for o in range(C):
-            m[o] += a * head_fc[c, i, o]
+    m = np.empty((1, C), dtype=np.float32)
+    _linear(z.reshape(1, C), head_fc[c], 1, m)
+    m = m[0]
     for o in range(C):
         v = np.float64(m[o] + head_fc_b[c, o])
         m[o] = np.float32(0.5 * v * (1.0 + math.erf(v * _SQRT_HALF)))
@@ -465,7 +494,7 @@ def head_logits(
         logits[o] += head_out_b[base + o]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sample(
     hidden: np.ndarray,
     uniforms: np.ndarray,
@@ -521,16 +550,38 @@ def sample(
 class FastStep:
     """The fused step over one model's weights, on the rows of a CPU ``KVCache``."""
 
-    def __init__(self, model: OrderModel) -> None:
+    def __init__(self, model: OrderModel, threads: int | None = None) -> None:
         self.w = FastWeights.from_model(model)
         self.n_gap = int(self.w.sizes[3])
+        # torch's thread count by default: 1 in a Ray worker (OMP_NUM_THREADS), the cores
+        # on a driver or a Serve replica given several CPUs
+        self.threads = max(1, torch.get_num_threads() if threads is None else int(threads))
         self._views: tuple[KVCache, tuple, tuple, np.ndarray] | None = None
         self._zero: dict[tuple[str, int, int], np.ndarray] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def __getstate__(self) -> dict:
-        """Without the cache views and the zeros: pickled (a shard checkpoint), a view would
-        come back as a copy of the cache apart from its tensors. Both are made again."""
-        return {**self.__dict__, "_views": None, "_zero": {}}
+        """Without the cache views, the zeros and the threads: pickled (a shard checkpoint),
+        a view would come back as a copy of the cache apart from its tensors. All three are
+        made again."""
+        return {**self.__dict__, "_views": None, "_zero": {}, "_pool": None}
+
+    def _parts(self, n: int) -> list[slice]:
+        """Row ranges stepped in parallel: one per thread, none under ``THREAD_MIN_ROWS``."""
+        k = max(1, min(self.threads, n // THREAD_MIN_ROWS))
+        cuts = [n * i // k for i in range(k + 1)]
+        return [slice(a, b) for a, b in pairwise(cuts)]
+
+    def _run(self, job: Callable[[slice], None], parts: list[slice]) -> None:
+        """``job`` over the row ranges, on threads when there are several (the kernels
+        release the GIL; rows are independent, so the bits do not depend on the split)."""
+        if len(parts) == 1:
+            job(parts[0])
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fused-step")
+        for done in [self._pool.submit(job, part) for part in parts]:
+            done.result()
 
     def _zeros(self, n: int, what: str, width: int) -> np.ndarray:
         """float32 zeros (n, width), kept per shape (the kernels only read them): a step
@@ -567,18 +618,23 @@ class FastStep:
             active = np.ones(n, dtype=np.bool_)
         hidden = np.empty((n, w.book_w.shape[1]), dtype=np.float32)
         k, v, pos = self._cache_views(cache)
-        trunk(
-            np.ascontiguousarray(rows, dtype=np.int64),
-            np.ascontiguousarray(components, dtype=np.int64),
-            np.ascontiguousarray(book, dtype=np.float32),
-            np.ascontiguousarray(active, dtype=np.bool_),
-            pos,
-            k,
-            v,
-            w.embed, w.embed_at, w.book_w, w.book_b, w.norm1, w.qkv, w.attn_proj,
-            w.norm2, w.fc, w.mlp_proj, w.norm_f, w.inv_freq, w.eps, w.n_head, w.n_kv,
-            hidden,
-        )  # fmt: skip
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        components = np.ascontiguousarray(components, dtype=np.int64)
+        book = np.ascontiguousarray(book, dtype=np.float32)
+        active = np.ascontiguousarray(active, dtype=np.bool_)
+        parts = self._parts(n)
+        if len(parts) > 1 and len(np.unique(rows)) != n:
+            raise ValueError("rows must be distinct: each is one cache row stepped once")
+
+        def job(part: slice) -> None:
+            trunk(
+                rows[part], components[part], book[part], active[part], pos, k, v,
+                w.embed, w.embed_at, w.book_w, w.book_b, w.norm1, w.qkv, w.attn_proj,
+                w.norm2, w.fc, w.mlp_proj, w.norm_f, w.inv_freq, w.eps, w.n_head, w.n_kv,
+                hidden[part],
+            )  # fmt: skip
+
+        self._run(job, parts)
         return hidden
 
     def sample(
@@ -601,14 +657,19 @@ class FastStep:
         if gap_bias is None:
             gap_bias = self._zeros(n, "gap", self.n_gap)
         out = np.zeros((n, 4), dtype=np.int64)
-        sample(
-            hidden,
-            np.ascontiguousarray(uniforms, dtype=np.float64),
-            temps.reshape(n),
-            np.ascontiguousarray(kind_bias, dtype=np.float32),
-            np.ascontiguousarray(gap_bias, dtype=np.float32),
-            w.sizes, w.joint, w.head, w.joint_w, w.joint_b, out,
-        )  # fmt: skip
+        hidden = np.ascontiguousarray(hidden, dtype=np.float32)
+        uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
+        temps = temps.reshape(n)
+        kind_bias = np.ascontiguousarray(kind_bias, dtype=np.float32)
+        gap_bias = np.ascontiguousarray(gap_bias, dtype=np.float32)
+
+        def job(part: slice) -> None:
+            sample(
+                hidden[part], uniforms[part], temps[part], kind_bias[part], gap_bias[part],
+                w.sizes, w.joint, w.head, w.joint_w, w.joint_b, out[part],
+            )  # fmt: skip
+
+        self._run(job, self._parts(n))
         return out
 
     def logits(self, hidden: np.ndarray, c: int, earlier: np.ndarray) -> np.ndarray:

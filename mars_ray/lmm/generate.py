@@ -73,12 +73,19 @@ class StepInput:
 class RowPool:
     """KV-cache rows for many callers, stepped together in one forward pass."""
 
-    def __init__(self, loaded: LoadedModel, capacity: int = BATCH_FLOOR) -> None:
+    def __init__(
+        self, loaded: LoadedModel, capacity: int = BATCH_FLOOR, fused: bool | None = None
+    ) -> None:
+        """``fused``: the fused CPU step (lmm/fast_step.py) or torch's; by default the
+        faster one for the device, chosen once and logged."""
         self.model = loaded.model
         self.device = loaded.device
         self.n_book = self.model.config.n_book
-        # the fused CPU step (lmm/fast_step.py) where it is faster: chosen once, logged
-        self.fast = FastStep(self.model) if use_fast(self.model, capacity) else None
+        if fused and self.model.device.type != "cpu":
+            raise ValueError(f"fused=True needs a CPU model, this one is on {self.model.device}")
+        if fused is None:
+            fused = use_fast(self.model, capacity)
+        self.fast = FastStep(self.model) if fused else None
         # the fused step needs no BATCH_FLOOR padding: its pool holds only the rows asked
         # for (a cache row is 1 MB at the shipped size, and a shard checkpoint saves them)
         rows = capacity if self.fast is not None else max(capacity, BATCH_FLOOR)
