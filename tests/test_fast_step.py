@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from mars_ray.lmm.checkpoint import load_model
-from mars_ray.lmm.fast_step import FastStep
+from mars_ray.lmm.fast_step import FastStep, _exp_shifted, _gelu
 from mars_ray.lmm.generate import RowPool, StepInput
 from mars_ray.lmm.model import KVCache, LMMConfig, OrderModel
 
@@ -23,6 +25,40 @@ def tiny(head: str, n_kv_head: int | None, seed: int = 0) -> OrderModel:
             if name.endswith("bias") or "norm" in name:
                 p.add_(0.1 * torch.randn_like(p))
     return model
+
+
+def ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Distance in float32 units in the last place of ``want``."""
+    return np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want).astype(np.float32))
+
+
+def test_gelu_is_the_float32_rounding_of_the_exact_one() -> None:
+    """The fused GELU's erf (fitted polynomials, no libm) against math.erfc in float64,
+    over the whole range: the core, the tail, the switch at |x| = sqrt 2 and the far tail
+    where the exact value is subnormal in float32 or below its least."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([
+        np.linspace(-15, 15, 300_001), 3 * rng.standard_normal(100_000),
+        [0.0, 1e-30, -1e-30, 1.4142135, -1.4142135, 1.4142137, -1.4142137, 14.142136, -200],
+    ]).astype(np.float32)  # fmt: skip
+    exact = np.array([0.5 * v * math.erfc(-v / math.sqrt(2.0)) for v in x.astype(np.float64)])
+    got = x.copy()
+    _gelu(got)
+    normal = np.abs(exact) >= np.finfo(np.float32).tiny
+    assert ulps(got[normal], exact[normal]).max() <= 1.0
+    assert np.all(np.abs(got[~normal]) < np.finfo(np.float32).tiny)  # 0 or subnormal
+    assert np.mean(got[normal] == exact[normal].astype(np.float32)) > 0.9999  # the rounding
+
+
+def test_attention_exp_is_within_two_ulp_of_libm() -> None:
+    rng = np.random.default_rng(1)
+    s = np.concatenate([-90 * rng.random(100_000), [0.0, -1e-8, -87.0, -np.inf]]).astype(np.float32)
+    got = np.empty_like(s)
+    _exp_shifted(s, np.float32(0.0), got, np.empty_like(s))
+    want = np.exp(s.astype(np.float64))
+    live = s >= -87.0
+    assert ulps(got[live], want[live]).max() <= 2.0
+    assert np.all(got[~live] == 0.0)  # what exp gives past -87 adds nothing to a softmax
 
 
 @pytest.mark.parametrize("head", ["factorised", "joint"])

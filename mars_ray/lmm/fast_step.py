@@ -10,14 +10,15 @@ memory), so a row can be stepped by either path and the cache stays one.
 
 Same maths as ``OrderModel.step``/``sample`` in float32 (tests hold the hidden states and
 the logits equal to 1e-5 and the sampled orders equal for the same uniforms), with three
-differences in *how*: sums run in their own order, GELU's erf is taken in float64 and the
-attention's exp is a vectorised polynomial, so the last bits differ from torch's. No fastmath: with reassociation or fused multiply-adds
-allowed, LLVM's choices differ between a fresh compile and numba's cached code, so a run
-right after compiling and the runs after it would sample different orders from one seed.
-A row's result does not depend on the other rows of its batch or on its place in it
-(linears run in tiles of ``TILE`` rows that share each weight read, and every row takes
-the same instructions), which keeps a book's orders independent of the shard layout without
-torch's ``BATCH_FLOOR`` padding.
+differences in *how*: sums run in their own order, GELU is taken in float64 (from fitted
+polynomials: numba's erf is a libm call that does not vectorise) and the attention's exp
+is a float32 polynomial, so the last bits differ from torch's. No fastmath: with
+reassociation or fused multiply-adds allowed, LLVM's choices differ between a fresh
+compile and numba's cached code, so a run right after compiling and the runs after it
+would sample different orders from one seed. A row's result does not depend on the other
+rows of its batch or on its place in it (linears run in tiles of ``TILE`` rows that share
+each weight read, and every row takes the same instructions), which keeps a book's
+orders independent of the shard layout without torch's ``BATCH_FLOOR`` padding.
 
 Above ``THREAD_MIN_ROWS`` rows per thread a step's rows are split across threads (torch's
 thread count: one in a Ray worker); rows are independent, so the split does not change a
@@ -221,12 +222,57 @@ def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray) ->
             out[r, i] = x[r, i] * scale * weight[i]
 
 
-@njit(cache=True)
+# erf for GELU in float64 without libm (numba's math.erf is a call per element and does
+# not vectorise). Least-squares fits, at Chebyshev nodes, to math.erf and math.erfc:
+# erf(z) / z as a polynomial in z*z for z <= 1 (abs error 8e-13), and erfc(z) * exp(z*z)
+# as a polynomial in u = 4t - 5/3, t = 1 / (1 + z/2), for 1 <= z <= 10 (rel error 6e-14;
+# past 10 erfc is below float32's least value). Tests hold the GELU to math.erfc's.
+_ERF_CORE = np.array([
+    1.1283791670946954, -0.37612638889876115, 0.11283791313581014, -0.02686613362977947,
+    0.00522378501856878, -0.0008542670731452246, 0.00011956948012357021,
+    -1.3911704652765457e-05, 1.0595276351417717e-06,
+])  # fmt: skip
+_ERFCX_TAIL = np.array([
+    0.19054887968999362, 0.1765596695949441, 0.05077565033035988, 0.009331321116534978,
+    0.0005660801778209244, -0.0001751975963116384, -2.9508443706220196e-05,
+    5.801405411340303e-06, 1.2250816564780979e-06, -3.2340298957174495e-07,
+    -4.269274286589787e-08, 2.1768248511936668e-08, 1.9068396592580656e-10,
+    -1.1798492219619757e-09, 1.1574821624984818e-10,
+])  # fmt: skip
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # fdlibm's split
+
+
+@njit(cache=True, error_model="numpy")  # no zero-division check: it would stop vectorising
 def _gelu(x: np.ndarray) -> None:
-    for r in range(x.shape[0]):
-        for i in range(x.shape[1]):
-            v = np.float64(x[r, i])
-            x[r, i] = np.float32(0.5 * v * (1.0 + math.erf(v * _SQRT_HALF)))
+    """x = x * (1 + erf(x / sqrt 2)) / 2 in place over a 1-D float32 array, evaluated in
+    float64: erf from the fits above, exp(-z*z) as 2**k * e**r with e**r by its Taylor
+    series to r**11 (|r| <= ln2 / 2: error below 1e-14), the 2**k written as float bits."""
+    n = x.shape[0]
+    part = np.empty(n, dtype=np.float64)  # erfc(|z|), but for the tail's power of two
+    two = np.empty(n, dtype=np.float64)
+    bits = two.view(np.int64)
+    for i in range(n):
+        z = min(abs(np.float64(x[i])) * _SQRT_HALF, 10.0)
+        zz = z * z
+        p = _ERF_CORE[8]
+        for j in range(7, -1, -1):
+            p = p * zz + _ERF_CORE[j]
+        u = 4.0 / (1.0 + 0.5 * z) - 5.0 / 3.0
+        q = _ERFCX_TAIL[14]
+        for j in range(13, -1, -1):
+            q = q * u + _ERFCX_TAIL[j]
+        k = math.floor(zz * -1.4426950408889634 + 0.5)
+        r = (-zz - k * _LN2_HI) - k * _LN2_LO
+        e = 1.0 / 39916800.0
+        for f in (3628800.0, 362880.0, 40320.0, 5040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0):
+            e = e * r + 1.0 / f
+        core = z <= 1.0
+        part[i] = 1.0 - z * p if core else (q * e if z < 10.0 else 0.0)
+        bits[i] = (0 if core else np.int64(k)) + 1023 << 52
+    for i in range(n):
+        v = np.float64(x[i])
+        erfc = part[i] * two[i]
+        x[i] = np.float32(0.5 * v * (erfc if v < 0.0 else 2.0 - erfc))
 
 
 @njit(cache=True)
@@ -420,7 +466,8 @@ def trunk(
                 x[r, i] += out[r, i]
         _rms_norm(x, norm2[layer], eps, xn)
         _linear(xn, fc[layer], n, mid)
-        _gelu(mid)
+        for r in range(n):
+            _gelu(mid[r])
         _linear(mid, mlp_proj[layer], n, out)
         for r in range(n):
             for i in range(C):
@@ -481,8 +528,8 @@ def head_logits(
     _linear(z.reshape(1, C), head_fc[c], 1, m)
     m = m[0]
     for o in range(C):
-        v = np.float64(m[o] + head_fc_b[c, o])
-        m[o] = np.float32(0.5 * v * (1.0 + math.erf(v * _SQRT_HALF)))
+        m[o] += head_fc_b[c, o]
+    _gelu(m)
     base = out_at[c]
     for o in range(size):
         logits[o] = 0.0
