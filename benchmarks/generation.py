@@ -12,8 +12,9 @@ state a simulated day spends nearly all its orders in.
 
 Reported (best repeat; the median is in the JSON as well, since shared machines are noisy):
 - orders/s at batch 1, 4, 64 and 256 with the KV cache, by the torch step and by the fused
-  numba step (mars_ray/lmm/fast_step.py, the same cache); ``orders_per_s`` has the faster
-  path's figure at each batch, ``orders_per_s_by_path`` both;
+  numba step (mars_ray/lmm/fast_step.py, the same cache, its rows split across torch's
+  thread count above 4 rows a thread); ``orders_per_s`` has the faster path's figure at
+  each batch, ``orders_per_s_by_path`` both;
 - the KV-cache speed-up at the full context at batch 64: the uncached way re-runs the
   transformer over the last block_size orders of every row for each new order;
 - the factorised head against the joint head (24,576-way softmax): orders/s at batch 256
