@@ -152,6 +152,10 @@ def test_lob_bench_writes_the_issues_json_shape(tmp_path):
     assert len(got["stylized_facts"]) == 11
     for key in ("one_sided_rows", "messages_per_s"):
         assert set(got[key]) == {"real", "lmm", "baseline"}
+    memory = got["market_sign_autocorrelation"]
+    assert set(memory) == {"lags", "real", "lmm", "baseline"}
+    assert all(len(memory[k]) == len(memory["lags"]) for k in ("real", "lmm", "baseline"))
+    assert memory["real"][0] is not None and -1 <= memory["real"][0] <= 1
     assert got["protocol"]["windows"] == ["09:30:12.000", "09:30:34.000"]
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
         "lob_bench_facts.png",

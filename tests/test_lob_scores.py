@@ -16,7 +16,14 @@ from mars_ray.reports.distances import (
     shared_bins,
     wasserstein1,
 )
-from mars_ray.reports.impact import LAGS, curve_deviation, pooled_curves, response_sums
+from mars_ray.reports.impact import (
+    LAGS,
+    curve_deviation,
+    market_order_signs,
+    pooled_curves,
+    response_sums,
+    sign_autocorrelation,
+)
 from mars_ray.reports.lob_scores import (
     SCORES,
     ask_volume_given_spread,
@@ -171,6 +178,31 @@ def test_price_response_of_a_hand_made_book():
     assert curve_deviation(curves["limit_0"], curves["limit_0"]) == 0.0
     assert curve_deviation([1.0, None, 3.0], [2.0, 5.0, 1.0]) == pytest.approx(1.5)
     assert curve_deviation([None], [1.0]) is None
+
+
+def test_market_order_signs_merge_one_sweep_and_correlate_within_books():
+    sweep = messages(
+        [
+            (1 * S, EXECUTE, 1, 3, 101, -1),  # a buyer takes two asks at one time: one order
+            (1 * S, EXECUTE, 2, 2, 102, -1),
+            (2 * S, SUBMIT, 9, 1, 99, 1),  # not a trade
+            (3 * S, EXECUTE, 3, 1, 99, 1),  # a seller hits a bid
+            (3 * S, EXECUTE, 4, 1, 101, -1),  # a buyer at the same time: another order
+            (4 * S, EXECUTE, 5, 1, 101, -1),
+        ]
+    )
+    assert market_order_signs(sweep).tolist() == [1, -1, 1, 1]
+    # + + - - + + - -: the 7 lag-1 pairs' products average 1/7, their means are 1/7 and
+    # -1/7, so the covariance is 8/49 and each variance 48/49: a correlation of 1/6
+    runs = np.array([1, 1, -1, -1, 1, 1, -1, -1])
+    lag1, lag2 = sign_autocorrelation([runs], lags=(1, 2))
+    assert lag1 == pytest.approx(1 / 6)
+    assert lag2 == pytest.approx(-1.0)  # two apart: always the other side
+    # pairs never span two books: across them (+, -) would pull this below 1
+    assert sign_autocorrelation([np.array([1, 1, 1]), np.array([-1, -1, -1])], lags=(1,)) == [
+        pytest.approx(1.0)
+    ]
+    assert sign_autocorrelation([np.array([1, 1, 1, 1])], lags=(1, 9)) == [None, None]
 
 
 def test_conditional_scores_group_by_their_condition():

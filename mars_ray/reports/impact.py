@@ -11,6 +11,11 @@ mid before event t (two-sided books only), eps_t the sign the event pushes the p
 Each type is split by whether the event itself moved the mid ("1") or not ("0"): six
 curves. Two sources' curves are compared by the mean absolute deviation over the lags
 both define.
+
+Much of a market order's lasting response is the memory of order flow: the next market
+orders tend to come from the same side (Lillo and Farmer 2004). ``sign_autocorrelation``
+measures it beside the curves, as the correlation of market orders' signs some orders
+apart.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from mars_ray.data.lobster import DELETE, EXECUTE, PARTIAL_CANCEL, SUBMIT, Messages
 
 LAGS = (1, 2, 5, 10, 20, 50, 100, 200)
+SIGN_LAGS = (1, 2, 5, 10, 20)  # in market orders
 EVENTS = {
     "market": ((EXECUTE,), -1),
     "limit": ((SUBMIT,), 1),
@@ -80,3 +86,30 @@ def deviations(
     real: Mapping[str, Sequence[float | None]], other: Mapping[str, Sequence[float | None]]
 ) -> dict[str, float | None]:
     return {c: curve_deviation(real[c], other[c]) for c in CURVES}
+
+
+def market_order_signs(msgs: Messages) -> np.ndarray:
+    """The aggressor's sign (+1 buy, -1 sell) of each market order, in order: executions
+    (type 4) at one time against one side are one order sweeping several resting ones."""
+    ex = np.flatnonzero(msgs.type == EXECUTE)
+    sign = -msgs.direction[ex].astype(np.int64)
+    t = msgs.time_ns[ex]
+    first = np.r_[True, (t[1:] != t[:-1]) | (sign[1:] != sign[:-1])] if len(ex) else []
+    return sign[first]
+
+
+def sign_autocorrelation(
+    signs: Sequence[np.ndarray], lags: Sequence[int] = SIGN_LAGS
+) -> list[float | None]:
+    """Per lag, the correlation of the signs of market orders ``lag`` orders apart, over
+    the pairs of every book (never across two); None where there are too few pairs or one
+    side never traded."""
+    out: list[float | None] = []
+    for lag in lags:
+        a = np.concatenate([s[:-lag] for s in signs if len(s) > lag] or [np.zeros(0)])
+        b = np.concatenate([s[lag:] for s in signs if len(s) > lag] or [np.zeros(0)])
+        if len(a) < 3 or a.std() == 0 or b.std() == 0:
+            out.append(None)
+        else:
+            out.append(float(np.corrcoef(a, b)[0, 1]))
+    return out

@@ -189,6 +189,7 @@ def payload(
         "lmm_kept_both_sides": dict(guarded or {}),
         "messages_per_s": result["messages_per_s"],
         "mid_change_ticks": result["mid_change_ticks"],
+        "market_sign_autocorrelation": result["market_sign_autocorrelation"],
         "impact_curves": result["impact"]["curves"],
         "fact_statistics": {n: r["statistic"] for n, r in result["stylized_facts"].items()},
         "protocol": {

@@ -29,7 +29,14 @@ from mars_ray.data.lobster import (
     read_pair,
 )
 from mars_ray.reports.distances import conditional_distances, score_distances
-from mars_ray.reports.impact import deviations, pooled_curves, response_sums
+from mars_ray.reports.impact import (
+    SIGN_LAGS,
+    deviations,
+    market_order_signs,
+    pooled_curves,
+    response_sums,
+    sign_autocorrelation,
+)
 from mars_ray.reports.lob_scores import (
     CONDITIONAL,
     SCORES,
@@ -204,6 +211,11 @@ def curves_of(books: Sequence[Book]) -> dict[str, list[float | None]]:
     )
 
 
+def sign_memory_of(books: Sequence[Book]) -> list[float | None]:
+    """The books' market-order sign autocorrelation at ``SIGN_LAGS``, pairs pooled."""
+    return sign_autocorrelation([market_order_signs(b.msgs) for b in books])
+
+
 def floor_halves(books: Sequence[Book]) -> tuple[list[Book], list[Book]]:
     """The reference's windows in two halves: first and second in time."""
     half = len(books) // 2
@@ -261,6 +273,10 @@ def compare_scores(
         "one_sided_rows": {k: one_sided_share(v) for k, v in every.items()},
         "messages_per_s": {k: message_rate(v) for k, v in every.items()},
         "mid_change_ticks": {k: mid_moves(v) for k, v in every.items()},
+        "market_sign_autocorrelation": {
+            "lags": list(SIGN_LAGS),
+            **{k: sign_memory_of(v) for k, v in every.items()},
+        },
     }
     return result, {"real": real, **pooled}
 
@@ -316,6 +332,11 @@ def format_facts(result: Mapping[str, Any], labels: Sequence[str]) -> str:
         )
     for key, fmt in (("one_sided_rows", ".2%"), ("messages_per_s", ".1f")):
         lines.append(f"{key}: " + ", ".join(f"{k} {num(result[key].get(k), fmt)}" for k in cols))
+    memory = result["market_sign_autocorrelation"]
+    lines.append(
+        f"market-order sign autocorrelation at lags {'/'.join(map(str, memory['lags']))}: "
+        + ", ".join(f"{k} " + "/".join(num(v, ".2f") for v in memory[k]) for k in cols)
+    )
     moves = result["mid_change_ticks"]
     lines.append(
         "mid change over a book (ticks, mean / sd): "
