@@ -206,12 +206,14 @@ class LMMParams(AgentParams):
         "depth into the spread drawn from the model's fitted quantiles; false: every gap at "
         "its bin's median and every INSIDE order one tick in (docs/lmm.md, Generation)",
     )
-    regime: Literal["context", "off"] = Field(
+    regime: Literal["context", "off"] | Annotated[float, Field(gt=0)] = Field(
         default="context",
         description="context: with real orders as context (a real start), read the "
         "instrument's price regime from them: distances behind the best and the spread the "
         "model sees are scaled by the context's median spread over the model's training "
-        "median (without a context it changes nothing: docs/lmm.md); off: ticks as trained",
+        "median (without a context it changes nothing: docs/lmm.md); a number: the "
+        "instrument's typical quoted spread in ticks, the same scaling with or without a "
+        "context (a run from an empty book has none to read it from); off: ticks as trained",
     )
     keep_both_sides: bool = Field(
         default=True,
@@ -426,6 +428,9 @@ class LMMBackground:
         if controller is None and params.control is not None:
             controller = params.control.controller(self.tokenizer, len(slots))
         self.controller = controller  # steers the kind mix toward a target (lmm/control.py)
+        if not isinstance(params.regime, str):  # a spread given: every book from the start
+            for slot in slots:
+                slot.scale = self._regime_scale(None)
         self.orders_generated = 0
         # orders the keep_both_sides rule changed: cancels skipped, market orders cut, dropped
         self.guarded = {"cancels_skipped": 0, "markets_cut": 0, "markets_dropped": 0}
@@ -538,12 +543,19 @@ class LMMBackground:
         components = self.tokenizer.encode(orders.kind, level, orders.size, orders.gap_ns)
         self.context[slot_index] = (components, book)
 
-    def _regime_scale(self, book: np.ndarray) -> float:
-        """The context's median spread over the model's training median (1 with
-        ``regime: off``, a model without that median, or a context never two-sided),
-        within [1/4, 4]: beyond that the model would be asked for books it never saw."""
+    def _regime_scale(self, book: np.ndarray | None) -> float:
+        """The instrument's spread (``regime`` as a number, or the context's median) over
+        the model's training median (1 with ``regime: off``, a model without that median,
+        or a context never two-sided), within [1/4, 4]: beyond that the model would be
+        asked for books it never saw."""
         trained = self.tokenizer.spread_ticks
-        here = median_spread(book[:, 20]) if self.params.regime == "context" else None
+        regime = self.params.regime
+        if not isinstance(regime, str):
+            here: float | None = float(regime)
+        elif regime == "context" and book is not None:
+            here = median_spread(book[:, 20])
+        else:
+            here = None
         if trained is None or here is None:
             return 1.0
         return min(4.0, max(0.25, here / trained))

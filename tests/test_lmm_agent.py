@@ -409,6 +409,8 @@ def test_the_decoder_draws_inside_a_tokens_bins() -> None:
 def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
     """A context quoted twice as wide as the model's training books: distances behind the
     best are decoded twice as far, and the model reads the spread halved."""
+    import pydantic
+
     from agents.lmm import BookSlot, LMMBackground, LMMParams
     from mars_ray.lmm.corpus import UnitOrders
     from mars_ray.lmm.tokenizer import BEHIND, Kind, book_features
@@ -425,7 +427,7 @@ def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
             seen.append(book.copy())
             return super().next(components, book, uniforms, active)
 
-    def run(regime: str) -> tuple[list[int], float]:
+    def run(regime: str | float, context: bool = True) -> tuple[list[int], float]:
         stub = Recording([int(Kind.BUY), BEHIND + 5, 0, 3])
         params = LMMParams(max_orders_per_step=1, regime=regime, device="cpu")
         slot = BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1))
@@ -433,7 +435,7 @@ def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
         rows = np.zeros((8, 10, 4), dtype=np.int64)
         rows[:, 0] = [140, 100, 100, 100]  # a 40-tick spread: twice the training median
         n = len(rows)
-        context = UnitOrders(
+        orders = UnitOrders(
             time_ns=np.arange(n, dtype=np.int64),
             kind=np.zeros(n, dtype=np.int8),
             price_level=np.full(n, BEHIND + 6, dtype=np.int8),
@@ -442,7 +444,8 @@ def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
             book=book_features(rows, parse_clock("10:00")),
             inside_ticks=np.zeros(n, dtype=np.int16),
         )
-        agent.set_context(0, context)
+        if context:
+            agent.set_context(0, orders)
         depth = np.zeros((10, 4), dtype=np.int64)
         depth[0] = [140, 100, 100, 100]
         t0 = parse_clock("10:00")
@@ -457,3 +460,12 @@ def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
     prices, scale = run("off")
     assert scale == 1.0 and prices == [95]
     assert np.expm1(seen[-1][0, 20]) == pytest.approx(40.0, rel=1e-4)
+    # a spread given in ticks sets the regime with or without a context (an empty book)
+    for context in (True, False):
+        seen.clear()
+        prices, scale = run(80.0, context)
+        assert scale == pytest.approx(4.0) and prices == [80]  # 5 training ticks = 20 here
+        assert np.expm1(seen[-1][0, 20]) == pytest.approx(10.0, rel=1e-4)
+    assert run(1000.0)[1] == pytest.approx(4.0)  # clipped: books it never saw
+    with pytest.raises(pydantic.ValidationError, match="regime"):
+        LMMParams(regime=0)
