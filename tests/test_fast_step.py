@@ -16,9 +16,12 @@ from mars_ray.lmm.model import KVCache, LMMConfig, OrderModel
 TOL = 1e-5
 
 
-def tiny(head: str, n_kv_head: int | None, seed: int = 0) -> OrderModel:
+def tiny(head: str, n_kv_head: int | None, seed: int = 0, memory: bool = False) -> OrderModel:
     torch.manual_seed(seed)
-    cfg = LMMConfig(n_layer=2, n_head=4, n_kv_head=n_kv_head, n_embd=32, block_size=16, head=head)
+    cfg = LMMConfig(
+        n_layer=2, n_head=4, n_kv_head=n_kv_head, n_embd=32, block_size=16, head=head,
+        market_memory=memory,
+    )  # fmt: skip
     model = OrderModel(cfg).eval()
     with torch.no_grad():  # biases away from their zero init, so that they are tested too
         for name, p in model.named_parameters():
@@ -61,12 +64,19 @@ def test_attention_exp_is_within_two_ulp_of_libm() -> None:
     assert np.all(got[~live] == 0.0)  # what exp gives past -87 adds nothing to a softmax
 
 
-@pytest.mark.parametrize("head", ["factorised", "joint"])
-@pytest.mark.parametrize("n_kv_head", [None, 2, 1])
-def test_fused_step_equals_torch_over_a_long_stream(head: str, n_kv_head: int | None) -> None:
+STREAMS = [(h, kv, False) for h in ("factorised", "joint") for kv in (None, 2, 1)]
+
+
+@pytest.mark.parametrize(
+    ("head", "n_kv_head", "memory"), [*STREAMS, ("factorised", None, True), ("joint", 1, True)]
+)
+def test_fused_step_equals_torch_over_a_long_stream(
+    head: str, n_kv_head: int | None, memory: bool
+) -> None:
     """Five rows, some inactive at times, for five windows: hidden states and every head's
-    logits within 1e-5, the same sampled orders, positions and caches."""
-    model = tiny(head, n_kv_head)
+    logits within 1e-5, the same sampled orders, positions and caches (and, with a market
+    memory, the same last market orders; a third of the sampled orders made market ones)."""
+    model = tiny(head, n_kv_head, memory=memory)
     fast = FastStep(model)
     B, steps = 5, 5 * model.config.block_size
     ref, mine = model.new_cache(B), model.new_cache(B)
@@ -101,8 +111,13 @@ def test_fused_step_equals_torch_over_a_long_stream(head: str, n_kv_head: int | 
                 lg_ref = component_head(h_ref, torch.from_numpy(o_ref[:, :c])).detach().numpy()
                 np.testing.assert_allclose(fast.logits(h, c, o_ref), lg_ref, rtol=0, atol=TOL)
         comp = o_ref
+        if memory:
+            comp[rng.random(B) < 0.3, :2] = (int(t % 2), 0)
     assert worst < TOL
     np.testing.assert_array_equal(mine.pos.numpy(), ref.pos.numpy())
+    if memory:
+        np.testing.assert_array_equal(mine.market.numpy(), ref.market.numpy())
+        assert (ref.market[:, 0] > model.config.block_size).all()
     assert int(ref.pos.min()) > model.config.block_size  # well past the window
     for a, b in zip(mine.k + mine.v, ref.k + ref.v, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=TOL)

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from mars_ray.lmm.model import (
+    N_MEMORY,
     LMMConfig,
     OrderModel,
     apply_rope,
     joint_ids,
+    market_memory,
     rope_angles,
 )
 
@@ -152,6 +154,45 @@ def test_grouped_query_attention_cached_equals_banded_forward(kv_heads: int) -> 
         torch.testing.assert_close(h, full[:, t], atol=ATOL, rtol=0)
     mha = tiny("factorised", n_layer=2, n_head=4, n_embd=32)
     assert model.num_params() < mha.num_params()
+
+
+def test_market_memory_states_of_a_hand_made_stream() -> None:
+    """None yet, then side x age bucket of the last market order (kind 0/1 at level 0)."""
+    cancel, limit_sell, market_buy, market_sell = (
+        [2, 5, 0, 0],
+        [1, 3, 0, 0],
+        [0, 0, 0, 0],
+        [1, 0, 0, 0],
+    )
+    stream = [cancel, market_buy, limit_sell, market_sell] + [limit_sell] * 21
+    got = market_memory(torch.tensor([stream]))[0].tolist()
+    # buy: 1 + age bucket (0, 1, 2-4, 5-19, 20+); sell: 6 + the same buckets
+    assert got[:5] == [0, 1, 2, 6, 7]
+    assert got[5:8] == [8, 8, 8] and got[8] == 9 and got[22] == 9 and got[23:] == [10, 10]
+
+
+def test_market_memory_cached_equals_the_forward_past_the_window() -> None:
+    """The memory is the whole stream's in both (a market order older than the window is
+    still remembered), inactive rows keep theirs, and a reset row forgets it."""
+    model = tiny("factorised", market_memory=True)
+    bs = model.config.block_size
+    comp, book = random_stream(model, 3, 3 * bs + 2)
+    comp[:, :, 1] = torch.where(torch.rand(comp.shape[:2]) < 0.3, 0, comp[:, :, 1])
+    comp[:, bs, :2] = torch.tensor([1, 0])  # a sell market order, then none for 2 windows
+    comp[:, bs + 1 :, 0] = 2
+    full = model.hidden(comp, book)
+    cache, idle = model.new_cache(3), model.new_cache(3)
+    active = torch.tensor([True, False, True])
+    for t in range(comp.shape[1]):
+        h = model.step(comp[:, t], book[:, t], cache)
+        torch.testing.assert_close(h, full[:, t], atol=ATOL, rtol=0)
+        model.step(comp[:, t], book[:, t], idle, active)
+    assert cache.market.tolist() == [[bs, 1]] * 3  # the sell, two windows back
+    assert idle.market[1].tolist() == [-1, 0] and idle.market[0].tolist() == [bs, 1]
+    cache.reset(torch.tensor([True, False, False]))
+    assert cache.market[:, 0].tolist() == [-1, bs, bs]
+    without = tiny("factorised")
+    assert model.num_params() == without.num_params() + N_MEMORY * model.config.n_embd
 
 
 def test_kv_heads_must_divide_the_heads() -> None:

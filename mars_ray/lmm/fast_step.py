@@ -40,7 +40,14 @@ import numpy as np
 import torch
 from numba import njit
 
-from mars_ray.lmm.model import _BELOW_ONE, ROPE_BASE, KVCache, OrderModel
+from mars_ray.lmm.model import (
+    _BELOW_ONE,
+    MARKETABLE_LEVEL,
+    MEMORY_AGES,
+    ROPE_BASE,
+    KVCache,
+    OrderModel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,7 @@ class FastWeights:
     # linears' weights are stored transposed, (in, out), for ``_linear``
     book_w: np.ndarray  # (n_book, C)
     book_b: np.ndarray  # (C,)
+    memory: np.ndarray  # (N_MEMORY, C) market-memory embedding, or (0, C) without one
     norm1: np.ndarray  # (L, C)
     qkv: np.ndarray  # (L, C, C + 2 G D)
     attn_proj: np.ndarray  # (L, C, C)
@@ -150,6 +158,11 @@ class FastWeights:
             embed_at=starts,
             book_w=np.ascontiguousarray(a(model.book_proj.weight).T),
             book_b=a(model.book_proj.bias),
+            memory=(
+                a(model.memory_embed.weight)
+                if model.memory_embed is not None
+                else np.zeros((0, C), np.float32)
+            ),
             norm1=stack(lambda b: b.norm1.weight),
             qkv=stack(lambda b: b.attn.qkv.weight),
             attn_proj=stack(lambda b: b.attn.proj.weight),
@@ -400,12 +413,14 @@ def trunk(
     book: np.ndarray,
     active: np.ndarray,
     pos: np.ndarray,
+    market: np.ndarray,
     k_caches: tuple,
     v_caches: tuple,
     embed: np.ndarray,
     embed_at: np.ndarray,
     book_w: np.ndarray,
     book_b: np.ndarray,
+    memory: np.ndarray,
     norm1: np.ndarray,
     qkv_w: np.ndarray,
     attn_proj: np.ndarray,
@@ -419,8 +434,10 @@ def trunk(
     n_kv: int,
     hidden: np.ndarray,
 ) -> None:
-    """``OrderModel.step`` for cache rows ``rows``: hidden (n, C) out, caches and ``pos``
-    updated in place (inactive rows write the scratch slot and keep their position)."""
+    """``OrderModel.step`` for cache rows ``rows``: hidden (n, C) out, caches, ``pos`` and
+    ``market`` (the rows' last market orders, for a model with a memory embedding: rows of
+    ``memory``) updated in place (inactive rows write the scratch slot and keep their
+    position and memory)."""
     n = rows.shape[0]
     C = book_w.shape[1]
     S = v_caches[0].shape[2]
@@ -444,6 +461,22 @@ def trunk(
             for i in range(C):
                 x[r, i] += embed[e, i]
         p = pos[rows[r]]
+        if memory.shape[0] > 0:
+            last, side = market[rows[r], 0], market[rows[r], 1]
+            if components[r, 0] <= 1 and components[r, 1] == MARKETABLE_LEVEL:
+                last, side = p, components[r, 0]
+                if active[r]:
+                    market[rows[r], 0], market[rows[r], 1] = last, side
+            state = 0
+            if last >= 0:
+                age = p - last
+                bucket = 0
+                for edge in MEMORY_AGES:
+                    if age >= edge:
+                        bucket += 1
+                state = 1 + side * (len(MEMORY_AGES) + 1) + bucket
+            for i in range(C):
+                x[r, i] += memory[state, i]
         for i in range(half):
             angle = np.float64(p) * inv_freq[i]
             cos[r, i] = np.float32(math.cos(angle))
@@ -603,7 +636,7 @@ class FastStep:
         # torch's thread count by default: 1 in a Ray worker (OMP_NUM_THREADS), the cores
         # on a driver or a Serve replica given several CPUs
         self.threads = max(1, torch.get_num_threads() if threads is None else int(threads))
-        self._views: tuple[KVCache, tuple, tuple, np.ndarray] | None = None
+        self._views: tuple[KVCache, tuple, tuple, np.ndarray, np.ndarray] | None = None
         self._zero: dict[tuple[str, int, int], np.ndarray] = {}
         self._pool: ThreadPoolExecutor | None = None
 
@@ -639,16 +672,19 @@ class FastStep:
             z = self._zero[key] = np.zeros((n, width), dtype=np.float32)
         return z
 
-    def _cache_views(self, cache: KVCache) -> tuple[tuple, tuple, np.ndarray]:
+    def _cache_views(self, cache: KVCache) -> tuple[tuple, tuple, np.ndarray, np.ndarray]:
         """numpy views of a CPU cache's tensors (same memory), made once per cache."""
         if self._views is None or self._views[0] is not cache:
             if cache.pos.device.type != "cpu":
                 raise ValueError(f"the fused step runs on CPU caches, not {cache.pos.device}")
             cache.check_layout(self.w.book_w.shape[1] // self.w.n_head)
+            if len(self.w.memory) and cache.market is None:
+                raise ValueError("this model has market_memory: step it on a cache it made")
             k = tuple(t.numpy() for t in cache.k)
             v = tuple(t.numpy() for t in cache.v)
-            self._views = (cache, k, v, cache.pos.numpy())
-        return self._views[1], self._views[2], self._views[3]
+            market = np.zeros((0, 2), np.int64) if cache.market is None else cache.market.numpy()
+            self._views = (cache, k, v, cache.pos.numpy(), market)
+        return self._views[1:]
 
     def hidden(
         self,
@@ -664,7 +700,7 @@ class FastStep:
         if active is None:
             active = np.ones(n, dtype=np.bool_)
         hidden = np.empty((n, w.book_w.shape[1]), dtype=np.float32)
-        k, v, pos = self._cache_views(cache)
+        k, v, pos, market = self._cache_views(cache)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         components = np.ascontiguousarray(components, dtype=np.int64)
         book = np.ascontiguousarray(book, dtype=np.float32)
@@ -675,8 +711,8 @@ class FastStep:
 
         def job(part: slice) -> None:
             trunk(
-                rows[part], components[part], book[part], active[part], pos, k, v,
-                w.embed, w.embed_at, w.book_w, w.book_b, w.norm1, w.qkv, w.attn_proj,
+                rows[part], components[part], book[part], active[part], pos, market, k, v,
+                w.embed, w.embed_at, w.book_w, w.book_b, w.memory, w.norm1, w.qkv, w.attn_proj,
                 w.norm2, w.fc, w.mlp_proj, w.norm_f, w.inv_freq, w.eps, w.n_head, w.n_kv,
                 hidden[part],
             )  # fmt: skip

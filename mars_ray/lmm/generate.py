@@ -108,8 +108,7 @@ class RowPool:
             self._grow(max(2 * self.capacity, self.in_use + n))
         self.free.sort()
         rows, self.free = self.free[:n], self.free[n:]
-        picked = torch.tensor(rows, dtype=torch.long, device=self.cache.pos.device)
-        self.cache.pos[picked] = 0
+        self.cache.reset(torch.tensor(rows, dtype=torch.long))
         return np.array(rows, dtype=np.int64)
 
     def release(self, rows: np.ndarray) -> None:
@@ -121,6 +120,8 @@ class RowPool:
         for dst, src in zip(new.k + new.v, old.k + old.v, strict=True):
             dst[:n] = src
         new.pos[:n] = old.pos
+        if new.market is not None and old.market is not None:
+            new.market[:n] = old.market
         self.cache = new
         self.free.extend(range(n, capacity))
 
@@ -166,7 +167,10 @@ class RowPool:
                 gap[at] = p.gap_bias
         cache = self.cache
         view = KVCache(
-            k=[k[lo:hi] for k in cache.k], v=[v[lo:hi] for v in cache.v], pos=cache.pos[lo:hi]
+            k=[k[lo:hi] for k in cache.k],
+            v=[v[lo:hi] for v in cache.v],
+            pos=cache.pos[lo:hi],
+            market=None if cache.market is None else cache.market[lo:hi],
         )
         dev = self.device
         with torch.inference_mode():

@@ -5,6 +5,7 @@ order (4 components: kind, price level, size bin, gap bin, see docs/lmm.md) plus
 features of the book after it; the output at position t predicts order t + 1.
 
     components (B, T, 4) --sum of 4 embeddings--+
+    (market_memory: the last market order's side and age, one more embedding)
     book (B, T, 24) --------Linear--------------+--> n_layer x [RMSNorm -> causal attention
                                                       with RoPE -> +, RMSNorm -> GELU MLP -> +]
                                                  --> RMSNorm --> hidden (B, T, n_embd)
@@ -57,6 +58,9 @@ class LMMConfig:
     # corpus sources with an input embedding of their own (0: none). Training tags every
     # window with its source; a model to generate with has one folded in (``fold_source``).
     n_sources: int = 0
+    # an input embedding of the side of the stream's last market order and its age in
+    # orders (``market_memory``): order flow's memory, which attention alone did not learn
+    market_memory: bool = False
 
     def __post_init__(self) -> None:
         # Checkpoints store configs as JSON, where tuples come back as lists.
@@ -98,6 +102,8 @@ class LMMConfig:
             raise ValueError(f"LMMConfig.n_sources={ns!r} must be a non-negative integer")
         if self.head not in HEADS:
             raise ValueError(f"LMMConfig.head={self.head!r} must be one of {HEADS}")
+        if not isinstance(self.market_memory, bool):
+            raise ValueError(f"LMMConfig.market_memory={self.market_memory!r} must be a bool")
 
     @property
     def head_dim(self) -> int:
@@ -134,6 +140,37 @@ def joint_ids(components: Tensor, sizes: tuple[int, ...]) -> Tensor:
     for c in range(1, len(sizes)):
         ids = ids * sizes[c] + components[..., c]
     return ids
+
+
+# ----------------------------------------------------------------------------- memory
+
+# A market order is a new order (kind 0 buy or 1 sell) at price level 0, marketable
+# (lmm/tokenizer.py). Its memory state: 0 when the stream has none yet, else 1 + side * 5
+# + the bucket of its age in orders (0, 1, 2-4, 5-19, 20 and more; 0: the order itself).
+MARKETABLE_LEVEL = 0
+MEMORY_AGES = (1, 2, 5, 20)
+N_MEMORY = 1 + 2 * (len(MEMORY_AGES) + 1)
+
+
+def memory_state(last: Tensor, side: Tensor, position: Tensor) -> Tensor:
+    """Memory states for the last market order at ``last`` (-1: none) on ``side``, seen
+    from ``position``."""
+    edges = torch.tensor(MEMORY_AGES, device=last.device)
+    bucket = torch.bucketize(position - last, edges, right=True)
+    return torch.where(last >= 0, 1 + side * (len(MEMORY_AGES) + 1) + bucket, 0)
+
+
+def is_market(components: Tensor) -> Tensor:
+    return (components[..., 0] <= 1) & (components[..., 1] == MARKETABLE_LEVEL)
+
+
+def market_memory(components: Tensor) -> Tensor:
+    """Each position's memory state (B, T) over a stream of components (B, T, 4)."""
+    T = components.shape[-2]
+    t = torch.arange(T, device=components.device).expand(components.shape[:-1])
+    last = torch.where(is_market(components), t, -1).cummax(dim=-1).values
+    side = torch.gather(components[..., 0], -1, last.clamp(min=0))
+    return memory_state(last, side, t)
 
 
 # ----------------------------------------------------------------------------- RoPE
@@ -179,6 +216,9 @@ class KVCache:
     k: list[Tensor]  # n_layer x (B, kv_heads, head_dim, block_size + 1), rotated keys
     v: list[Tensor]  # n_layer x (B, kv_heads, block_size + 1, head_dim)
     pos: Tensor  # (B,) int64
+    # (B, 2) int64, for a model with market_memory: the position of each row's last market
+    # order (-1: none yet) and its kind (0 buy, 1 sell)
+    market: Tensor | None = None
 
     @property
     def batch(self) -> int:
@@ -201,11 +241,16 @@ class KVCache:
             )
 
     def reset(self, rows: Tensor | None = None) -> None:
-        """Start rows afresh (all rows by default): stale slots are masked out by ``pos``."""
+        """Start rows afresh (all rows by default): stale slots are masked out by ``pos``.
+        ``rows``: a boolean mask or row indices."""
         if rows is None:
-            self.pos.zero_()
+            picked: Tensor | slice = slice(None)
         else:
-            self.pos.masked_fill_(rows.to(self.pos.device, torch.bool), 0)
+            rows = rows.to(self.pos.device)
+            picked = rows if rows.dtype == torch.bool else rows.long()
+        self.pos[picked] = 0
+        if self.market is not None:
+            self.market[picked, 0] = -1
 
 
 @dataclass
@@ -353,6 +398,7 @@ class OrderModel(nn.Module):
         self.embed = nn.ModuleList(nn.Embedding(n, d) for n in sizes)
         self.book_proj = nn.Linear(cfg.n_book, d)
         self.source_embed = nn.Embedding(cfg.n_sources, d) if cfg.n_sources else None
+        self.memory_embed = nn.Embedding(N_MEMORY, d) if cfg.market_memory else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = nn.RMSNorm(d)
@@ -390,10 +436,18 @@ class OrderModel(nn.Module):
                 f"{what} must have 4 components in its last dim, got {tuple(components.shape)}"
             )
 
-    def _input(self, components: Tensor, book: Tensor, source: Tensor | None = None) -> Tensor:
+    def _input(
+        self,
+        components: Tensor,
+        book: Tensor,
+        source: Tensor | None = None,
+        memory: Tensor | None = None,
+    ) -> Tensor:
         x = self.book_proj(book.to(self.book_proj.weight.dtype))
         for c, emb in enumerate(self.embed):
             x = x + emb(components[..., c])
+        if self.memory_embed is not None:
+            x = x + self.memory_embed(market_memory(components) if memory is None else memory)
         if self.source_embed is not None:
             if source is None or source.shape != components.shape[:1]:
                 raise ValueError(
@@ -506,10 +560,15 @@ class OrderModel(nn.Module):
         cfg = self.config
         keys = (batch, cfg.kv_heads, cfg.head_dim, cfg.block_size + 1)
         values = (batch, cfg.kv_heads, cfg.block_size + 1, cfg.head_dim)
+        market = None
+        if cfg.market_memory:
+            market = torch.zeros(batch, 2, dtype=torch.long, device=device)
+            market[:, 0] = -1
         return KVCache(
             k=[torch.zeros(keys, dtype=p.dtype, device=device) for _ in self.blocks],
             v=[torch.zeros(values, dtype=p.dtype, device=device) for _ in self.blocks],
             pos=torch.zeros(batch, dtype=torch.long, device=device),
+            market=market,
         )
 
     @torch.no_grad()
@@ -535,13 +594,23 @@ class OrderModel(nn.Module):
                 f"step expects components (B, 4) and book (B, {self.config.n_book}) with "
                 f"B={B} (the cache's batch), got {tuple(components.shape)} and {tuple(book.shape)}"
             )
-        x = self._input(components.to(self.device), book.to(self.device))
+        components = components.to(self.device)
         pos = cache.pos
-        slot = pos % bs
-        write = slot
         if active is not None:
             active = active.to(device=pos.device, dtype=torch.bool)
-            write = torch.where(active, slot, bs)
+        memory = None
+        if self.memory_embed is not None:
+            if cache.market is None:
+                raise ValueError("this model has market_memory: step it on a cache it made")
+            new = is_market(components).to(pos.device)
+            last = torch.where(new, pos, cache.market[:, 0])
+            side = torch.where(new, components[:, 0].to(pos.device), cache.market[:, 1])
+            memory = memory_state(last, side, pos).to(self.device)
+            keep = new if active is None else new & active
+            cache.market[keep] = torch.stack((last, side), dim=1)[keep]
+        x = self._input(components, book.to(self.device), memory=memory)
+        slot = pos % bs
+        write = slot if active is None else torch.where(active, slot, bs)
         # Visible: the block_size - 1 previous orders (slots below pos, minus the one about to
         # leave the window) and the new order wherever it was written.
         j = torch.arange(bs + 1, device=x.device)

@@ -61,6 +61,11 @@ class ModelSection(StrictModel):
         "model.pt generates as generate_as (its embedding folded into the weights)",
     )
     generate_as: Literal["lobster", "synthetic"] = "lobster"
+    market_memory: bool = Field(
+        default=False,
+        description="an input embedding of the side of the stream's last market order and "
+        "its age in orders: order flow's memory (docs/lmm.md, Realism)",
+    )
 
     @model_validator(mode="after")
     def _heads(self) -> ModelSection:
