@@ -211,9 +211,9 @@ class LMMParams(AgentParams):
         description="context: with real orders as context (a real start), read the "
         "instrument's price regime from them: distances behind the best and the spread the "
         "model sees are scaled by the context's median spread over the model's training "
-        "median (without a context it changes nothing: docs/lmm.md); a number: the "
-        "instrument's typical quoted spread in ticks, the same scaling with or without a "
-        "context (a run from an empty book has none to read it from); off: ticks as trained",
+        "median (without a context it changes nothing: docs/lmm.md); a number: the same, "
+        "and where there is no context to read (a run from an empty book) the instrument's "
+        "typical quoted spread in ticks, this number; off: ticks as trained",
     )
     keep_both_sides: bool = Field(
         default=True,
@@ -544,18 +544,15 @@ class LMMBackground:
         self.context[slot_index] = (components, book)
 
     def _regime_scale(self, book: np.ndarray | None) -> float:
-        """The instrument's spread (``regime`` as a number, or the context's median) over
+        """The instrument's spread (the context's median, else ``regime`` as a number) over
         the model's training median (1 with ``regime: off``, a model without that median,
         or a context never two-sided), within [1/4, 4]: beyond that the model would be
         asked for books it never saw."""
         trained = self.tokenizer.spread_ticks
         regime = self.params.regime
-        if not isinstance(regime, str):
-            here: float | None = float(regime)
-        elif regime == "context" and book is not None:
-            here = median_spread(book[:, 20])
-        else:
-            here = None
+        here = None if regime == "off" or book is None else median_spread(book[:, 20])
+        if here is None and not isinstance(regime, str):
+            here = float(regime)
         if trained is None or here is None:
             return 1.0
         return min(4.0, max(0.25, here / trained))
