@@ -186,6 +186,23 @@ def test_a_row_gets_the_same_bits_alone_or_in_any_batch(threads: int) -> None:
             np.testing.assert_array_equal(o, o0)
 
 
+def test_a_pickled_fused_step_steps_again_also_from_before_threads() -> None:
+    import pickle
+
+    model = tiny("factorised", None)
+    fast = FastStep(model, threads=2)
+    rows, comp, book = np.arange(8), np.zeros((8, 4)), np.zeros((8, model.config.n_book))
+    want = fast.hidden(model.new_cache(8), rows, comp, book)
+    again = pickle.loads(pickle.dumps(fast))
+    old = dict(fast.__getstate__())
+    del old["threads"], old["_pool"]  # what a FastStep pickled before threads held
+    older = FastStep.__new__(FastStep)
+    older.__setstate__(old)
+    assert again.threads == 2 and older.threads == 1
+    for f in (again, older):
+        np.testing.assert_array_equal(f.hidden(model.new_cache(8), rows, comp, book), want)
+
+
 def test_threads_refuse_a_row_stepped_twice() -> None:
     model = tiny("factorised", None)
     fast, cache = FastStep(model, threads=2), model.new_cache(9)

@@ -646,6 +646,10 @@ class FastStep:
         made again."""
         return {**self.__dict__, "_views": None, "_zero": {}, "_pool": None}
 
+    def __setstate__(self, state: dict) -> None:
+        """A shard checkpoint from before the threads steps on one, as it did."""
+        self.__dict__.update({"threads": 1, "_pool": None, **state})
+
     def _parts(self, n: int) -> list[slice]:
         """Row ranges stepped in parallel: one per thread, none under ``THREAD_MIN_ROWS``."""
         k = max(1, min(self.threads, n // THREAD_MIN_ROWS))
