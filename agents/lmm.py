@@ -211,9 +211,9 @@ class LMMParams(AgentParams):
         description="context: with real orders as context (a real start), read the "
         "instrument's price regime from them: distances behind the best and the spread the "
         "model sees are scaled by the context's median spread over the model's training "
-        "median (without a context it changes nothing: docs/lmm.md); a number: the same, "
-        "and where there is no context to read (a run from an empty book) the instrument's "
-        "typical quoted spread in ticks, this number; off: ticks as trained",
+        "median (without a context it changes nothing: docs/lmm.md); a number: as context, "
+        "and where there is none to read (a run from an empty book) this number is taken "
+        "as the instrument's typical quoted spread in ticks; off: ticks as trained",
     )
     keep_both_sides: bool = Field(
         default=True,
