@@ -40,14 +40,8 @@ import numpy as np
 import torch
 from numba import njit
 
-from mars_ray.lmm.model import (
-    _BELOW_ONE,
-    MARKETABLE_LEVEL,
-    MEMORY_AGES,
-    ROPE_BASE,
-    KVCache,
-    OrderModel,
-)
+from mars_ray.lmm.model import _BELOW_ONE, MEMORY_AGES, ROPE_BASE, KVCache, OrderModel
+from mars_ray.lmm.tokenizer import MARKETABLE, Kind
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +457,7 @@ def trunk(
         p = pos[rows[r]]
         if memory.shape[0] > 0:
             last, side = market[rows[r], 0], market[rows[r], 1]
-            if components[r, 0] <= 1 and components[r, 1] == MARKETABLE_LEVEL:
+            if components[r, 0] <= Kind.SELL and components[r, 1] == MARKETABLE:
                 last, side = p, components[r, 0]
                 if active[r]:
                     market[rows[r], 0], market[rows[r], 1] = last, side

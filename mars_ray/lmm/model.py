@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mars_ray.lmm.tokenizer import MARKETABLE, Kind
+
 HEADS = ("factorised", "joint")
 ROPE_BASE = 10_000.0
 _BELOW_ONE = 1.0 - 2.0**-24  # the largest float32 below 1
@@ -144,10 +146,9 @@ def joint_ids(components: Tensor, sizes: tuple[int, ...]) -> Tensor:
 
 # ----------------------------------------------------------------------------- memory
 
-# A market order is a new order (kind 0 buy or 1 sell) at price level 0, marketable
-# (lmm/tokenizer.py). Its memory state: 0 when the stream has none yet, else 1 + side * 5
-# + the bucket of its age in orders (0, 1, 2-4, 5-19, 20 and more; 0: the order itself).
-MARKETABLE_LEVEL = 0
+# A market order is a new order (kind BUY or SELL) at the MARKETABLE price level. Its
+# memory state: 0 when the stream has none yet, else 1 + side * 5 + the bucket of its age
+# in orders (0, 1, 2-4, 5-19, 20 and more; 0: the order itself), side 0 buy, 1 sell.
 MEMORY_AGES = (1, 2, 5, 20)
 N_MEMORY = 1 + 2 * (len(MEMORY_AGES) + 1)
 
@@ -161,7 +162,7 @@ def memory_state(last: Tensor, side: Tensor, position: Tensor) -> Tensor:
 
 
 def is_market(components: Tensor) -> Tensor:
-    return (components[..., 0] <= 1) & (components[..., 1] == MARKETABLE_LEVEL)
+    return (components[..., 0] <= Kind.SELL) & (components[..., 1] == MARKETABLE)
 
 
 def market_memory(components: Tensor) -> Tensor:
