@@ -61,7 +61,8 @@ class LMMConfig:
     # window with its source; a model to generate with has one folded in (``fold_source``).
     n_sources: int = 0
     # an input embedding of the side of the stream's last market order and its age in
-    # orders (``market_memory``): order flow's memory, which attention alone did not learn
+    # orders (``market_memory``): order flow's memory stated as an input (docs/lmm.md: with
+    # the shipped training mix the model still did not learn it; off by default)
     market_memory: bool = False
 
     def __post_init__(self) -> None:
