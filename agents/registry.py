@@ -6,6 +6,7 @@ from typing import Any
 
 from agents.lmm import LMMBackground
 from agents.market_maker import MarketMakers
+from agents.meta_order import MetaOrderTraders
 from agents.momentum import MomentumTraders
 from agents.noise import NoiseTraders
 from agents.rl_policy import RLPolicyAgents
@@ -21,6 +22,7 @@ AGENT_KINDS: dict[str, Any] = {
         MomentumTraders,
         ValueTraders,
         TwapExecutors,
+        MetaOrderTraders,
         LMMBackground,
         RLPolicyAgents,
     )

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from agents.base import AgentPopulation, LatencyConfig
 from agents.kernels import integers
 from agents.market_maker import MarketMakerParams, MarketMakers
+from agents.meta_order import MetaOrderParams, MetaOrderTraders
 from agents.momentum import MomentumParams, MomentumTraders
 from agents.noise import NoiseTraderParams, NoiseTraders
 from agents.registry import AGENT_KINDS
@@ -241,7 +242,7 @@ def test_integers_draws_what_the_generator_draws(low: int, high: int) -> None:
 
 
 def test_registry_has_all_kinds() -> None:
-    assert {"noise", "market_maker", "momentum", "value", "twap"} <= set(AGENT_KINDS)
+    assert {"noise", "market_maker", "momentum", "value", "twap", "meta_order"} <= set(AGENT_KINDS)
     assert AGENT_KINDS["noise"] is NoiseTraders
     for kind, cls in AGENT_KINDS.items():
         if kind == "rl_policy":  # the shipped weights are the default; the role is not
@@ -266,6 +267,8 @@ def test_registry_has_all_kinds() -> None:
         (TwapParams, "quantity", 0),
         (TwapParams, "start", "25:00"),
         (TwapParams, "slices", 0),
+        (MetaOrderParams, "mean_children", 0.5),
+        (MetaOrderParams, "mean_gap_s", 0),
     ],
 )
 def test_params_errors_name_the_field(model, field_name: str, value) -> None:
@@ -307,6 +310,7 @@ ALL = [
     (MomentumTraders, {"threshold": 0.5}),
     (ValueTraders, {"volatility": 2.0}),
     (TwapExecutors, {"start": "10:00", "end": "10:05", "slices": 10, "quantity": 5000}),
+    (MetaOrderTraders, {"rate": 0.05}),
 ]
 
 
@@ -620,6 +624,37 @@ def test_twap_ioc_retries_after_the_end_until_done() -> None:
     _twap_with_instant_fills(pop, T_OPEN + 90 * S, 3, 1.0)  # then liquidity comes back
     assert (pop.executed == 400).all()
     assert len(pop.act(T_OPEN + 93 * S, T_OPEN + 94 * S, view(t=T_OPEN + 93 * S))) == 0
+
+
+def test_meta_orders_are_runs_of_one_side() -> None:
+    """Each parent is a geometric run of same-side market orders an exponential gap apart,
+    one parent per agent at a time; a call pauses a parent and trading resumes it."""
+    pop = make(MetaOrderTraders, 5, rate=0.05, mean_children=6, mean_gap_s=2.0, mean_lots=2)
+    runs: list[list[tuple[int, int]]] = []  # per parent: its children's (side, decision time)
+    current: dict[int, list[tuple[int, int]]] = {}
+    call = (T_OPEN + 1_000 * S, T_OPEN + 1_100 * S)
+    for s in range(20_000):
+        t0 = T_OPEN + s * S
+        phase = Phase.CALL if call[0] <= t0 < call[1] else Phase.CONTINUOUS
+        b = pop.act(t0, t0 + S, view(t=t0, phase=phase))
+        check_batch(pop, b, t0, t0 + S)
+        assert (b.order_type == OrderType.MARKET).all() and (b.size % 100 == 0).all()
+        idx = np.searchsorted(pop.agent_ids, b.agent_id)
+        decided = b.time_ns - pop.order_latency_ns[idx]
+        for a, side, t in zip(idx.tolist(), b.side.tolist(), decided.tolist(), strict=True):
+            current.setdefault(a, []).append((side, t))
+        for a in [a for a in current if pop.children_left[a] == 0]:
+            runs.append(current.pop(a))
+    assert all(len({side for side, _ in r}) == 1 for r in runs)  # one side per parent
+    lengths = np.array([len(r) for r in runs])
+    assert len(runs) > 2_000 and lengths.mean() == pytest.approx(6.0, rel=0.1)
+    assert abs(np.mean([r[0][0] for r in runs])) < 0.1  # buy and sell parents alike
+    times = np.concatenate([[t for _, t in r] for r in runs])
+    assert not ((times >= call[0]) & (times < call[1])).any()  # nothing decided in the call
+    paused = [r for r in runs if r[0][1] < call[0] and r[-1][1] >= call[1]]
+    assert paused  # a parent begun before the call went on after it
+    gaps = np.concatenate([np.diff([t for _, t in r]) for r in runs if r not in paused]) / S
+    assert gaps.min() > 0 and gaps.mean() == pytest.approx(2.0, rel=0.1)
 
 
 def test_twap_never_overshoots_with_a_real_book() -> None:
