@@ -40,6 +40,7 @@ from mars_ray.pipelines.corpus import (
     synthetic_orders,
 )
 from mars_ray.schema.validation import ConfigError
+from mars_ray.sim.config import load_config
 
 EXCERPT = "AAPL_2012-06-21_34200000_57600000_{}_10.csv"
 SHORT_DAY = {"pre_open": "09:00", "open": "09:01", "closing_call": "09:03", "close": "09:04"}
@@ -230,6 +231,11 @@ def test_the_shipped_corpus_config_is_valid():
     cfg = load_corpus_config(PROJECT_ROOT / "configs" / "corpus.yaml")
     assert cfg.synthetic.seed_splits()[-2:] == [(2, "validation"), (3, "test")]
     assert cfg.lobster.splits == {"GOOG": "train", "AAPL": "test"}
+    # the memory variant: synthetic days whose market orders come mostly from split parents
+    memory = load_corpus_config(PROJECT_ROOT / "configs" / "corpus_memory.yaml")
+    assert memory.lobster == cfg.lobster and memory.out == "corpus/memory"
+    sim = load_config(PROJECT_ROOT / memory.synthetic.config)
+    assert "meta_order" in {group.kind for group in sim.agents}
 
 
 # ----------------------------------------------------------------------------- a tiny corpus
