@@ -74,6 +74,8 @@ def random_stream(model: OrderModel, batch: int, length: int, seed: int = 1):
         ({"n_sources": -1}, "n_sources=-1"),
         ({"component_sizes": (4, 24, 16)}, "component_sizes=(4, 24, 16)"),
         ({"component_sizes": (4, 0, 16, 16)}, "component_sizes=(4, 0, 16, 16)"),
+        ({"input_embedding_std": 0}, "input_embedding_std=0"),
+        ({"input_embedding_std": True}, "input_embedding_std=True"),
     ],
 )
 def test_bad_config_names_field_and_value(kwargs: dict, field: str) -> None:
@@ -81,6 +83,19 @@ def test_bad_config_names_field_and_value(kwargs: dict, field: str) -> None:
         ValueError, match=f"LMMConfig.{field}".replace("(", r"\(").replace(")", r"\)")
     ):
         LMMConfig(**kwargs)
+
+
+@pytest.mark.parametrize("memory", [False, True])
+def test_input_embedding_std_sets_only_the_input_embeddings(memory: bool) -> None:
+    base = tiny(market_memory=memory)
+    loud = tiny(market_memory=memory, input_embedding_std=1.0)
+    inputs = {"embed.", "memory_embed."}
+    for (name, a), (_, b) in zip(base.state_dict().items(), loud.state_dict().items(), strict=True):
+        if any(name.startswith(prefix) for prefix in inputs):
+            assert a.std().item() == pytest.approx(0.02, rel=0.3)
+            assert b.std().item() == pytest.approx(1.0, rel=0.3)
+        else:  # everything else drawn as before, the same seed giving the same weights
+            assert torch.equal(a, b), name
 
 
 def test_config_round_trips_through_a_plain_dict() -> None:

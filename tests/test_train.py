@@ -294,6 +294,21 @@ def test_the_mqa_config_validates_and_builds_one_kv_head() -> None:
         load_train_config(PROJECT_ROOT / "configs" / "lmm_mqa.yaml", {"model.n_kv_head": 3})
 
 
+def test_input_embedding_std_reaches_the_model_and_is_checked() -> None:
+    from conftest import PROJECT_ROOT
+
+    from mars_ray.lmm.train import load_train_config
+    from mars_ray.schema.validation import ConfigError
+
+    path = PROJECT_ROOT / "configs" / "lmm.yaml"
+    assert load_train_config(path).model_config_().input_embedding_std == 0.02
+    cfg = load_train_config(path, {"model.input_embedding_std": 1.0})
+    assert cfg.model_config_().input_embedding_std == 1.0
+    with pytest.raises(ConfigError, match="input_embedding_std") as info:
+        load_train_config(path, {"model.input_embedding_std": -1})
+    assert "-1" in str(info.value)
+
+
 def test_fit_decoding_adds_the_inside_table_and_keeps_the_weights(corpus: Path, tmp_path: Path):
     Trainer(train_config(corpus, tmp_path / "run", steps=2)).run()
     model = tmp_path / "run" / "model.pt"

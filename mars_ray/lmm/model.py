@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from mars_ray.lmm.tokenizer import MARKETABLE, Kind
 
 HEADS = ("factorised", "joint")
+INIT_STD = 0.02  # GPT-2's initial weight std
 ROPE_BASE = 10_000.0
 _BELOW_ONE = 1.0 - 2.0**-24  # the largest float32 below 1
 
@@ -64,6 +65,11 @@ class LMMConfig:
     # orders (``market_memory``): order flow's memory stated as an input (docs/lmm.md: with
     # the shipped training mix the model still did not learn it; off by default)
     market_memory: bool = False
+    # initial std of the order-component (and memory) input embeddings. They are added to
+    # the book projection, whose output starts about 8x as large as one of them at 0.02 (on
+    # GOOG's books); rare conditionals on the orders, such as the side of the last market
+    # order, are then learned late or not at all (docs/lmm.md, order-flow memory)
+    input_embedding_std: float = INIT_STD
 
     def __post_init__(self) -> None:
         # Checkpoints store configs as JSON, where tuples come back as lists.
@@ -107,6 +113,9 @@ class LMMConfig:
             raise ValueError(f"LMMConfig.head={self.head!r} must be one of {HEADS}")
         if not isinstance(self.market_memory, bool):
             raise ValueError(f"LMMConfig.market_memory={self.market_memory!r} must be a bool")
+        std = self.input_embedding_std
+        if isinstance(std, bool) or not isinstance(std, int | float) or not 0 < std <= 10:
+            raise ValueError(f"LMMConfig.input_embedding_std={std!r} must be a number in (0, 10]")
 
     @property
     def head_dim(self) -> int:
@@ -414,16 +423,20 @@ class OrderModel(nn.Module):
         # GPT-2 style: shrink the residual-branch outputs so the stream's variance stays ~1.
         for name, p in self.named_parameters():
             if name.endswith("attn.proj.weight") or name.endswith("mlp.proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * cfg.n_layer))
+        if cfg.input_embedding_std != INIT_STD:  # else as drawn: older runs reproduce
+            memory = [self.memory_embed] if self.memory_embed is not None else []
+            for emb in [*self.embed, *memory]:
+                nn.init.normal_(emb.weight, mean=0.0, std=cfg.input_embedding_std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

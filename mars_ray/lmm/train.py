@@ -66,6 +66,14 @@ class ModelSection(StrictModel):
         description="an input embedding of the side of the stream's last market order and "
         "its age in orders: order flow's memory (docs/lmm.md, Realism)",
     )
+    input_embedding_std: float = Field(
+        default=0.02,
+        gt=0,
+        le=10,
+        description="initial std of the order-component input embeddings; each is added to "
+        "the book projection, and at 0.02 rare conditionals on the orders (the side of the "
+        "last market order) are learned late (docs/lmm.md)",
+    )
 
     @model_validator(mode="after")
     def _heads(self) -> ModelSection:
