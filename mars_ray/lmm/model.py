@@ -66,9 +66,9 @@ class LMMConfig:
     # the shipped training mix the model still did not learn it; off by default)
     market_memory: bool = False
     # initial std of the order-component (and memory) input embeddings. They are added to
-    # the book projection, whose output starts about 8x as large as one of them at 0.02 (on
-    # GOOG's books); rare conditionals on the orders, such as the side of the last market
-    # order, are then learned late or not at all (docs/lmm.md, order-flow memory)
+    # the book projection, which starts several times larger at INIT_STD, so rare
+    # conditionals on the orders (the side of the last market order) are learned late or
+    # not at all (docs/lmm.md, order-flow memory)
     input_embedding_std: float = INIT_STD
 
     def __post_init__(self) -> None:

@@ -39,7 +39,7 @@ from mars_ray.lmm.dataset import (
     split_table,
     tokenize,
 )
-from mars_ray.lmm.model import LMMConfig, OrderModel
+from mars_ray.lmm.model import INIT_STD, LMMConfig, OrderModel
 from mars_ray.lmm.tokenizer import Tokenizer, token_ids
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 
@@ -67,7 +67,7 @@ class ModelSection(StrictModel):
         "its age in orders: order flow's memory (docs/lmm.md, Realism)",
     )
     input_embedding_std: float = Field(
-        default=0.02,
+        default=INIT_STD,
         gt=0,
         le=10,
         description="initial std of the order-component input embeddings; each is added to "
