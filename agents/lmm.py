@@ -16,8 +16,9 @@ How a step [t0, t1) works, per book:
    conditions the next order. An order whose time falls at or after t1 is kept
    for the next step, decoded then against the newer book.
 3. New orders get ids from the book's agent id; a cancel token cancels this
-   agent's own live order nearest to the token's price on that side (or
-   nothing, when it has none there). Fills keep the live-order list exact.
+   agent's own live order at the token's price on that side, else the nearest one
+   behind it, else the nearest in front (nothing, when it has none on that side).
+   Fills keep the live-order list exact.
 4. With ``keep_both_sides`` (the default) no order empties a side of the shadow: a cancel
    that would is skipped, a market order that would is cut to all but that side's deepest
    level (dropped when it has one level). Real books are never one-sided in continuous
@@ -294,17 +295,22 @@ class BookSlot:
             del self.by_price[entry[0]][entry[1]]
         return entry
 
-    def nearest_live(self, side: int, price: int) -> int | None:
-        """This agent's oldest live order at the live price nearest ``price`` on ``side``;
-        on a tie the one further from the touch (the lower bid, the higher ask), the same
-        rule on both sides so that cancels favour neither."""
+    def cancel_target(self, side: int, price: int) -> int | None:
+        """The order a cancel token at ``price`` on ``side`` takes: this agent's oldest live
+        order at the nearest of its live prices at or behind ``price`` (a lower bid, a higher
+        ask), or in front of it only where none lies behind. The model does not see where a
+        book's levels lie, so its cancel prices often fall between them; taking the nearest
+        order either way pulled those cancels toward the touch (docs/lmm.md, Generation)."""
         levels = self.by_price[side]
         if not levels:
             return None
-        i = levels.bisect_left(price)
-        candidates = [levels.keys()[j] for j in (i - 1, i) if 0 <= j < len(levels)]
-        best = min(candidates, key=lambda px: (abs(px - price), side * px))
-        return next(iter(levels[best]))
+        if side > 0:
+            i = levels.bisect_right(price) - 1
+            chosen = levels.keys()[max(i, 0)]
+        else:
+            i = levels.bisect_left(price)
+            chosen = levels.keys()[min(i, len(levels) - 1)]
+        return next(iter(levels[chosen]))
 
 
 class ShadowBook:
@@ -610,7 +616,7 @@ class LMMBackground:
             )
         tick = slot.tick_size
         if cancel:
-            oid = slot.nearest_live(side, price)
+            oid = slot.cancel_target(side, price)
             if oid is None:
                 return
             _, px, left = slot.live[oid]

@@ -302,9 +302,10 @@ def _empty_side_rows(keep_both_sides: bool) -> tuple[int, int, dict[str, int]]:
     return int((~two_sided[first:]).sum()), len(after), dict(agent.guarded)
 
 
-def test_a_cancel_between_two_orders_takes_the_one_behind_on_either_side() -> None:
-    """A cancel token's price equally far from two of the agent's orders cancels the one
-    further from the touch: the lower bid, the higher ask (mirror images)."""
+def test_a_cancel_between_orders_takes_the_one_behind_it_on_either_side() -> None:
+    """A cancel token's price that holds none of the agent's orders cancels the nearest one
+    behind it (the lower bid, the higher ask: mirror images), never one nearer the touch
+    while one lies behind; in front of it only when nothing lies behind."""
     from agents.lmm import BookSlot
 
     slot = BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1))
@@ -312,12 +313,15 @@ def test_a_cancel_between_two_orders_takes_the_one_behind_on_either_side() -> No
         for price in (9_990, 9_994, 10_006, 10_010):
             slot.add_live(slot.new_order_id(), side, price, 100)
     price_of = {oid: entry[1] for oid, entry in slot.live.items()}
-    assert price_of[slot.nearest_live(1, 9_992)] == 9_990  # bids: the lower
-    assert price_of[slot.nearest_live(-1, 10_008)] == 10_010  # asks: the higher
-    assert price_of[slot.nearest_live(1, 9_993)] == 9_994  # no tie: the nearest
-    assert price_of[slot.nearest_live(-1, 10_007)] == 10_006
-    assert price_of[slot.nearest_live(1, 5_000)] == 9_990  # beyond every order: the end
-    assert BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1)).nearest_live(1, 1) is None
+    assert price_of[slot.cancel_target(1, 9_994)] == 9_994  # an order there: that one
+    assert price_of[slot.cancel_target(-1, 10_006)] == 10_006
+    assert price_of[slot.cancel_target(1, 9_993)] == 9_990  # 1 tick from the touch, 3 behind
+    assert price_of[slot.cancel_target(-1, 10_007)] == 10_010
+    assert price_of[slot.cancel_target(1, 10_005)] == 9_994  # inside the spread: the touch
+    assert price_of[slot.cancel_target(-1, 9_995)] == 10_006
+    assert price_of[slot.cancel_target(1, 5_000)] == 9_990  # behind every order: the deepest
+    assert price_of[slot.cancel_target(-1, 20_000)] == 10_010
+    assert BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1)).cancel_target(1, 1) is None
 
 
 @pytest.mark.slow
