@@ -63,6 +63,7 @@ from mars_ray.lmm.tokenizer import (
     median_spread,
     scale_levels,
     scale_spread_features,
+    touch_order_rate,
 )
 from mars_ray.schema.clock import Clock, parse_clock
 from mars_ray.schema.events import OrderType
@@ -76,6 +77,7 @@ if TYPE_CHECKING:  # torch is imported only when a model is really loaded
 
 LEVELS = 10
 CONTEXT_DEFAULT = 256  # real orders given as context to a generator that does not say its window
+REGIME_RANGE = (0.25, 4.0)  # regime factors beyond these would show the model books it never saw
 _LIMIT = int(OrderType.LIMIT)
 _MARKET = int(OrderType.MARKET)
 _CANCEL = int(OrderType.CANCEL)
@@ -210,11 +212,13 @@ class LMMParams(AgentParams):
     regime: Literal["context", "off"] | Annotated[float, Field(gt=0)] = Field(
         default="context",
         description="context: with real orders as context (a real start), read the "
-        "instrument's price regime from them: distances behind the best and the spread the "
+        "instrument's regime from them: distances behind the best and the spread the "
         "model sees are scaled by the context's median spread over the model's training "
-        "median (without a context it changes nothing: docs/lmm.md); a number: as context, "
-        "and where there is none to read (a run from an empty book) this number is taken "
-        "as the instrument's typical quoted spread in ticks; off: ticks as trained",
+        "median, and its gaps by the context's orders a second at the touch over the "
+        "training days' (without a context it changes nothing: docs/lmm.md); a number: as "
+        "context, and where there is none to read (a run from an empty book) this number is "
+        "taken as the instrument's typical quoted spread in ticks; off: ticks and time as "
+        "trained",
     )
     keep_both_sides: bool = Field(
         default=True,
@@ -271,6 +275,7 @@ class BookSlot:
     counter: int = 0
     generated: int = 0  # tokens sampled so far (the ``max_orders`` horizon counts these)
     scale: float = 1.0  # ticks here per tick of the model's training books (regime)
+    pace: float = 1.0  # orders at the touch here per one on the model's training books
     live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
     # the same orders by side and price (oldest first), to find a cancel's target quickly
     by_price: dict[int, SortedDict] = field(
@@ -501,7 +506,8 @@ class LMMBackground:
                 slot = self.slots[b]
                 token = tokens[b]
                 g = int(token[3])
-                t = slot.last_time + (draw_gap(g, slot.rng.random()) if draw else gaps[g])
+                gap_ns = draw_gap(g, slot.rng.random()) if draw else gaps[g]
+                t = slot.last_time + (gap_ns if slot.pace == 1.0 else round(gap_ns / slot.pace))
                 slot.last_token = last[b] = token
                 count[b] += 1
                 slot.generated += 1
@@ -539,6 +545,7 @@ class LMMBackground:
         ``mars_ray/sim/real_start.py``): the model reads the last ``block_size`` of them
         before it generates, and continues from the last one instead of a made-up opening
         order."""
+        pace = self._regime_pace(orders)  # read from every order given, not only the window
         orders = orders.last(int(getattr(self.generator, "block_size", CONTEXT_DEFAULT)))
         level, book = orders.price_level, np.asarray(orders.book, np.float32)
         scale = self._regime_scale(book)
@@ -546,14 +553,15 @@ class LMMBackground:
             level = scale_levels(level, 1.0 / scale)
             book = scale_spread_features(book, 1.0 / scale)
         self.slots[slot_index].scale = scale
-        components = self.tokenizer.encode(orders.kind, level, orders.size, orders.gap_ns)
+        self.slots[slot_index].pace = pace
+        gaps = orders.gap_ns if pace == 1.0 else np.rint(orders.gap_ns * pace).astype(np.int64)
+        components = self.tokenizer.encode(orders.kind, level, orders.size, gaps)
         self.context[slot_index] = (components, book)
 
     def _regime_scale(self, book: np.ndarray | None) -> float:
         """The instrument's spread (the context's median, else ``regime`` as a number) over
         the model's training median (1 with ``regime: off``, a model without that median,
-        or a context never two-sided), within [1/4, 4]: beyond that the model would be
-        asked for books it never saw."""
+        or a context never two-sided), within ``REGIME_RANGE``."""
         trained = self.tokenizer.spread_ticks
         regime = self.params.regime
         here = None if regime == "off" or book is None else median_spread(book[:, 20])
@@ -561,7 +569,22 @@ class LMMBackground:
             here = float(regime)
         if trained is None or here is None:
             return 1.0
-        return min(4.0, max(0.25, here / trained))
+        return min(REGIME_RANGE[1], max(REGIME_RANGE[0], here / trained))
+
+    def _regime_pace(self, orders: UnitOrders) -> float:
+        """The context's orders a second at the touch over the model's training days'
+        (``touch_order_rate``: alike for a level-1 file and a full-depth one), within
+        ``REGIME_RANGE``; 1 with ``regime: off``, a model without that rate, or a context
+        too short to time. The model reads the context's gaps multiplied by it and its
+        generated gaps are divided by it: it generates at the pace it learned, the book
+        moves at the instrument's."""
+        trained = self.tokenizer.touch_rate
+        if self.params.regime == "off" or trained is None:
+            return 1.0
+        here = touch_order_rate(orders.price_level, orders.time_ns)
+        if here is None:
+            return 1.0
+        return min(REGIME_RANGE[1], max(REGIME_RANGE[0], here / trained))
 
     def _prime(self, start: int) -> None:
         """Feed each not yet started slot's context through the generator: order j with the

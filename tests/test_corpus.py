@@ -25,12 +25,13 @@ from mars_ray.lmm.corpus import (
     CORPUS_SCHEMA,
     CorpusError,
     Unit,
+    UnitOrders,
     corpus_table,
     derive_orders,
     load_corpus,
 )
-from mars_ray.lmm.dataset import inside_depths
-from mars_ray.lmm.tokenizer import INSIDE, MARKETABLE, N_BOOK, Kind, book_features
+from mars_ray.lmm.dataset import inside_depths, training_touch_rate
+from mars_ray.lmm.tokenizer import BEHIND, DEEP, INSIDE, MARKETABLE, N_BOOK, Kind, book_features
 from mars_ray.pipelines.corpus import (
     CorpusConfig,
     build_corpus,
@@ -180,6 +181,38 @@ def test_inside_orders_carry_how_far_they_improve_their_own_best():
     # the tokenizer's depth quantiles read them against the spread before each order
     ticks, spread = inside_depths(corpus_table([(Unit("lobster", "X", "d", "train"), orders)], {}))
     assert ticks.tolist() == [3, 2] and spread.tolist() == [10, 7]
+
+
+def _timed(seconds: list[float], levels: list[int]) -> UnitOrders:
+    """Buys at ``levels`` at ``seconds``: what the touch-rate tests need of a unit."""
+    n = len(seconds)
+    time_ns = (np.asarray(seconds) * 1e9).astype(np.int64)
+    return UnitOrders(
+        time_ns=time_ns,
+        kind=np.zeros(n, dtype=np.int8),
+        price_level=np.asarray(levels, dtype=np.int8),
+        size=np.full(n, 100, dtype=np.int64),
+        gap_ns=np.diff(time_ns, prepend=time_ns[0]),
+        book=np.zeros((n, N_BOOK), dtype=np.float32),
+        inside_ticks=np.zeros(n, dtype=np.int16),
+    )
+
+
+def test_the_training_touch_rate_pools_the_real_units_spans():
+    """Orders at the touch (marketable, inside, at the best) over the real units' summed
+    spans; deeper orders and the synthetic units do not count."""
+    units = [
+        (
+            Unit("lobster", "A", "d1", "train"),
+            _timed([0, 1, 2, 4], [MARKETABLE, BEHIND, BEHIND + 3, INSIDE]),
+        ),
+        (Unit("lobster", "B", "d1", "train"), _timed([10, 12, 16], [BEHIND + 1, BEHIND, DEEP])),
+        (Unit("synthetic", "A", "seed-0", "train"), _timed([0, 0.1, 0.2], [BEHIND] * 3)),
+    ]
+    assert training_touch_rate(corpus_table(units, {})) == pytest.approx(4 / 10)  # 3 + 1 in 4 + 6 s
+    alone = corpus_table(units[2:], {})  # no real unit: every row, as for the other tables
+    assert training_touch_rate(alone) == pytest.approx(3 / 0.2)
+    assert training_touch_rate(corpus_table([(units[0][0], _timed([5], [BEHIND]))], {})) is None
 
 
 def test_derive_orders_checks_its_inputs():

@@ -410,6 +410,68 @@ def test_the_decoder_draws_inside_a_tokens_bins() -> None:
     assert (tok.gap_bins(gaps) == gap_bin).mean() > 0.9  # ... and inside it
 
 
+def test_a_context_sets_the_pace_the_gaps_are_decoded_at() -> None:
+    """A context with twice the model's training orders a second at the touch: the model
+    reads its gaps doubled and its generated gaps are halved; ``regime: off`` or a model
+    without the rate leaves time as trained, and the factor stays within REGIME_RANGE."""
+    from agents.lmm import REGIME_RANGE, BookSlot, LMMBackground, LMMParams
+    from mars_ray.lmm.corpus import UnitOrders
+    from mars_ray.lmm.tokenizer import BEHIND, DEEP, Kind
+    from mars_ray.schema.phases import Phase
+
+    rng = np.random.default_rng(0)
+    fitted = Tokenizer.fit(
+        rng.geometric(0.3, 500) * 100, rng.exponential(2e8, 500).astype(np.int64)
+    )
+    gap_bin = 12
+    seen = []
+
+    class Recording(_SameToken):
+        def next(self, components, book, uniforms, active, kind_bias=None, gap_bias=None):
+            seen.append(components.copy())
+            return super().next(components, book, uniforms, active)
+
+    def run(regime: str, spacing_s: float, touch_rate: float | None = 2.0):
+        tokenizer = fitted.with_decoding(None, None, touch_rate)
+        stub = Recording([int(Kind.BUY), BEHIND, 0, gap_bin])
+        params = LMMParams(max_orders_per_step=3, regime=regime, draw_in_bins=False, device="cpu")
+        slot = BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1))
+        agent = LMMBackground(params, [slot], {"local": lambda p, rows: (stub, tokenizer)})
+        n = 17  # one deep order, then 16 at the touch
+        time_ns = (np.arange(n) * spacing_s * 1e9).astype(np.int64)
+        context = UnitOrders(
+            time_ns=time_ns,
+            kind=np.zeros(n, dtype=np.int8),
+            price_level=np.array([DEEP] + [BEHIND] * (n - 1), dtype=np.int8),
+            size=np.full(n, 100, dtype=np.int64),
+            gap_ns=np.diff(time_ns, prepend=0),
+            book=np.zeros((n, 24), dtype=np.float32),
+            inside_ticks=np.zeros(n, dtype=np.int16),
+        )
+        seen.clear()
+        agent.set_context(0, context)
+        depth = np.zeros((10, 4), dtype=np.int64)
+        depth[0] = [140, 100, 100, 100]
+        t0 = parse_clock("10:00")
+        batch = agent.act(t0, t0 + 60 * 10**9, [depth], Phase.CONTINUOUS)
+        gaps = np.diff(np.asarray(batch.time_ns)).tolist()
+        fed = int(seen[n - 1][0, 3])  # the gap bin of the context's last order, as fed
+        return slot.pace, gaps, fed, tokenizer
+
+    gap_ns = int(fitted.gap_values[gap_bin])
+    # 16 touch orders in 4 s: 4 a second against the trained 2
+    pace, gaps, fed, tok = run("context", 0.25)
+    assert pace == pytest.approx(2.0)
+    assert gaps == [round(gap_ns / 2)] * 2
+    assert fed == int(tok.gap_bins(np.array([int(0.5e9)]))[0])  # 0.25 s read as 0.5 s
+    pace, gaps, fed, tok = run("off", 0.25)
+    assert pace == 1.0 and gaps == [gap_ns] * 2
+    assert fed == int(tok.gap_bins(np.array([int(0.25e9)]))[0])
+    assert run("context", 0.25, touch_rate=None)[0] == 1.0  # a model fitted before the rate
+    assert run("context", 0.001)[0] == REGIME_RANGE[1]  # 1,000 a second: clipped
+    assert run("context", 100.0)[0] == REGIME_RANGE[0]
+
+
 def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
     """A context quoted twice as wide as the model's training books: distances behind the
     best are decoded twice as far, and the model reads the spread halved."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import data_dir
 
@@ -52,10 +53,11 @@ def test_the_shipped_model_beats_both_baselines_on_the_held_out_real_day() -> No
 
 def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed_them() -> None:
     """Its decoding tables are those of the GOOG day (what `mars-ray fit-decoding` wrote,
-    recomputed here from the file): how deep its INSIDE orders went, its median spread."""
+    recomputed here from the file): how deep its INSIDE orders went, its median spread,
+    its orders a second at the touch."""
     import numpy as np
 
-    from mars_ray.lmm.dataset import inside_depths, training_spread
+    from mars_ray.lmm.dataset import inside_depths, training_spread, training_touch_rate
     from mars_ray.lmm.tokenizer import inside_fractions
 
     loaded = load_model(device="cpu")
@@ -68,3 +70,6 @@ def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed
     assert np.allclose(loaded.tokenizer.inside, want)
     assert loaded.tokenizer.inside[8] > 0  # the median order goes more than one tick in
     assert loaded.tokenizer.spread_ticks == training_spread(table) == 28.0
+    # 43,886 of its 142,320 orders reached the touch, over the day's 6.5 hours
+    assert loaded.tokenizer.touch_rate == pytest.approx(training_touch_rate(table))
+    assert loaded.tokenizer.touch_rate == pytest.approx(43_886 / 23_400, rel=0.01)

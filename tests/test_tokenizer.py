@@ -36,6 +36,7 @@ from mars_ray.lmm.tokenizer import (
     scale_spread_features,
     token_components,
     token_ids,
+    touch_order_rate,
 )
 from mars_ray.schema.events import OrderType
 
@@ -286,6 +287,11 @@ def test_state_round_trips_through_json(tok):
         back.encode(kinds, levels, sizes, gaps), tok.encode(kinds, levels, sizes, gaps)
     )
     assert np.array_equal(back.size_values, tok.size_values)
+    # the decoding tables, where fitted, travel with it
+    tables = tok.with_decoding(None, 28.0, 1.875)
+    state = json.loads(json.dumps(tables.to_state()))
+    assert state["spread_ticks"] == 28.0 and state["touch_rate"] == 1.875
+    assert Tokenizer.from_state(state) == tables != tok
 
 
 def _broken(tok: Tokenizer, key: str, value: object) -> dict:
@@ -317,11 +323,26 @@ def _broken(tok: Tokenizer, key: str, value: object) -> dict:
         ("inside_fractions", [0.0] * 16 + [1.5], "fractions in \\[0, 1\\]"),
         ("spread_ticks", 0.5, "'spread_ticks' must be a spread of >= 1 tick, got 0.5"),
         ("spread_ticks", "wide", "'spread_ticks' holds 'wide'"),
+        ("touch_rate", 0.0, "'touch_rate' must be a positive number of orders a second, got 0.0"),
+        ("touch_rate", [2.0], "'touch_rate' holds \\[2.0\\]"),
     ],
 )
 def test_malformed_state_names_the_key(tok, key, value, message):
     with pytest.raises(TokenizerStateError, match=message):
         Tokenizer.from_state(_broken(tok, key, value))
+
+
+def test_the_touch_rate_counts_what_a_level_1_view_shows():
+    """Orders a second that are marketable, inside the spread or at their own best: a
+    level-1 file holds just those orders, so it reads the same count (its span may end
+    sooner, at its own last order)."""
+    levels = np.array([MARKETABLE, INSIDE, BEHIND, BEHIND + 1, DEEP, BEHIND, BEHIND + 9])
+    seconds = np.array([0, 1, 1, 2, 3, 3, 4]) * 10**9
+    assert touch_order_rate(levels, seconds) == pytest.approx(4 / 4)
+    level_1 = levels <= BEHIND
+    assert touch_order_rate(levels[level_1], seconds[level_1]) == pytest.approx(4 / 3)
+    assert touch_order_rate(levels[:1], seconds[:1]) is None  # nothing to time
+    assert touch_order_rate(levels[1:3], seconds[1:3]) is None  # no time between them
 
 
 def test_state_must_be_a_dict():

@@ -314,9 +314,10 @@ def test_fit_decoding_adds_the_inside_table_and_keeps_the_weights(corpus: Path, 
     model = tmp_path / "run" / "model.pt"
     raw = read_checkpoint(model)
     fitted = Tokenizer.from_state(raw["tokenizer"])
-    assert fitted.inside is not None and fitted.spread_ticks  # a training run fits them
+    assert fitted.inside is not None and fitted.spread_ticks and fitted.touch_rate
     raw["tokenizer"].pop("inside_fractions")  # a model trained before the tables existed
     raw["tokenizer"].pop("spread_ticks")
+    raw["tokenizer"].pop("touch_rate")
     save_checkpoint(tmp_path / "old.pt", {k: v for k, v in raw.items() if k != "format"})
     result = CliRunner().invoke(
         cli,
@@ -337,6 +338,7 @@ def test_fit_decoding_adds_the_inside_table_and_keeps_the_weights(corpus: Path, 
     assert Tokenizer.from_state(new["tokenizer"]) == fitted
     card = (tmp_path / "new.json").read_text()
     assert "inside_fractions" in card and "spread_ticks" in card and str(corpus) in card
+    assert "touch_rate" in card and "orders a second at the touch" in result.output
     missing = CliRunner().invoke(
         cli, ["fit-decoding", str(tmp_path / "nowhere.pt"), "--out", str(tmp_path / "x.pt")]
     )

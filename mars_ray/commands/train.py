@@ -147,8 +147,9 @@ def train_batch(corpus: str, out: str, steps: int, seed: int) -> None:
 )
 def fit_decoding(model: str, corpus: str, out: str) -> None:
     """Fit MODEL's decoding tables (how deep INSIDE orders go into the spread, the median
-    spread of the training books) on a corpus, weights untouched: for models trained before
-    `mars-ray train` fitted them (a training run fits its own).
+    spread of the training books, their orders per second at the touch) on a corpus,
+    weights untouched: for models trained before `mars-ray train` fitted them (a training
+    run fits its own).
     """
     from mars_ray.lmm.checkpoint import CheckpointError
     from mars_ray.lmm.corpus import CorpusError
@@ -163,5 +164,6 @@ def fit_decoding(model: str, corpus: str, out: str) -> None:
         f"wrote {out} (card {Path(out).with_suffix('.json')}): INSIDE depth quantiles "
         f"0, 1/4, 1/2, 3/4, 1 of the room in the spread: {quantiles} "
         f"(from {decoding['inside_orders']:,} orders); median spread "
-        f"{decoding.get('spread_ticks', 'unknown')} ticks"
+        f"{decoding.get('spread_ticks', 'unknown')} ticks; "
+        f"{decoding.get('touch_rate', float('nan')):.2f} orders a second at the touch"
     )

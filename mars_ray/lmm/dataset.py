@@ -14,7 +14,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mars_ray.lmm.tokenizer import INSIDE, N_BOOK, Tokenizer, median_spread, mirror, token_ids
+from mars_ray.lmm.tokenizer import (
+    INSIDE,
+    N_BOOK,
+    Tokenizer,
+    median_spread,
+    mirror,
+    token_ids,
+    touch_order_rate,
+)
 
 SPLITS = ("train", "validation", "test")
 
@@ -136,11 +144,11 @@ def fit_tokenizer(
 
 def decoding_inputs(
     train: pa.Table,
-) -> tuple[tuple[np.ndarray, np.ndarray], float | None]:
+) -> tuple[tuple[np.ndarray, np.ndarray], float | None, float | None]:
     """What the decoding tables are fitted on, for ``Tokenizer.fit`` and
-    ``Tokenizer.with_decoding`` alike: the INSIDE orders' (ticks, spread) and the training
-    books' median spread."""
-    return inside_depths(train), training_spread(train)
+    ``Tokenizer.with_decoding`` alike: the INSIDE orders' (ticks, spread), the training
+    books' median spread and their orders per second at the touch."""
+    return inside_depths(train), training_spread(train), training_touch_rate(train)
 
 
 def weighted_sample(
@@ -180,6 +188,23 @@ def inside_depths(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 def training_spread(train: pa.Table) -> float | None:
     """The median spread (ticks) of the books before the ``decoding_rows`` orders."""
     return median_spread(_spread_feature(train.filter(pa.array(decoding_rows(train)))))
+
+
+def training_touch_rate(train: pa.Table) -> float | None:
+    """Orders per second at the touch (``touch_order_rate``) of the ``decoding_rows``
+    units together: their touch orders over the sum of their spans (None without a span)."""
+    picked = train.filter(pa.array(decoding_rows(train)))
+    unit = pc.binary_join_element_wise(picked["source"], picked["instrument"], picked["day"], "/")
+    names = unit.to_numpy(zero_copy_only=False)
+    time_ns, level = picked["time_ns"].to_numpy(), picked["price_level"].to_numpy()
+    orders, seconds = 0.0, 0.0
+    for name in np.unique(names):
+        rows = names == name  # a unit's rows are contiguous and in time order
+        rate = touch_order_rate(level[rows], time_ns[rows])
+        if rate is not None:
+            span = float(time_ns[rows][-1] - time_ns[rows][0]) / 1e9
+            orders, seconds = orders + rate * span, seconds + span
+    return orders / seconds if seconds > 0 else None
 
 
 def _spread_feature(table: pa.Table) -> np.ndarray:

@@ -410,7 +410,8 @@ class DecodedOrders:
 
 _STATE_KEYS = ("component_sizes", "size_edges", "size_values", "gap_edges", "gap_values")
 N_INSIDE = 17  # quantiles (0, 1/16, ..., 1) of how deep INSIDE orders go into the spread
-_OPTIONAL_KEYS = ("inside_fractions", "spread_ticks")  # absent in models fitted before them
+# absent in models fitted before them
+_OPTIONAL_KEYS = ("inside_fractions", "spread_ticks", "touch_rate")
 
 
 _INSIDE_GRID = np.linspace(0, 1, N_INSIDE)
@@ -440,6 +441,18 @@ def median_spread(spread_feature: np.ndarray) -> float | None:
     if not quoted.any():
         return None
     return float(np.median(np.rint(np.expm1(spread_feature[quoted]))))  # whole ticks
+
+
+def touch_order_rate(price_level: np.ndarray, time_ns: np.ndarray) -> float | None:
+    """Orders per second that reach the touch (MARKETABLE, INSIDE, or at their own side's
+    best: the orders a level-1 view shows) over the span of ``time_ns``: an instrument's
+    pace, read alike from a full-depth and a level-1 file. None with under two orders or
+    no time between the first and the last."""
+    t = np.asarray(time_ns, dtype=np.int64).reshape(-1)
+    if len(t) < 2 or t[-1] <= t[0]:
+        return None
+    touch = np.asarray(price_level).reshape(-1) <= BEHIND
+    return float(touch.sum()) * 1e9 / float(t[-1] - t[0])
 
 
 def scale_levels(level: np.ndarray, factor: float) -> np.ndarray:
@@ -480,6 +493,7 @@ class Tokenizer:
         gap_values: np.ndarray,
         inside: np.ndarray | None = None,
         spread_ticks: float | None = None,
+        touch_rate: float | None = None,
     ) -> None:
         self.size_edges = np.asarray(size_edges, dtype=np.float64)
         self.size_values = np.asarray(size_values, dtype=np.int64)
@@ -487,6 +501,7 @@ class Tokenizer:
         self.gap_values = np.asarray(gap_values, dtype=np.int64)
         self.inside = None if inside is None else np.asarray(inside, dtype=np.float64)
         self.spread_ticks = None if spread_ticks is None else float(spread_ticks)
+        self.touch_rate = None if touch_rate is None else float(touch_rate)
         self._validate()
         # each positive gap bin's range in log ns; an open end mirrors the other around the
         # bin's median, so a draw from the range keeps the median in the middle
@@ -504,11 +519,14 @@ class Tokenizer:
         gaps: np.ndarray,
         inside: tuple[np.ndarray, np.ndarray] | None = None,
         spread_ticks: float | None = None,
+        touch_rate: float | None = None,
     ) -> Tokenizer:
         """Fit on the training split's order sizes (shares, >= 1) and gaps (ns, >= 0), and
         with ``inside`` = (ticks, spread) of INSIDE orders, how deep they go into the spread
         (``inside_fractions``; without it INSIDE decodes one tick in). ``spread_ticks`` is
-        the training books' median spread, the price regime the model learned in."""
+        the training books' median spread, the price regime the model learned in, and
+        ``touch_rate`` their orders per second at the touch (``touch_order_rate``), the
+        pace it learned."""
         sizes = np.asarray(sizes, dtype=np.int64)
         gaps = np.asarray(gaps, dtype=np.int64)
         _require(sizes.size > 0, "cannot fit a tokenizer on no sizes")
@@ -522,18 +540,21 @@ class Tokenizer:
         gap_edges, gap_pos = _fit_bins(positive, N_GAP - 1)
         gap_values = np.concatenate([[0], gap_pos])
         return cls(size_edges, size_values, gap_edges, gap_values).with_decoding(
-            inside, spread_ticks
+            inside, spread_ticks, touch_rate
         )
 
     def with_decoding(
-        self, inside: tuple[np.ndarray, np.ndarray] | None, spread_ticks: float | None
+        self,
+        inside: tuple[np.ndarray, np.ndarray] | None,
+        spread_ticks: float | None,
+        touch_rate: float | None = None,
     ) -> Tokenizer:
         """This tokenizer's bins with decoding tables fitted on ``inside`` = (ticks, spread)
-        of INSIDE orders and the training books' median spread (None: no table)."""
+        of INSIDE orders, the training books' median spread and their orders per second at
+        the touch (None: no table)."""
         depth = None if inside is None else inside_fractions(*inside)
-        return Tokenizer(
-            self.size_edges, self.size_values, self.gap_edges, self.gap_values, depth, spread_ticks
-        )
+        bins = (self.size_edges, self.size_values, self.gap_edges, self.gap_values)
+        return Tokenizer(*bins, depth, spread_ticks, touch_rate)
 
     # ------------------------------------------------------------------ encode / decode
     def size_bins(self, size: np.ndarray) -> np.ndarray:
@@ -628,6 +649,8 @@ class Tokenizer:
             state["inside_fractions"] = [float(v) for v in self.inside]
         if self.spread_ticks is not None:
             state["spread_ticks"] = self.spread_ticks
+        if self.touch_rate is not None:
+            state["touch_rate"] = self.touch_rate
         return state
 
     @classmethod
@@ -657,9 +680,8 @@ class Tokenizer:
                 _numbers(state, "inside_fractions", N_INSIDE)
                 if "inside_fractions" in state
                 else None,
-                _numbers({"spread_ticks": [state["spread_ticks"]]}, "spread_ticks", 1)[0]
-                if "spread_ticks" in state
-                else None,
+                _scalar(state, "spread_ticks"),
+                _scalar(state, "touch_rate"),
             )
         except TokenizerStateError:
             raise
@@ -716,6 +738,13 @@ class Tokenizer:
                 f"tokenizer state: key 'spread_ticks' must be a spread of >= 1 tick, "
                 f"got {self.spread_ticks}"
             )
+        if self.touch_rate is not None and not (
+            math.isfinite(self.touch_rate) and self.touch_rate > 0
+        ):
+            raise TokenizerStateError(
+                f"tokenizer state: key 'touch_rate' must be a positive number of orders a "
+                f"second, got {self.touch_rate}"
+            )
         if self.gap_values[0] != 0 or (self.gap_values[1:] < 1).any():
             raise TokenizerStateError(
                 "tokenizer state: key 'gap_values' must be 0 for bin 0 and >= 1 ns for the "
@@ -732,6 +761,11 @@ class Tokenizer:
             f"Tokenizer(sizes {self.size_values.tolist()} shares, "
             f"gaps {self.gap_values.tolist()} ns)"
         )
+
+
+def _scalar(state: Mapping[str, Any], key: str) -> float | None:
+    """Optional ``state[key]`` as one finite number (None when absent)."""
+    return _numbers({key: [state[key]]}, key, 1)[0] if key in state else None
 
 
 def _numbers(state: Mapping[str, Any], key: str, n: int, integer: bool = False) -> np.ndarray:
