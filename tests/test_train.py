@@ -297,13 +297,15 @@ def test_the_mqa_config_validates_and_builds_one_kv_head() -> None:
 def test_input_embedding_std_reaches_the_model_and_is_checked() -> None:
     from conftest import PROJECT_ROOT
 
-    from mars_ray.lmm.train import load_train_config
+    from mars_ray.lmm.model import INIT_STD
+    from mars_ray.lmm.train import ModelSection, load_train_config
     from mars_ray.schema.validation import ConfigError
 
+    assert ModelSection().input_embedding_std == INIT_STD  # unset: the weights drawn before
     path = PROJECT_ROOT / "configs" / "lmm.yaml"
-    assert load_train_config(path).model_config_().input_embedding_std == 0.02
-    cfg = load_train_config(path, {"model.input_embedding_std": 1.0})
-    assert cfg.model_config_().input_embedding_std == 1.0
+    assert load_train_config(path).model_config_().input_embedding_std == 1.0  # the shipped
+    cfg = load_train_config(path, {"model.input_embedding_std": 0.5})
+    assert cfg.model_config_().input_embedding_std == 0.5
     with pytest.raises(ConfigError, match="input_embedding_std") as info:
         load_train_config(path, {"model.input_embedding_std": -1})
     assert "-1" in str(info.value)
