@@ -220,6 +220,13 @@ class LMMParams(AgentParams):
         "taken as the instrument's typical quoted spread in ticks; off: ticks and time as "
         "trained",
     )
+    touch_rate: Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="the instrument's orders a second at the touch, for books with no "
+        "context to read them from (a run from an empty book): gaps are scaled by it over "
+        "the training days' rate, as a context's would scale them; a context, where there "
+        "is one, still says; nothing with regime: off (docs/lmm.md, The pace)",
+    )
     keep_both_sides: bool = Field(
         default=True,
         description="never empty a side of the book in view: a cancel that would is skipped, "
@@ -442,6 +449,9 @@ class LMMBackground:
         if not isinstance(params.regime, str):  # a spread given: every book from the start
             for slot in slots:
                 slot.scale = self._regime_scale(None)
+        if params.touch_rate is not None:  # a pace given: likewise
+            for slot in slots:
+                slot.pace = self._regime_pace(None)
         self.orders_generated = 0
         # orders the keep_both_sides rule changed: cancels skipped, market orders cut, dropped
         self.guarded = {"cancels_skipped": 0, "markets_cut": 0, "markets_dropped": 0}
@@ -571,17 +581,19 @@ class LMMBackground:
             return 1.0
         return min(REGIME_RANGE[1], max(REGIME_RANGE[0], here / trained))
 
-    def _regime_pace(self, orders: UnitOrders) -> float:
-        """The context's orders a second at the touch over the model's training days'
-        (``touch_order_rate``: alike for a level-1 file and a full-depth one), within
-        ``REGIME_RANGE``; 1 with ``regime: off``, a model without that rate, or a context
-        too short to time. The model reads the context's gaps multiplied by it and its
-        generated gaps are divided by it: it generates at the pace it learned, the book
-        moves at the instrument's."""
+    def _regime_pace(self, orders: UnitOrders | None) -> float:
+        """The instrument's orders a second at the touch (the context's, ``touch_order_rate``:
+        alike for a level-1 file and a full-depth one; else the ``touch_rate`` param) over
+        the model's training days', within ``REGIME_RANGE``; 1 with ``regime: off``, a model
+        without that rate, or neither a context long enough to time nor the param. The
+        model reads the context's gaps multiplied by it and its generated gaps are divided
+        by it: it generates at the pace it learned, the book moves at the instrument's."""
         trained = self.tokenizer.touch_rate
         if self.params.regime == "off" or trained is None:
             return 1.0
-        here = touch_order_rate(orders.price_level, orders.time_ns)
+        here = None if orders is None else touch_order_rate(orders.price_level, orders.time_ns)
+        if here is None:
+            here = self.params.touch_rate
         if here is None:
             return 1.0
         return min(REGIME_RANGE[1], max(REGIME_RANGE[0], here / trained))

@@ -413,7 +413,10 @@ def test_the_decoder_draws_inside_a_tokens_bins() -> None:
 def test_a_context_sets_the_pace_the_gaps_are_decoded_at() -> None:
     """A context with twice the model's training orders a second at the touch: the model
     reads its gaps doubled and its generated gaps are halved; ``regime: off`` or a model
-    without the rate leaves time as trained, and the factor stays within REGIME_RANGE."""
+    without the rate leaves time as trained, and the factor stays within REGIME_RANGE.
+    With no context, the ``touch_rate`` param says the instrument's rate instead."""
+    import pydantic
+
     from agents.lmm import REGIME_RANGE, BookSlot, LMMBackground, LMMParams
     from mars_ray.lmm.corpus import UnitOrders
     from mars_ray.lmm.tokenizer import BEHIND, DEEP, Kind
@@ -431,14 +434,25 @@ def test_a_context_sets_the_pace_the_gaps_are_decoded_at() -> None:
             seen.append(components.copy())
             return super().next(components, book, uniforms, active)
 
-    def run(regime: str, spacing_s: float, touch_rate: float | None = 2.0):
+    def run(
+        regime: str,
+        spacing_s: float | None,
+        touch_rate: float | None = 2.0,
+        given: float | None = None,
+    ):
         tokenizer = fitted.with_decoding(None, None, touch_rate)
         stub = Recording([int(Kind.BUY), BEHIND, 0, gap_bin])
-        params = LMMParams(max_orders_per_step=3, regime=regime, draw_in_bins=False, device="cpu")
+        params = LMMParams(
+            max_orders_per_step=3,
+            regime=regime,
+            touch_rate=given,
+            draw_in_bins=False,
+            device="cpu",
+        )
         slot = BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1))
         agent = LMMBackground(params, [slot], {"local": lambda p, rows: (stub, tokenizer)})
         n = 17  # one deep order, then 16 at the touch
-        time_ns = (np.arange(n) * spacing_s * 1e9).astype(np.int64)
+        time_ns = (np.arange(n) * (spacing_s or 1.0) * 1e9).astype(np.int64)
         context = UnitOrders(
             time_ns=time_ns,
             kind=np.zeros(n, dtype=np.int8),
@@ -449,13 +463,15 @@ def test_a_context_sets_the_pace_the_gaps_are_decoded_at() -> None:
             inside_ticks=np.zeros(n, dtype=np.int16),
         )
         seen.clear()
-        agent.set_context(0, context)
+        if spacing_s is not None:  # None: no context, as from an empty book
+            agent.set_context(0, context)
         depth = np.zeros((10, 4), dtype=np.int64)
         depth[0] = [140, 100, 100, 100]
         t0 = parse_clock("10:00")
         batch = agent.act(t0, t0 + 60 * 10**9, [depth], Phase.CONTINUOUS)
         gaps = np.diff(np.asarray(batch.time_ns)).tolist()
-        fed = int(seen[n - 1][0, 3])  # the gap bin of the context's last order, as fed
+        # the gap bin of the context's last order, as fed
+        fed = int(seen[n - 1][0, 3]) if spacing_s is not None else None
         return slot.pace, gaps, fed, tokenizer
 
     gap_ns = int(fitted.gap_values[gap_bin])
@@ -470,6 +486,13 @@ def test_a_context_sets_the_pace_the_gaps_are_decoded_at() -> None:
     assert run("context", 0.25, touch_rate=None)[0] == 1.0  # a model fitted before the rate
     assert run("context", 0.001)[0] == REGIME_RANGE[1]  # 1,000 a second: clipped
     assert run("context", 100.0)[0] == REGIME_RANGE[0]
+    # no context: the param's rate, 3 a second against the trained 2; a context still says
+    pace, gaps, _, _ = run("context", None, given=3.0)
+    assert pace == pytest.approx(1.5) and gaps == [round(gap_ns / 1.5)] * 2
+    assert run("context", 0.25, given=3.0)[0] == pytest.approx(2.0)
+    assert run("context", None)[0] == 1.0 and run("off", None, given=3.0)[0] == 1.0
+    with pytest.raises(pydantic.ValidationError, match="touch_rate"):
+        LMMParams(touch_rate=0)
 
 
 def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
