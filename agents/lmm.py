@@ -263,6 +263,11 @@ def local_backend(params: LMMParams, rows: int) -> tuple[OrderGenerator, Tokeniz
     return LocalGenerator(loaded, rows, params.temperature), loaded.tokenizer
 
 
+def _regime_factor(ratio: float) -> float:
+    """A regime's factor (the instrument's over the training books') within REGIME_RANGE."""
+    return min(REGIME_RANGE[1], max(REGIME_RANGE[0], ratio))
+
+
 @dataclass
 class BookSlot:
     """One book this agent trades: where it is and whose orders it sends."""
@@ -579,7 +584,7 @@ class LMMBackground:
             here = float(regime)
         if trained is None or here is None:
             return 1.0
-        return min(REGIME_RANGE[1], max(REGIME_RANGE[0], here / trained))
+        return _regime_factor(here / trained)
 
     def _regime_pace(self, orders: UnitOrders | None) -> float:
         """The instrument's orders a second at the touch (the context's, ``touch_order_rate``:
@@ -596,7 +601,7 @@ class LMMBackground:
             here = self.params.touch_rate
         if here is None:
             return 1.0
-        return min(REGIME_RANGE[1], max(REGIME_RANGE[0], here / trained))
+        return _regime_factor(here / trained)
 
     def _prime(self, start: int) -> None:
         """Feed each not yet started slot's context through the generator: order j with the

@@ -160,10 +160,12 @@ def fit_decoding(model: str, corpus: str, out: str) -> None:
     except (CheckpointError, CorpusError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     quantiles = ", ".join(f"{v:.2f}" for v in decoding["inside_fractions"][::4])
+    rate = decoding.get("touch_rate")
+    pace = "unknown" if rate is None else f"{rate:.2f}"
     click.echo(
         f"wrote {out} (card {Path(out).with_suffix('.json')}): INSIDE depth quantiles "
         f"0, 1/4, 1/2, 3/4, 1 of the room in the spread: {quantiles} "
         f"(from {decoding['inside_orders']:,} orders); median spread "
         f"{decoding.get('spread_ticks', 'unknown')} ticks; "
-        f"{decoding.get('touch_rate', float('nan')):.2f} orders a second at the touch"
+        f"{pace} orders a second at the touch"
     )

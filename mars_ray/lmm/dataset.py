@@ -21,7 +21,7 @@ from mars_ray.lmm.tokenizer import (
     median_spread,
     mirror,
     token_ids,
-    touch_order_rate,
+    touch_orders,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -197,14 +197,13 @@ def training_touch_rate(train: pa.Table) -> float | None:
     unit = pc.binary_join_element_wise(picked["source"], picked["instrument"], picked["day"], "/")
     names = unit.to_numpy(zero_copy_only=False)
     time_ns, level = picked["time_ns"].to_numpy(), picked["price_level"].to_numpy()
-    orders, seconds = 0.0, 0.0
+    orders, span_ns = 0, 0
     for name in np.unique(names):
         rows = names == name  # a unit's rows are contiguous and in time order
-        rate = touch_order_rate(level[rows], time_ns[rows])
-        if rate is not None:
-            span = float(time_ns[rows][-1] - time_ns[rows][0]) / 1e9
-            orders, seconds = orders + rate * span, seconds + span
-    return orders / seconds if seconds > 0 else None
+        count, span = touch_orders(level[rows], time_ns[rows])
+        if span > 0:
+            orders, span_ns = orders + count, span_ns + span
+    return orders * 1e9 / span_ns if span_ns > 0 else None
 
 
 def _spread_feature(table: pa.Table) -> np.ndarray:

@@ -410,8 +410,8 @@ class DecodedOrders:
 
 _STATE_KEYS = ("component_sizes", "size_edges", "size_values", "gap_edges", "gap_values")
 N_INSIDE = 17  # quantiles (0, 1/16, ..., 1) of how deep INSIDE orders go into the spread
-# absent in models fitted before them
-_OPTIONAL_KEYS = ("inside_fractions", "spread_ticks", "touch_rate")
+# the decoding tables' keys, absent in models fitted before them
+DECODING_KEYS = ("inside_fractions", "spread_ticks", "touch_rate")
 
 
 _INSIDE_GRID = np.linspace(0, 1, N_INSIDE)
@@ -443,16 +443,20 @@ def median_spread(spread_feature: np.ndarray) -> float | None:
     return float(np.median(np.rint(np.expm1(spread_feature[quoted]))))  # whole ticks
 
 
-def touch_order_rate(price_level: np.ndarray, time_ns: np.ndarray) -> float | None:
-    """Orders per second that reach the touch (MARKETABLE, INSIDE, or at their own side's
-    best: the orders a level-1 view shows) over the span of ``time_ns``: an instrument's
-    pace, read alike from a full-depth and a level-1 file. None with under two orders or
-    no time between the first and the last."""
+def touch_orders(price_level: np.ndarray, time_ns: np.ndarray) -> tuple[int, int]:
+    """(orders that reach the touch: MARKETABLE, INSIDE, or at their own side's best, the
+    orders a level-1 view shows; ns from the first order to the last, 0 with under two)."""
     t = np.asarray(time_ns, dtype=np.int64).reshape(-1)
-    if len(t) < 2 or t[-1] <= t[0]:
-        return None
-    touch = np.asarray(price_level).reshape(-1) <= BEHIND
-    return float(touch.sum()) * 1e9 / float(t[-1] - t[0])
+    span = int(t[-1] - t[0]) if len(t) >= 2 else 0
+    return int((np.asarray(price_level).reshape(-1) <= BEHIND).sum()), max(span, 0)
+
+
+def touch_order_rate(price_level: np.ndarray, time_ns: np.ndarray) -> float | None:
+    """Orders per second that reach the touch (``touch_orders``) over their span: an
+    instrument's pace, read alike from a full-depth and a level-1 file. None with under two
+    orders or no time between the first and the last."""
+    count, span = touch_orders(price_level, time_ns)
+    return count * 1e9 / span if span > 0 else None
 
 
 def scale_levels(level: np.ndarray, factor: float) -> np.ndarray:
@@ -662,7 +666,7 @@ class Tokenizer:
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise TokenizerStateError(f"tokenizer state: missing key(s) {missing}")
-        unknown = sorted(str(k) for k in state if k not in _STATE_KEYS + _OPTIONAL_KEYS)
+        unknown = sorted(str(k) for k in state if k not in _STATE_KEYS + DECODING_KEYS)
         if unknown:
             raise TokenizerStateError(f"tokenizer state: unknown key(s) {unknown}")
         sizes = _numbers(state, "component_sizes", len(COMPONENT_SIZES), integer=True)

@@ -40,7 +40,7 @@ from mars_ray.lmm.dataset import (
     tokenize,
 )
 from mars_ray.lmm.model import INIT_STD, LMMConfig, OrderModel
-from mars_ray.lmm.tokenizer import Tokenizer, token_ids
+from mars_ray.lmm.tokenizer import DECODING_KEYS, Tokenizer, token_ids
 from mars_ray.schema.validation import StrictModel, read_yaml, validate_model
 
 
@@ -487,10 +487,10 @@ def fit_decoding(model: str | Path, corpus: str | Path, out: str | Path) -> dict
     inside, spread_ticks, touch_rate = decoding_inputs(split_table(load_corpus(corpus), "train"))
     fitted = Tokenizer.from_state(raw["tokenizer"]).with_decoding(inside, spread_ticks, touch_rate)
     state = fitted.to_state()
-    tables = {k: state[k] for k in ("inside_fractions", "spread_ticks", "touch_rate") if k in state}
+    tables = {k: state[k] for k in DECODING_KEYS if k in state}
     decoding = {"fitted_on": str(corpus), "inside_orders": len(inside[0]), **tables}
     payload = {k: v for k, v in raw.items() if k != "format"}
-    payload.update(tokenizer=fitted.to_state(), decoding=decoding)
+    payload.update(tokenizer=state, decoding=decoding)
     out = Path(out)
     save_checkpoint(out, payload)
     card_path = Path(model).with_suffix(".json")
