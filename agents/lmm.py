@@ -289,6 +289,8 @@ class BookSlot:
     scale: float = 1.0  # ticks here per tick of the model's training books (regime)
     pace: float = 1.0  # orders at the touch here per one on the model's training books
     live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
+    # own shares this step's own aggressors took, until on_fills reports them: id -> same
+    taken: dict[int, list[int]] = field(default_factory=dict)
     # the same orders by side and price (oldest first), to find a cancel's target quickly
     by_price: dict[int, SortedDict] = field(
         default_factory=lambda: {1: SortedDict(), -1: SortedDict()}
@@ -311,6 +313,51 @@ class BookSlot:
         if not level:
             del self.by_price[entry[0]][entry[1]]
         return entry
+
+    def take_own(self, side: int, price: int, shares: int) -> None:
+        """This agent's aggressor takes ``shares`` at ``price`` of ``side``: its own orders
+        there lose them oldest first, now, as the exchange will fill them, so that a cancel
+        later in the step does not aim at an order already gone (the shadow would drop shares
+        the book still holds). ``settle_taken`` gives back what was not filled after all:
+        another agent's order at that price was ahead."""
+        level = self.by_price[side].get(price)
+        for oid in list(level or ()):
+            if shares <= 0:
+                break
+            entry = self.live[oid]
+            got = min(shares, entry[2])
+            shares -= got
+            entry[2] -= got
+            self.taken.setdefault(oid, [side, price, 0])[2] += got
+            if entry[2] <= 0:
+                self.drop_live(oid)
+
+    def settle_taken(self) -> None:
+        """At a new step (the last one's fills reported): own shares taken but never filled
+        are live again."""
+        for oid, (side, price, shares) in self.taken.items():
+            if shares <= 0:
+                continue
+            if oid in self.live:
+                self.live[oid][2] += shares
+            else:
+                self.add_live(oid, side, price, shares)
+        self.taken.clear()
+
+    def filled(self, oid: int, shares: int) -> None:
+        """A fill the exchange reports: first what ``take_own`` already counted, then the
+        order's live shares."""
+        counted = self.taken.get(oid)
+        if counted is not None:
+            used = min(counted[2], shares)
+            counted[2] -= used
+            shares -= used
+        entry = self.live.get(oid)
+        if entry is None or shares <= 0:
+            return
+        entry[2] -= shares
+        if entry[2] <= 0:
+            self.drop_live(oid)
 
     def cancel_target(self, side: int, price: int) -> int | None:
         """The order a cancel token at ``price`` on ``side`` takes: this agent's oldest live
@@ -378,9 +425,12 @@ class ShadowBook:
         deepest = max(levels) if side > 0 else min(levels)
         return total - levels[deepest]
 
-    def take(self, side: int, size: int, limit: int | None = None) -> int:
+    def take(
+        self, side: int, size: int, limit: int | None = None, slot: BookSlot | None = None
+    ) -> int:
         """An aggressor of ``side`` takes up to ``size`` from the opposite side (best first,
-        not past ``limit``); returns what is left of it."""
+        not past ``limit``); returns what is left of it. ``slot``: the aggressor's own
+        orders there lose what it takes (``BookSlot.take_own``)."""
         levels = self.asks if side > 0 else self.bids
         while size > 0 and levels:
             best = min(levels) if side > 0 else max(levels)
@@ -389,6 +439,8 @@ class ShadowBook:
             got = min(size, levels[best])
             size -= got
             self.remove(-side, best, got)
+            if slot is not None:
+                slot.take_own(-side, best, got)
         return size
 
     def levels(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -480,6 +532,7 @@ class LMMBackground:
         active = np.ones(n, dtype=bool)
         self._prime(start)
         for b, slot in enumerate(self.slots):
+            slot.settle_taken()
             if not slot.started:
                 slot.started, slot.last_time = True, start
                 slot.last_token = self._opening_token()
@@ -664,6 +717,7 @@ class LMMBackground:
                 self.guarded["cancels_skipped"] += 1
                 return
             slot.drop_live(oid)
+            slot.taken.pop(oid, None)  # cancelled: whatever was not filled is gone
             shadow.remove(side, px, left)
             out.append(
                 (t, slot.trajectory, slot.instrument, _CANCEL, oid, 0, np.nan, 0.0, slot.agent_id)
@@ -679,7 +733,7 @@ class LMMBackground:
                 size = allowed
         oid = slot.new_order_id()
         if marketable:
-            shadow.take(side, size)
+            shadow.take(side, size, slot=slot)
             out.append(
                 (
                     t,
@@ -694,7 +748,7 @@ class LMMBackground:
                 )
             )
             return
-        left = shadow.take(side, size, limit=price)  # a stale shadow can still cross
+        left = shadow.take(side, size, limit=price, slot=slot)  # a stale shadow can cross
         if left > 0:
             shadow.add(side, price, left)
         slot.add_live(oid, side, price, size)
@@ -728,11 +782,6 @@ class LMMBackground:
 
     def on_fills(self, slot_index: int, fills: Fills) -> None:
         """Keep each book's live-order list exact: filled shares leave it."""
-        live = self.slots[slot_index].live
+        slot = self.slots[slot_index]
         for oid, size in zip(fills.order_id.tolist(), fills.size.tolist(), strict=True):
-            entry = live.get(oid)
-            if entry is None:
-                continue
-            entry[2] -= size
-            if entry[2] <= 0:
-                self.slots[slot_index].drop_live(oid)
+            slot.filled(oid, size)

@@ -324,6 +324,36 @@ def test_a_cancel_between_orders_takes_the_one_behind_it_on_either_side() -> Non
     assert BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1)).cancel_target(1, 1) is None
 
 
+def test_own_orders_an_own_aggressor_takes_are_no_cancel_target() -> None:
+    """Within a step the agent's own market order fills its own resting orders oldest first
+    (as the exchange will): a cancel later in the step aims at what is left, not at an
+    order already gone; the fills reported after the step are not counted twice, and
+    shares it took but the exchange did not fill (another agent was ahead) come back."""
+    from agents.lmm import BookSlot, ShadowBook
+
+    slot = BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1))
+    first, second = slot.new_order_id(), slot.new_order_id()
+    slot.add_live(first, -1, 10_001, 100)
+    slot.add_live(second, -1, 10_001, 50)
+    depth = np.zeros((10, 4), dtype=np.int64)
+    depth[0] = [10_001, 150, 9_999, 100]
+    shadow = ShadowBook(depth)
+    assert shadow.take(1, 120, slot=slot) == 0
+    assert first not in slot.live and slot.live[second][2] == 30
+    assert slot.cancel_target(-1, 10_001) == second  # not the order the buy filled
+    slot.filled(first, 100)  # the exchange reports the fills: nothing counted twice
+    slot.filled(second, 20)
+    slot.settle_taken()
+    assert slot.live == {second: [-1, 10_001, 30]}
+    shadow.take(1, 10, slot=slot)  # taken, but another agent's order was ahead
+    assert slot.live[second][2] == 20
+    slot.settle_taken()  # no fill reported: the shares are live again
+    assert slot.live == {second: [-1, 10_001, 30]}
+    shadow.take(1, 30, slot=slot)
+    slot.settle_taken()  # the whole order comes back
+    assert slot.live == {second: [-1, 10_001, 30]}
+
+
 @pytest.mark.slow
 def test_the_decoder_never_empties_a_side_of_the_book() -> None:
     empty, rows, guarded = _empty_side_rows(keep_both_sides=True)
