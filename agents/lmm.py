@@ -51,6 +51,7 @@ from sortedcontainers import SortedDict
 from agents.base import NO_ORDERS, AgentParams
 from agents.view import Fills
 from mars_ray.exchange.orders import OrderBatch
+from mars_ray.lmm.size_regime import SizeRegime
 from mars_ray.lmm.tokenizer import (
     CANCEL_KINDS,
     INSIDE,
@@ -214,8 +215,9 @@ class LMMParams(AgentParams):
         description="context: with real orders as context (a real start), read the "
         "instrument's regime from them: distances behind the best and the spread the "
         "model sees are scaled by the context's median spread over the model's training "
-        "median, and its gaps by the context's orders a second at the touch over the "
-        "training days' (without a context it changes nothing: docs/lmm.md); a number: as "
+        "median, its gaps by the context's orders a second at the touch over the "
+        "training days', and its order sizes are mapped by rank onto the context's (without "
+        "a context it changes nothing: docs/lmm.md); a number: as "
         "context, and where there is none to read (a run from an empty book) this number is "
         "taken as the instrument's typical quoted spread in ticks; off: ticks and time as "
         "trained",
@@ -288,6 +290,7 @@ class BookSlot:
     generated: int = 0  # tokens sampled so far (the ``max_orders`` horizon counts these)
     scale: float = 1.0  # ticks here per tick of the model's training books (regime)
     pace: float = 1.0  # orders at the touch here per one on the model's training books
+    sizes: SizeRegime | None = None  # the instrument's order sizes by the model's size bins
     live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
     # own shares this step's own aggressors took, until on_fills reports them: id -> same
     taken: dict[int, list[int]] = field(default_factory=dict)
@@ -614,6 +617,9 @@ class LMMBackground:
         before it generates, and continues from the last one instead of a made-up opening
         order."""
         pace = self._regime_pace(orders)  # read from every order given, not only the window
+        sizes = None
+        if self.params.regime != "off":
+            sizes = SizeRegime.from_context(self.tokenizer.size_mix, orders.size)
         orders = orders.last(int(getattr(self.generator, "block_size", CONTEXT_DEFAULT)))
         level, book = orders.price_level, np.asarray(orders.book, np.float32)
         scale = self._regime_scale(book)
@@ -622,8 +628,11 @@ class LMMBackground:
             book = scale_spread_features(book, 1.0 / scale)
         self.slots[slot_index].scale = scale
         self.slots[slot_index].pace = pace
+        self.slots[slot_index].sizes = sizes
         gaps = orders.gap_ns if pace == 1.0 else np.rint(orders.gap_ns * pace).astype(np.int64)
         components = self.tokenizer.encode(orders.kind, level, orders.size, gaps)
+        if sizes is not None:
+            components[:, 2] = sizes.bins(orders.size)
         self.context[slot_index] = (components, book)
 
     def _regime_scale(self, book: np.ndarray | None) -> float:
@@ -723,7 +732,10 @@ class LMMBackground:
                 (t, slot.trajectory, slot.instrument, _CANCEL, oid, 0, np.nan, 0.0, slot.agent_id)
             )
             return
-        size = self.size_values[size_bin]
+        if slot.sizes is None:
+            size = self.size_values[size_bin]
+        else:
+            size = slot.sizes.shares(size_bin, slot.rng.random())
         if marketable and self.params.keep_both_sides:
             allowed = shadow.sweep_cap(side, size)
             if allowed < size:

@@ -589,3 +589,57 @@ def test_a_context_sets_the_price_regime_the_orders_are_decoded_in() -> None:
     assert run(80.0) == ([90], pytest.approx(2.0))
     with pytest.raises(pydantic.ValidationError, match="regime"):
         LMMParams(regime=0)
+
+
+def test_a_context_sets_the_sizes_the_orders_are_decoded_in() -> None:
+    """A model that learned half its orders small (bin 0, 10 shares) and half large (bin 1,
+    1,000), and a context whose orders are 200 and 300 shares, half each: the model reads
+    200 as its small bin and 300 as its large one, and its bins come back as 200 and 300;
+    ``regime: off`` or a model without the mix keeps its own sizes."""
+    from agents.lmm import BookSlot, LMMBackground, LMMParams
+    from mars_ray.lmm.corpus import UnitOrders
+    from mars_ray.lmm.size_regime import MIN_CONTEXT_SIZES
+    from mars_ray.lmm.tokenizer import BEHIND, Kind
+    from mars_ray.schema.phases import Phase
+
+    rng = np.random.default_rng(0)
+    trained = np.repeat([10, 1000], 250)
+    fitted = Tokenizer.fit(trained, rng.exponential(2e8, 500).astype(np.int64))
+    small, large = (int(b) for b in fitted.size_bins(np.array([10, 1000])))
+    seen = []
+
+    class Recording(_SameToken):
+        def next(self, components, book, uniforms, active, kind_bias=None, gap_bias=None):
+            seen.append(components.copy())
+            return super().next(components, book, uniforms, active)
+
+    def run(size_bin: int, regime: str = "context", mix: bool = True) -> tuple[set, list]:
+        tokenizer = fitted.with_decoding(None, None, None, trained if mix else None)
+        stub = Recording([int(Kind.BUY), BEHIND + 5, size_bin, 3])
+        params = LMMParams(max_orders_per_step=200, regime=regime, device="cpu")
+        slot = BookSlot(0, 0, 7, 0.01, 10_000, np.random.default_rng(1))
+        agent = LMMBackground(params, [slot], {"local": lambda p, rows: (stub, tokenizer)})
+        n = 2 * MIN_CONTEXT_SIZES
+        context = UnitOrders(
+            time_ns=np.arange(n, dtype=np.int64),
+            kind=np.zeros(n, dtype=np.int8),
+            price_level=np.full(n, BEHIND + 6, dtype=np.int8),
+            size=np.tile([200, 300], n // 2).astype(np.int64),
+            gap_ns=np.ones(n, dtype=np.int64),
+            book=np.zeros((n, 24), dtype=np.float32),
+            inside_ticks=np.zeros(n, dtype=np.int16),
+        )
+        seen.clear()
+        agent.set_context(0, context)
+        depth = np.zeros((10, 4), dtype=np.int64)
+        depth[0] = [10_100, 100, 10_000, 100]
+        t0 = parse_clock("10:00")
+        batch = agent.act(t0, t0 + 10**9, [depth], Phase.CONTINUOUS)
+        fed = [int(c[0, 2]) for c in seen[:2]]  # the context's first two orders, as read
+        return set(np.asarray(batch.size).astype(int).tolist()), fed
+
+    assert run(small) == ({200}, [small, large])
+    assert run(large) == ({300}, [small, large])
+    as_trained = fitted.size_bins(np.array([200, 300])).tolist()
+    assert run(small, regime="off") == ({int(fitted.size_values[small])}, as_trained)
+    assert run(large, mix=False) == ({int(fitted.size_values[large])}, as_trained)

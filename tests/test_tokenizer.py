@@ -288,9 +288,12 @@ def test_state_round_trips_through_json(tok):
     )
     assert np.array_equal(back.size_values, tok.size_values)
     # the decoding tables, where fitted, travel with it
-    tables = tok.with_decoding(None, 28.0, 1.875)
+    tables = tok.with_decoding(None, 28.0, 1.875, np.array([100, 100, 100, 1]))
     state = json.loads(json.dumps(tables.to_state()))
     assert state["spread_ticks"] == 28.0 and state["touch_rate"] == 1.875
+    mix = np.zeros(16)
+    mix[tok.size_bins(np.array([100, 1]))] = [0.75, 0.25]  # each size bin's share
+    assert np.allclose(state["size_mix"], mix)
     assert Tokenizer.from_state(state) == tables != tok
 
 
@@ -325,6 +328,9 @@ def _broken(tok: Tokenizer, key: str, value: object) -> dict:
         ("spread_ticks", "wide", "'spread_ticks' holds 'wide'"),
         ("touch_rate", 0.0, "'touch_rate' must be a positive number of orders a second, got 0.0"),
         ("touch_rate", [2.0], "'touch_rate' holds \\[2.0\\]"),
+        ("size_mix", [0.5] * 3, "'size_mix' must hold 16 numbers, got 3"),
+        ("size_mix", [0.5] * 16, "'size_mix' must be 16 shares >= 0 summing to 1"),
+        ("size_mix", [-0.5, 1.5] + [0.0] * 14, "'size_mix' must be 16 shares >= 0"),
     ],
 )
 def test_malformed_state_names_the_key(tok, key, value, message):

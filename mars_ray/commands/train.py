@@ -147,7 +147,8 @@ def train_batch(corpus: str, out: str, steps: int, seed: int) -> None:
 )
 def fit_decoding(model: str, corpus: str, out: str) -> None:
     """Fit MODEL's decoding tables (how deep INSIDE orders go into the spread, the median
-    spread of the training books, their orders per second at the touch) on a corpus,
+    spread of the training books, their orders per second at the touch, their orders'
+    share per size bin) on a corpus,
     weights untouched: for models trained before `mars-ray train` fitted them (a training
     run fits its own).
     """
@@ -162,10 +163,12 @@ def fit_decoding(model: str, corpus: str, out: str) -> None:
     quantiles = ", ".join(f"{v:.2f}" for v in decoding["inside_fractions"][::4])
     rate = decoding.get("touch_rate")
     pace = "unknown" if rate is None else f"{rate:.2f}"
+    mix = decoding.get("size_mix")
+    common = "unknown" if mix is None else f"{max(mix):.0%} in its most common size bin"
     click.echo(
         f"wrote {out} (card {Path(out).with_suffix('.json')}): INSIDE depth quantiles "
         f"0, 1/4, 1/2, 3/4, 1 of the room in the spread: {quantiles} "
         f"(from {decoding['inside_orders']:,} orders); median spread "
         f"{decoding.get('spread_ticks', 'unknown')} ticks; "
-        f"{pace} orders a second at the touch"
+        f"{pace} orders a second at the touch; order sizes: {common}"
     )

@@ -144,11 +144,13 @@ def fit_tokenizer(
 
 def decoding_inputs(
     train: pa.Table,
-) -> tuple[tuple[np.ndarray, np.ndarray], float | None, float | None]:
+) -> tuple[tuple[np.ndarray, np.ndarray], float | None, float | None, np.ndarray]:
     """What the decoding tables are fitted on, for ``Tokenizer.fit`` and
     ``Tokenizer.with_decoding`` alike: the INSIDE orders' (ticks, spread), the training
-    books' median spread and their orders per second at the touch."""
-    return inside_depths(train), training_spread(train), training_touch_rate(train)
+    books' median spread, their orders per second at the touch and their orders' sizes
+    (all of the ``decoding_rows``)."""
+    sizes = train["size"].to_numpy()[decoding_rows(train)]
+    return inside_depths(train), training_spread(train), training_touch_rate(train), sizes
 
 
 def weighted_sample(

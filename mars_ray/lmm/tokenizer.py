@@ -411,7 +411,7 @@ class DecodedOrders:
 _STATE_KEYS = ("component_sizes", "size_edges", "size_values", "gap_edges", "gap_values")
 N_INSIDE = 17  # quantiles (0, 1/16, ..., 1) of how deep INSIDE orders go into the spread
 # the decoding tables' keys, absent in models fitted before them
-DECODING_KEYS = ("inside_fractions", "spread_ticks", "touch_rate")
+DECODING_KEYS = ("inside_fractions", "spread_ticks", "touch_rate", "size_mix")
 
 
 _INSIDE_GRID = np.linspace(0, 1, N_INSIDE)
@@ -498,6 +498,7 @@ class Tokenizer:
         inside: np.ndarray | None = None,
         spread_ticks: float | None = None,
         touch_rate: float | None = None,
+        size_mix: np.ndarray | None = None,
     ) -> None:
         self.size_edges = np.asarray(size_edges, dtype=np.float64)
         self.size_values = np.asarray(size_values, dtype=np.int64)
@@ -506,6 +507,7 @@ class Tokenizer:
         self.inside = None if inside is None else np.asarray(inside, dtype=np.float64)
         self.spread_ticks = None if spread_ticks is None else float(spread_ticks)
         self.touch_rate = None if touch_rate is None else float(touch_rate)
+        self.size_mix = None if size_mix is None else np.asarray(size_mix, dtype=np.float64)
         self._validate()
         # each positive gap bin's range in log ns; an open end mirrors the other around the
         # bin's median, so a draw from the range keeps the median in the middle
@@ -524,13 +526,15 @@ class Tokenizer:
         inside: tuple[np.ndarray, np.ndarray] | None = None,
         spread_ticks: float | None = None,
         touch_rate: float | None = None,
+        mix_sizes: np.ndarray | None = None,
     ) -> Tokenizer:
         """Fit on the training split's order sizes (shares, >= 1) and gaps (ns, >= 0), and
         with ``inside`` = (ticks, spread) of INSIDE orders, how deep they go into the spread
         (``inside_fractions``; without it INSIDE decodes one tick in). ``spread_ticks`` is
-        the training books' median spread, the price regime the model learned in, and
+        the training books' median spread, the price regime the model learned in,
         ``touch_rate`` their orders per second at the touch (``touch_order_rate``), the
-        pace it learned."""
+        pace it learned, and ``mix_sizes`` their orders' sizes, whose share per size bin
+        (``size_mix``) is the size regime it learned."""
         sizes = np.asarray(sizes, dtype=np.int64)
         gaps = np.asarray(gaps, dtype=np.int64)
         _require(sizes.size > 0, "cannot fit a tokenizer on no sizes")
@@ -544,7 +548,7 @@ class Tokenizer:
         gap_edges, gap_pos = _fit_bins(positive, N_GAP - 1)
         gap_values = np.concatenate([[0], gap_pos])
         return cls(size_edges, size_values, gap_edges, gap_values).with_decoding(
-            inside, spread_ticks, touch_rate
+            inside, spread_ticks, touch_rate, mix_sizes
         )
 
     def with_decoding(
@@ -552,13 +556,17 @@ class Tokenizer:
         inside: tuple[np.ndarray, np.ndarray] | None,
         spread_ticks: float | None,
         touch_rate: float | None = None,
+        mix_sizes: np.ndarray | None = None,
     ) -> Tokenizer:
         """This tokenizer's bins with decoding tables fitted on ``inside`` = (ticks, spread)
-        of INSIDE orders, the training books' median spread and their orders per second at
-        the touch (None: no table)."""
+        of INSIDE orders, the training books' median spread, their orders per second at
+        the touch and their orders' sizes (None: no table)."""
         depth = None if inside is None else inside_fractions(*inside)
+        mix = None
+        if mix_sizes is not None and len(mix_sizes):
+            mix = np.bincount(self.size_bins(mix_sizes), minlength=N_SIZE) / len(mix_sizes)
         bins = (self.size_edges, self.size_values, self.gap_edges, self.gap_values)
-        return Tokenizer(*bins, depth, spread_ticks, touch_rate)
+        return Tokenizer(*bins, depth, spread_ticks, touch_rate, mix)
 
     # ------------------------------------------------------------------ encode / decode
     def size_bins(self, size: np.ndarray) -> np.ndarray:
@@ -655,6 +663,8 @@ class Tokenizer:
             state["spread_ticks"] = self.spread_ticks
         if self.touch_rate is not None:
             state["touch_rate"] = self.touch_rate
+        if self.size_mix is not None:
+            state["size_mix"] = [float(v) for v in self.size_mix]
         return state
 
     @classmethod
@@ -686,6 +696,7 @@ class Tokenizer:
                 else None,
                 _scalar(state, "spread_ticks"),
                 _scalar(state, "touch_rate"),
+                _numbers(state, "size_mix", N_SIZE) if "size_mix" in state else None,
             )
         except TokenizerStateError:
             raise
@@ -748,6 +759,15 @@ class Tokenizer:
             raise TokenizerStateError(
                 f"tokenizer state: key 'touch_rate' must be a positive number of orders a "
                 f"second, got {self.touch_rate}"
+            )
+        if self.size_mix is not None and not (
+            self.size_mix.shape == (N_SIZE,)
+            and (self.size_mix >= 0).all()
+            and abs(float(self.size_mix.sum()) - 1.0) < 1e-6
+        ):
+            raise TokenizerStateError(
+                f"tokenizer state: key 'size_mix' must be {N_SIZE} shares >= 0 summing to 1 "
+                f"(one per size bin), got {self.size_mix.tolist()}"
             )
         if self.gap_values[0] != 0 or (self.gap_values[1:] < 1).any():
             raise TokenizerStateError(

@@ -476,7 +476,8 @@ def corpus_description(table: Any, config: TrainConfig) -> dict[str, Any]:
 def fit_decoding(model: str | Path, corpus: str | Path, out: str | Path) -> dict[str, Any]:
     """Fit a trained model's decoding tables (how deep INSIDE orders go into the spread,
     ``inside_fractions``; the training books' median spread, ``spread_ticks``; their orders
-    per second at the touch, ``touch_rate``) on a corpus's training split, with its
+    per second at the touch, ``touch_rate``; their orders' share per size bin,
+    ``size_mix``) on a corpus's training split, with its
     weights untouched, and write the model to ``out`` with its card beside it (``out``
     with ``.json``).
 
@@ -484,8 +485,9 @@ def fit_decoding(model: str | Path, corpus: str | Path, out: str | Path) -> dict
     run uses, so the result decodes as a retrain on that corpus would, with the weights it
     already has. Returns the card's ``decoding`` entry."""
     raw = read_checkpoint(model)
-    inside, spread_ticks, touch_rate = decoding_inputs(split_table(load_corpus(corpus), "train"))
-    fitted = Tokenizer.from_state(raw["tokenizer"]).with_decoding(inside, spread_ticks, touch_rate)
+    inputs = decoding_inputs(split_table(load_corpus(corpus), "train"))
+    fitted = Tokenizer.from_state(raw["tokenizer"]).with_decoding(*inputs)
+    inside = inputs[0]
     state = fitted.to_state()
     tables = {k: state[k] for k in DECODING_KEYS if k in state}
     decoding = {"fitted_on": str(corpus), "inside_orders": len(inside[0]), **tables}
