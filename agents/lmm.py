@@ -292,7 +292,8 @@ class BookSlot:
     pace: float = 1.0  # orders at the touch here per one on the model's training books
     sizes: SizeRegime | None = None  # the instrument's order sizes by the model's size bins
     live: dict[int, list[int]] = field(default_factory=dict)  # order id -> [side, px, left]
-    # own shares this step's own aggressors took, until on_fills reports them: id -> same
+    # own shares this step's own aggressors took, until on_fills reports them:
+    # order id -> [side, px, shares]
     taken: dict[int, list[int]] = field(default_factory=dict)
     # the same orders by side and price (oldest first), to find a cancel's target quickly
     by_price: dict[int, SortedDict] = field(
