@@ -54,10 +54,15 @@ def test_the_shipped_model_beats_both_baselines_on_the_held_out_real_day() -> No
 def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed_them() -> None:
     """Its decoding tables are those of the GOOG day (what `mars-ray fit-decoding` wrote,
     recomputed here from the file): how deep its INSIDE orders went, its median spread,
-    its orders a second at the touch."""
+    its orders a second at the touch, its orders' share per size bin."""
     import numpy as np
 
-    from mars_ray.lmm.dataset import inside_depths, training_spread, training_touch_rate
+    from mars_ray.lmm.dataset import (
+        decoding_inputs,
+        inside_depths,
+        training_spread,
+        training_touch_rate,
+    )
     from mars_ray.lmm.tokenizer import inside_fractions
 
     loaded = load_model(device="cpu")
@@ -73,3 +78,8 @@ def test_the_shipped_model_decodes_inside_orders_as_the_real_training_day_placed
     # 43,886 of its 142,320 orders reached the touch, over the day's 6.5 hours
     assert loaded.tokenizer.touch_rate == pytest.approx(training_touch_rate(table))
     assert loaded.tokenizer.touch_rate == pytest.approx(43_886 / 23_400, rel=0.01)
+    sizes = decoding_inputs(table)[3]
+    mix = loaded.tokenizer.with_decoding(None, None, None, sizes).size_mix
+    assert loaded.tokenizer.size_mix is not None and mix is not None
+    assert np.allclose(loaded.tokenizer.size_mix, mix)
+    assert loaded.tokenizer.size_mix[7] == pytest.approx(0.479, abs=0.001)  # 100 shares

@@ -149,8 +149,14 @@ def decoding_inputs(
     ``Tokenizer.with_decoding`` alike: the INSIDE orders' (ticks, spread), the training
     books' median spread, their orders per second at the touch and their orders' sizes
     (all of the ``decoding_rows``)."""
-    sizes = train["size"].to_numpy()[decoding_rows(train)]
-    return inside_depths(train), training_spread(train), training_touch_rate(train), sizes
+    # picked once: on these rows each helper's own ``decoding_rows`` keeps them all
+    picked = train.filter(pa.array(decoding_rows(train)))
+    return (
+        inside_depths(picked),
+        training_spread(picked),
+        training_touch_rate(picked),
+        picked["size"].to_numpy(),
+    )
 
 
 def weighted_sample(
